@@ -1,0 +1,120 @@
+"""The Flask application factory.
+
+``create_app()`` does all the work a process needs before serving: load master.cfg and
+plugins.toml, open the status database, make sure the builders table matches the
+configuration, and mount one blueprint per URL family. Nothing happens at import time, and
+nothing is kept between requests except this read-only setup, so any number of gunicorn
+processes can serve any request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from bbweb.config.master import MasterConfig, load_master_config
+from bbweb.db.connection import Database
+from bbweb.engine.builders import sync_builders
+from bbweb.plugins.registry import PluginSettings, discover, load_plugin_settings
+
+log = logging.getLogger("bbweb.app")
+
+
+@dataclass
+class Site:
+    """Everything a request handler needs: configuration, database, enabled plugins."""
+
+    basedir: str
+    config: MasterConfig
+    db: Database
+    plugin_settings: PluginSettings
+    change_hooks: dict[str, Any] = field(default_factory=dict)  # dialect -> plugin instance
+    plugin_failures: dict[str, str] = field(default_factory=dict)
+
+
+def site() -> Site:
+    """The current application's :class:`Site`."""
+    return current_app.extensions["bbweb"]
+
+
+def default_basedir() -> str:
+    return os.environ.get("BBWEB_BASEDIR", "master")
+
+
+def _enabled(webstatus_dialects: dict[str, Any], toml_section: dict[str, Any]
+             ) -> dict[str, Any]:
+    """master.cfg's ``change_hook_dialects`` plus plugins.toml's [change_hooks]; a plugin
+    set to ``false`` in plugins.toml is disabled even if master.cfg names it."""
+    enabled = {k: v for k, v in webstatus_dialects.items() if v is not False}
+    for name, value in toml_section.items():
+        if value is False:
+            enabled.pop(name, None)
+        else:
+            enabled[name] = value
+    return enabled
+
+
+def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
+                      ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Instantiate the enabled change-hook dialects: (dialect -> plugin, failures)."""
+    wanted = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
+    if not wanted:
+        return {}, {}
+    found = discover("change_hooks")
+    hooks: dict[str, Any] = {}
+    failures = {f"change_hooks.{k}": v for k, v in found.failed.items() if k in wanted}
+    for name, options in wanted.items():
+        cls = found.plugins.get(name)
+        if cls is None:
+            if name not in found.failed:
+                failures[f"change_hooks.{name}"] = "no such change hook dialect is installed"
+            continue
+        try:
+            hooks[name] = cls(options if isinstance(options, dict) else {}, cfg)
+        except Exception as exc:
+            failures[f"change_hooks.{name}"] = f"{type(exc).__name__}: {exc}"
+    return hooks, failures
+
+
+def create_app(basedir: str | os.PathLike[str] | None = None,
+               config: MasterConfig | None = None,
+               testing: bool = False) -> Flask:
+    """Build the WSGI application for one master basedir."""
+    basedir = str(Path(basedir or default_basedir()).resolve())
+    cfg = config or load_master_config(basedir)
+    settings = load_plugin_settings(basedir)
+    db = Database(cfg.db_url)
+    _sync_builders_once(db, cfg)
+
+    app = Flask("bbweb", instance_path=basedir)
+    app.config["TESTING"] = testing
+    app.config["JSON_SORT_KEYS"] = True
+    hooks, failures = load_change_hooks(cfg, settings)
+    for name, message in failures.items():
+        log.error("plugin %s is not available: %s", name, message)
+    app.extensions["bbweb"] = Site(basedir=basedir, config=cfg, db=db,
+                                   plugin_settings=settings, change_hooks=hooks,
+                                   plugin_failures=failures)
+
+    from bbweb.web import register_blueprints
+
+    register_blueprints(app)
+    return app
+
+
+def _sync_builders_once(db: Database, cfg: MasterConfig) -> None:
+    """Several processes start at once; the loser of an insert race simply re-reads."""
+    for attempt in range(3):
+        try:
+            with db.write() as conn:
+                sync_builders(conn, cfg)
+            return
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise

@@ -1,0 +1,41 @@
+"""Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
+
+from bbweb.config.builders import BuilderConfig, BuildSlave
+from bbweb.config.errors import ConfigErrors
+from bbweb.config.master import MasterConfig, load_master_config
+from bbweb.config.properties import Interpolate, Property, WithProperties
+from bbweb.config.schedulers import (
+    AnyBranchScheduler,
+    ChangeFilter,
+    ForceScheduler,
+    Nightly,
+    Scheduler,
+    SingleBranchScheduler,
+)
+from bbweb.config.steps import (
+    BuildFactory,
+    BuildStep,
+    Compile,
+    Configure,
+    Git,
+    ShellCommand,
+    Test,
+)
+from bbweb.status.builder import (
+    EXCEPTION,
+    FAILURE,
+    RETRY,
+    SKIPPED,
+    SUCCESS,
+    WARNINGS,
+    Results,
+)
+from bbweb.status.html import WebStatus
+
+__all__ = [
+    "AnyBranchScheduler", "BuildFactory", "BuildSlave", "BuildStep", "BuilderConfig",
+    "ChangeFilter", "Compile", "ConfigErrors", "Configure", "EXCEPTION", "FAILURE",
+    "ForceScheduler", "Git", "Interpolate", "MasterConfig", "Nightly", "Property", "RETRY",
+    "Results", "SKIPPED", "SUCCESS", "Scheduler", "ShellCommand", "SingleBranchScheduler",
+    "Test", "WARNINGS", "WebStatus", "WithProperties", "load_master_config",
+]

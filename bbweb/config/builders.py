@@ -1,0 +1,94 @@
+"""Builders and the slaves (workers) that run them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.config.steps import BuildFactory
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+class BuildSlave:
+    """A worker allowed to connect: ``BuildSlave(name, password, max_builds, properties)``."""
+
+    def __init__(self, name: str, password: str, max_builds: int | None = None,
+                 properties: dict[str, Any] | None = None, notify_on_missing: Any = None,
+                 missing_timeout: int = 3600, keepalive_interval: int | None = None,
+                 **unknown: Any) -> None:
+        if unknown:
+            config_error(f"BuildSlave: unknown argument(s) {', '.join(sorted(unknown))}")
+        self.location: Location | None = caller_location()
+        if not isinstance(name, str) or not name:
+            config_error("BuildSlave: name must be a non-empty string")
+        if name.startswith("_"):
+            config_error(f"BuildSlave: name {name!r} may not start with '_' (reserved)")
+        if not isinstance(password, str):
+            config_error(f"BuildSlave {name!r}: password must be a string")
+        if max_builds is not None and (not isinstance(max_builds, int) or max_builds < 1):
+            config_error(f"BuildSlave {name!r}: max_builds must be a positive integer or None")
+        if properties is not None and not isinstance(properties, dict):
+            config_error(f"BuildSlave {name!r}: properties must be a dict")
+        if isinstance(notify_on_missing, str):
+            notify_on_missing = [notify_on_missing]
+        self.name = name
+        self.slavename = name
+        self.password = password
+        self.max_builds = max_builds
+        self.properties = dict(properties or {})
+        self.notify_on_missing = list(notify_on_missing or [])
+        self.missing_timeout = missing_timeout
+        self.keepalive_interval = keepalive_interval
+
+
+class BuilderConfig:
+    """``BuilderConfig(name, slavenames, factory, category, properties, builddir)``."""
+
+    def __init__(self, name: str | None = None, slavename: str | None = None,
+                 slavenames: list[str] | str | None = None, factory: BuildFactory | None = None,
+                 builddir: str | None = None, slavebuilddir: str | None = None,
+                 category: str | None = None, properties: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None, description: str | None = None,
+                 nextSlave: Any = None, mergeRequests: Any = None, locks: Any = None,
+                 tags: list[str] | None = None, **unknown: Any) -> None:
+        if unknown:
+            config_error(f"BuilderConfig: unknown argument(s) {', '.join(sorted(unknown))}")
+        self.location: Location | None = caller_location()
+        if not isinstance(name, str) or not name:
+            config_error("BuilderConfig: name is required and must be a string")
+        if name.startswith("_"):
+            config_error(f"BuilderConfig: builder name {name!r} may not start with '_' "
+                         "(reserved for _all/_selected)")
+        if not isinstance(factory, BuildFactory):
+            config_error(f"builder {name!r}: factory must be a BuildFactory")
+        names: list[str] = []
+        if slavename:
+            names.append(slavename)
+        if isinstance(slavenames, str):
+            slavenames = [slavenames]
+        if slavenames:
+            if not all(isinstance(s, str) for s in slavenames):
+                config_error(f"builder {name!r}: slavenames must be a list of strings")
+            names.extend(slavenames)
+        if not names:
+            config_error(f"builder {name!r}: at least one slave name is required "
+                         "(slavename or slavenames)")
+        if category is not None and not isinstance(category, str):
+            config_error(f"builder {name!r}: category must be a string")
+        if properties is not None and not isinstance(properties, dict):
+            config_error(f"builder {name!r}: properties must be a dict")
+        self.name = name
+        self.slavenames = names
+        self.factory = factory
+        self.builddir = builddir or _SAFE_NAME.sub("_", name)
+        self.slavebuilddir = slavebuilddir or self.builddir
+        self.category = category
+        self.properties = dict(properties or {})
+        self.env = dict(env or {})
+        self.description = description
+        self.nextSlave = nextSlave
+        self.mergeRequests = mergeRequests
+        self.locks = locks or []
+        self.tags = tags or []

@@ -1,0 +1,259 @@
+"""Loading ``BASEDIR/master.cfg`` into one validated :class:`MasterConfig`.
+
+The file is Python (``c = BuildmasterConfig = {}``) because the seed's options take
+callables. Everything that can be checked before anything runs is checked here, and every
+message names the file and line to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bbweb.config.builders import BuilderConfig, BuildSlave
+from bbweb.config.errors import ConfigErrors, Location, pop_config_file, push_config_file
+from bbweb.config.schedulers import BaseScheduler, ForceScheduler
+from bbweb.db.connection import default_db_url, normalize_db_url
+from bbweb.status.html import WebStatus
+
+CONFIG_FILENAME = "master.cfg"
+
+KNOWN_KEYS = {
+    "title", "titleURL", "projectName", "projectURL", "buildbotURL", "db_url", "db",
+    "slaves", "builders", "schedulers", "change_source", "status", "revlink", "properties",
+    "caches", "codebaseGenerator", "changeHorizon", "buildHorizon", "logHorizon",
+    "eventHorizon", "logCompressionLimit", "logCompressionMethod", "logMaxSize",
+    "logMaxTailSize", "mergeRequests", "prioritizeBuilders", "validation",
+    "user_managers", "multiMaster", "metrics", "debugPassword", "manhole", "protocols",
+    "slavePortnum", "buildCacheSize", "changeCacheSize",
+}
+# Buildbot keys that configure the Twisted master itself and mean nothing here.
+IGNORED_KEYS = {"slavePortnum", "protocols", "manhole", "debugPassword", "multiMaster",
+                "user_managers", "buildCacheSize", "changeCacheSize", "eventHorizon",
+                "prioritizeBuilders", "logHorizon", "buildHorizon", "changeHorizon",
+                "logMaxSize", "logMaxTailSize", "logCompressionMethod", "validation"}
+
+
+@dataclass
+class MasterConfig:
+    """Everything master.cfg says, checked and with defaults filled in."""
+
+    basedir: str
+    path: str
+    title: str = "Buildbot"
+    titleURL: str = "http://buildbot.net/"
+    buildbotURL: str = "http://localhost:8010/"
+    db_url: str = ""
+    slaves: dict[str, BuildSlave] = field(default_factory=dict)
+    builders: dict[str, BuilderConfig] = field(default_factory=dict)
+    schedulers: dict[str, BaseScheduler] = field(default_factory=dict)
+    change_sources: list[Any] = field(default_factory=list)
+    status: list[Any] = field(default_factory=list)
+    revlink: Any = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    caches: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    logCompressionLimit: int = 4096
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def web(self) -> WebStatus:
+        """The (first) WebStatus, or a default one: the web app always has options."""
+        for target in self.status:
+            if isinstance(target, WebStatus):
+                return target
+        return WebStatus()
+
+    def builders_for_slave(self, slavename: str) -> list[str]:
+        return [b.name for b in self.builders.values() if slavename in b.slavenames]
+
+    def schedulers_for_builder(self, buildername: str) -> list[str]:
+        return [s.name for s in self.schedulers.values() if buildername in s.builderNames]
+
+    @property
+    def build_cache_size(self) -> int:
+        return int(self.caches.get("Builds", 15))
+
+
+def _where(obj: Any) -> Location | None:
+    return getattr(obj, "location", None)
+
+
+def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
+    errors = ConfigErrors()
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        errors.add(f"configuration file {path} does not exist "
+                   "(create one with 'bbweb create-master BASEDIR')")
+        raise errors from None
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.add(f"cannot read {path}: {exc}")
+        raise errors from None
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        errors.add(f"syntax error: {exc.msg}", Location(str(path), exc.lineno or 0))
+        raise errors from None
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__bbweb_master_cfg__",
+                                 "basedir": str(basedir)}
+    sys.path.insert(0, str(basedir))
+    push_config_file(str(path))
+    try:
+        exec(code, namespace)
+    except ConfigErrors:
+        raise
+    except Exception as exc:
+        lineno = 0
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if os.path.abspath(frame.filename) == str(path):
+                lineno = frame.lineno or 0
+        errors.add(f"error while executing the configuration: {type(exc).__name__}: {exc}",
+                   Location(str(path), lineno))
+        raise errors from None
+    finally:
+        pop_config_file()
+        try:
+            sys.path.remove(str(basedir))
+        except ValueError:
+            pass
+    cfg = namespace.get("BuildmasterConfig")
+    if cfg is None:
+        errors.add(f"{path}: no BuildmasterConfig defined (start with "
+                   "'c = BuildmasterConfig = {}')")
+        raise errors
+    if not isinstance(cfg, dict):
+        errors.add(f"{path}: BuildmasterConfig must be a dict")
+        raise errors
+    return cfg
+
+
+def load_master_config(basedir: str | os.PathLike[str],
+                       filename: str = CONFIG_FILENAME) -> MasterConfig:
+    """Execute and validate BASEDIR/master.cfg; raise :class:`ConfigErrors` listing every
+    problem found (not just the first)."""
+    base = Path(basedir).resolve()
+    path = (base / filename).resolve()
+    raw = _exec_config(path, base)
+    return build_master_config(raw, base, path)
+
+
+def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> MasterConfig:
+    """Validate a BuildmasterConfig dict (already executed)."""
+    errors = ConfigErrors()
+    where = str(path)
+    cfg = MasterConfig(basedir=str(basedir), path=where)
+
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            errors.add(f"{where}: unknown configuration key c[{key!r}]")
+        elif key in IGNORED_KEYS:
+            cfg.warnings.append(f"{where}: c[{key!r}] has no effect in bbweb and is ignored")
+
+    for key in ("title", "titleURL", "projectName", "projectURL", "buildbotURL", "db_url"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], str):
+            errors.add(f"{where}: c[{key!r}] must be a string, not {type(raw[key]).__name__}")
+    cfg.title = raw.get("title") or raw.get("projectName") or cfg.title
+    cfg.titleURL = raw.get("titleURL") or raw.get("projectURL") or cfg.titleURL
+    url = raw.get("buildbotURL") or cfg.buildbotURL
+    if isinstance(url, str) and not url.endswith("/"):
+        url += "/"
+    cfg.buildbotURL = url
+
+    db_url = raw.get("db_url")
+    if db_url is None and isinstance(raw.get("db"), dict):
+        db_url = raw["db"].get("db_url")
+    cfg.db_url = normalize_db_url(db_url, basedir) if isinstance(db_url, str) \
+        else default_db_url(basedir)
+
+    props = raw.get("properties", {})
+    if not isinstance(props, dict):
+        errors.add(f"{where}: c['properties'] must be a dict")
+    else:
+        cfg.properties = dict(props)
+    caches = raw.get("caches", {})
+    if not isinstance(caches, dict) or not all(isinstance(v, int) for v in caches.values()):
+        errors.add(f"{where}: c['caches'] must be a dict of name -> integer")
+    else:
+        cfg.caches = dict(caches)
+    if "logCompressionLimit" in raw:
+        limit = raw["logCompressionLimit"]
+        if limit is False:
+            cfg.logCompressionLimit = 0
+        elif isinstance(limit, int) and limit >= 0:
+            cfg.logCompressionLimit = limit
+        else:
+            errors.add(f"{where}: c['logCompressionLimit'] must be a non-negative integer "
+                       "or False")
+    cfg.metrics = raw.get("metrics")
+    cfg.revlink = raw.get("revlink")
+    if cfg.revlink is not None and not callable(cfg.revlink):
+        errors.add(f"{where}: c['revlink'] must be callable (e.g. a RevlinkMatch)")
+
+    for key, typ, label in (("slaves", BuildSlave, "BuildSlave"),
+                            ("builders", BuilderConfig, "BuilderConfig"),
+                            ("schedulers", BaseScheduler, "scheduler")):
+        items = raw.get(key, [])
+        if not isinstance(items, list | tuple):
+            errors.add(f"{where}: c[{key!r}] must be a list")
+            continue
+        target: dict[str, Any] = getattr(cfg, key)
+        for item in items:
+            if isinstance(item, dict) and key == "builders":
+                errors.add(f"{where}: c['builders'] entries must be BuilderConfig(...) objects;"
+                           " dict-style builders are not supported")
+                continue
+            if not isinstance(item, typ):
+                errors.add(f"{where}: c[{key!r}] contains {type(item).__name__}, "
+                           f"expected a {label}")
+                continue
+            if item.name in target:
+                errors.add(f"duplicate {label} name {item.name!r} (first defined at "
+                           f"{_where(target[item.name]) or where})", _where(item))
+                continue
+            target[item.name] = item
+
+    for builder in cfg.builders.values():
+        for slavename in builder.slavenames:
+            if slavename not in cfg.slaves:
+                errors.add(f"builder {builder.name!r} uses unknown slave {slavename!r}",
+                           _where(builder))
+    builddirs: dict[str, str] = {}
+    for builder in cfg.builders.values():
+        other = builddirs.setdefault(builder.builddir, builder.name)
+        if other != builder.name:
+            errors.add(f"builder {builder.name!r} has the same builddir {builder.builddir!r} "
+                       f"as builder {other!r}", _where(builder))
+    for sched in cfg.schedulers.values():
+        for bname in sched.builderNames:
+            if bname not in cfg.builders:
+                errors.add(f"scheduler {sched.name!r} names unknown builder {bname!r}",
+                           _where(sched))
+        if not sched.builderNames and not isinstance(sched, ForceScheduler):
+            errors.add(f"scheduler {sched.name!r} has no builderNames", _where(sched))
+
+    sources = raw.get("change_source", [])
+    if not isinstance(sources, list | tuple):
+        sources = [sources]
+    cfg.change_sources = list(sources)
+
+    status = raw.get("status", [])
+    if not isinstance(status, list | tuple):
+        errors.add(f"{where}: c['status'] must be a list")
+        status = []
+    ports: dict[Any, WebStatus] = {}
+    for target in status:
+        if isinstance(target, WebStatus) and target.listen is not None:
+            if target.listen.port in ports:
+                errors.add(f"two WebStatus objects have the same port {target.http_port!r}",
+                           _where(target))
+            ports[target.listen.port] = target
+    cfg.status = list(status)
+
+    if errors:
+        raise errors
+    return cfg

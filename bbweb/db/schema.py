@@ -1,0 +1,383 @@
+"""The status database schema (SQLAlchemy Core).
+
+Every table the web processes, the daemon and the worker API share lives here, so that
+the Alembic migration and the tests create exactly the same thing. Times are stored as
+float epoch seconds (what Buildbot's JSON reports), which keeps SQLite and PostgreSQL
+identical and avoids timezone conversions on the hot path.
+
+Indexes are chosen for the pages: "latest N builds of builder B" is an index range scan on
+(builderid, number), never a scan of history.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# JSON-encoded values are stored as text: portable, and what we hand out is JSON anyway.
+JsonText = sa.Text
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("changeid", sa.Integer, primary_key=True),
+    sa.Column("author", sa.String(255), nullable=False, server_default=""),
+    sa.Column("comments", sa.Text, nullable=False, server_default=""),
+    sa.Column("is_dir", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("revision", sa.String(255)),
+    sa.Column("revlink", sa.String(1024)),
+    sa.Column("when_timestamp", sa.Float, nullable=False),
+    sa.Column("category", sa.String(255)),
+    sa.Column("repository", sa.String(512), nullable=False, server_default=""),
+    sa.Column("codebase", sa.String(255), nullable=False, server_default=""),
+    sa.Column("project", sa.String(512), nullable=False, server_default=""),
+    sa.Column("src", sa.String(255)),
+    sa.Index("ix_changes_branch", "branch"),
+    sa.Index("ix_changes_revision", "revision"),
+    sa.Index("ix_changes_when", "when_timestamp"),
+)
+
+change_files = sa.Table(
+    "change_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "changeid",
+        sa.Integer,
+        sa.ForeignKey("changes.changeid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("filename", sa.String(1024), nullable=False),
+)
+
+change_properties = sa.Table(
+    "change_properties",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "changeid",
+        sa.Integer,
+        sa.ForeignKey("changes.changeid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("value", JsonText, nullable=False),  # JSON of the value
+    sa.Column("source", sa.String(255), nullable=False, server_default="Change"),
+)
+
+sourcestamps = sa.Table(
+    "sourcestamps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("revision", sa.String(255)),
+    sa.Column("repository", sa.String(512), nullable=False, server_default=""),
+    sa.Column("project", sa.String(512), nullable=False, server_default=""),
+    sa.Column("codebase", sa.String(255), nullable=False, server_default=""),
+    sa.Column("patch_level", sa.Integer),
+    sa.Column("patch_body", sa.LargeBinary),
+    sa.Column("patch_subdir", sa.Text),
+    sa.Column("patch_author", sa.Text),
+    sa.Column("patch_comment", sa.Text),
+)
+
+sourcestamp_changes = sa.Table(
+    "sourcestamp_changes",
+    metadata,
+    sa.Column(
+        "sourcestampid",
+        sa.Integer,
+        sa.ForeignKey("sourcestamps.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "changeid",
+        sa.Integer,
+        sa.ForeignKey("changes.changeid", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+buildsets = sa.Table(
+    "buildsets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("external_idstring", sa.String(255)),
+    sa.Column("reason", sa.String(512), nullable=False, server_default=""),
+    sa.Column("scheduler", sa.String(255)),
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("complete_at", sa.Float),
+    sa.Column("results", sa.SmallInteger),
+)
+
+buildset_sourcestamps = sa.Table(
+    "buildset_sourcestamps",
+    metadata,
+    sa.Column(
+        "buildsetid",
+        sa.Integer,
+        sa.ForeignKey("buildsets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "sourcestampid",
+        sa.Integer,
+        sa.ForeignKey("sourcestamps.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+buildset_properties = sa.Table(
+    "buildset_properties",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "buildsetid",
+        sa.Integer,
+        sa.ForeignKey("buildsets.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("value", JsonText, nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, server_default=""),
+)
+
+builders = sa.Table(
+    "builders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("category", sa.String(255)),
+    sa.Column("builddir", sa.String(512), nullable=False, server_default=""),
+    # next build number to hand out; bumped inside the claim transaction (row lock on PG)
+    sa.Column("next_number", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+buildrequests = sa.Table(
+    "buildrequests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "buildsetid",
+        sa.Integer,
+        sa.ForeignKey("buildsets.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id"), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.Integer, sa.ForeignKey("slaves.id")),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("complete_at", sa.Float),
+    sa.Column("results", sa.SmallInteger),
+    sa.Index("ix_buildrequests_pending", "builderid", "complete", "claimed_at"),
+)
+
+slaves = sa.Table(
+    "slaves",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("info", JsonText, nullable=False, server_default="{}"),
+    sa.Column("connected", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_seen", sa.Float),
+    sa.Column("connected_at", sa.Float),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("graceful", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("buildrequestid", sa.Integer, sa.ForeignKey("buildrequests.id"), nullable=False),
+    sa.Column("slaveid", sa.Integer, sa.ForeignKey("slaves.id")),
+    sa.Column("reason", sa.String(512), nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("results", sa.SmallInteger),
+    sa.Column("text", JsonText, nullable=False, server_default="[]"),
+    # set by a stop request; the worker learns it on its next heartbeat or log post
+    sa.Column("stop_requested", sa.String(512)),
+    sa.UniqueConstraint("builderid", "number"),
+    sa.Index("ix_builds_slave", "slaveid", "finished_at"),
+    sa.Index("ix_builds_request", "buildrequestid"),
+    sa.Index("ix_builds_unfinished", "finished_at"),
+)
+
+build_properties = sa.Table(
+    "build_properties",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "buildid",
+        sa.Integer,
+        sa.ForeignKey("builds.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("value", JsonText, nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, server_default=""),
+    sa.UniqueConstraint("buildid", "name"),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "buildid",
+        sa.Integer,
+        sa.ForeignKey("builds.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("results", sa.SmallInteger),
+    sa.Column("text", JsonText, nullable=False, server_default="[]"),
+    sa.Column("urls", JsonText, nullable=False, server_default="{}"),
+    sa.Column("statistics", JsonText, nullable=False, server_default="{}"),
+    sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("buildid", "number"),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "stepid",
+        sa.Integer,
+        sa.ForeignKey("steps.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("num_chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("num_bytes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("stepid", "name"),
+)
+
+log_chunks = sa.Table(
+    "log_chunks",
+    metadata,
+    sa.Column(
+        "logid",
+        sa.Integer,
+        sa.ForeignKey("logs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    # "o" stdout, "e" stderr, "h" header (lines the worker writes itself)
+    sa.Column("stream", sa.String(1), nullable=False),
+    # 0 = plain UTF-8, 1 = zlib; small chunks are not worth compressing
+    sa.Column("compressed", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("uid", sa.Integer, primary_key=True),
+    sa.Column("identifier", sa.String(255), nullable=False, unique=True),
+    sa.Column("bb_username", sa.String(128), unique=True),
+    sa.Column("bb_password", sa.String(255)),
+)
+
+users_info = sa.Table(
+    "users_info",
+    metadata,
+    sa.Column(
+        "uid",
+        sa.Integer,
+        sa.ForeignKey("users.uid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("attr_type", sa.String(128), primary_key=True),
+    sa.Column("attr_data", sa.String(255), nullable=False),
+    sa.Index("ix_users_info_attr", "attr_type", "attr_data"),
+)
+
+# The outbox: every state change inserts its event row in the same transaction.
+# ``id`` order is commit order because event ids come from ``event_counter`` whose row is
+# locked until commit (see bbweb.engine.events) - consumers can never skip an id.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("payload", JsonText, nullable=False),
+)
+
+event_counter = sa.Table(
+    "event_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+consumer_cursors = sa.Table(
+    "consumer_cursors",
+    metadata,
+    sa.Column("consumer", sa.String(255), primary_key=True),
+    sa.Column("last_event_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.Float),
+)
+
+# Leases held by long-lived processes (the master daemon) so a second copy waits.
+master_locks = sa.Table(
+    "master_locks",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# Changes a timer-based scheduler has seen but not yet acted on (treeStableTimer).
+scheduler_changes = sa.Table(
+    "scheduler_changes",
+    metadata,
+    sa.Column("scheduler", sa.String(255), primary_key=True),
+    sa.Column(
+        "changeid",
+        sa.Integer,
+        sa.ForeignKey("changes.changeid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("important", sa.Boolean, nullable=False, server_default=sa.true()),
+    # arrival time: the tree-stable timer restarts with every change that arrives
+    sa.Column("added_at", sa.Float, nullable=False),
+)
+
+# Small per-scheduler state (e.g. when a Nightly scheduler last fired).
+scheduler_state = sa.Table(
+    "scheduler_state",
+    metadata,
+    sa.Column("scheduler", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", JsonText, nullable=False),
+)

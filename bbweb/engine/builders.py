@@ -1,0 +1,36 @@
+"""Builder rows: the database's view of the builders master.cfg defines."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.db.schema import builders
+
+
+def sync_builders(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
+    """Make the builders table match the configuration (insert new, update category and
+    builddir, mark removed ones inactive) and return name -> id.
+
+    History of removed builders is kept: they only become inactive.
+    """
+    existing = {r.name: r for r in conn.execute(sa.select(builders)).all()}
+    for name, bc in cfg.builders.items():
+        row = existing.get(name)
+        if row is None:
+            conn.execute(builders.insert().values(name=name, category=bc.category,
+                                                  builddir=bc.builddir, next_number=0,
+                                                  active=True))
+        elif (row.category, row.builddir, row.active) != (bc.category, bc.builddir, True):
+            conn.execute(builders.update().where(builders.c.id == row.id)
+                         .values(category=bc.category, builddir=bc.builddir, active=True))
+    for name, row in existing.items():
+        if name not in cfg.builders and row.active:
+            conn.execute(builders.update().where(builders.c.id == row.id).values(active=False))
+    return builder_ids(conn, cfg)
+
+
+def builder_ids(conn: Connection, cfg: MasterConfig | None = None) -> dict[str, int]:
+    """name -> id for every builder row (configured or not)."""
+    return {r.name: r.id for r in conn.execute(sa.select(builders.c.name, builders.c.id))}

@@ -1,0 +1,498 @@
+"""The build lifecycle, driven by worker calls: claim → next step → log → finish step → …
+
+The master keeps all judgement: which step runs next, whether the build halts
+(``haltOnFailure``), how step results combine into the build result (``flunkOnFailure``,
+``warnOnFailure``, …). A worker only runs what it is handed. Each transition is one
+transaction with its event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.config.properties import RenderContext
+from bbweb.config.steps import BuildStep
+from bbweb.db.schema import (
+    build_properties,
+    builders,
+    buildrequests,
+    builds,
+    buildset_properties,
+    buildset_sourcestamps,
+    buildsets,
+    logs,
+    sourcestamp_changes,
+    sourcestamps,
+    steps,
+)
+from bbweb.engine import events
+from bbweb.engine.buildsets import maybe_complete_buildset
+from bbweb.engine.changes import load_changes
+from bbweb.engine.logs import append_chunks, create_log, finish_log
+from bbweb.status.builder import (
+    EXCEPTION,
+    FAILURE,
+    SKIPPED,
+    SUCCESS,
+    WARNINGS,
+    worst_status,
+)
+
+
+@dataclass
+class ClaimedBuild:
+    """What a worker receives when it claims work."""
+
+    buildid: int
+    builder: str
+    number: int
+    builddir: str
+    properties: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.buildid, "builder": self.builder, "number": self.number,
+                "builddir": self.builddir, "properties": self.properties}
+
+
+# -- reading what a build is made of -------------------------------------------------------
+
+def build_sourcestamps(conn: Connection, buildrequestid: int) -> list[dict[str, Any]]:
+    """The sourcestamps of the request's buildset (one per codebase), with change ids."""
+    rows = conn.execute(
+        sa.select(sourcestamps)
+        .join(buildset_sourcestamps, buildset_sourcestamps.c.sourcestampid == sourcestamps.c.id)
+        .join(buildrequests, buildrequests.c.buildsetid == buildset_sourcestamps.c.buildsetid)
+        .where(buildrequests.c.id == buildrequestid)
+        .order_by(sourcestamps.c.id)
+    ).all()
+    out = []
+    for r in rows:
+        changeids = [c for (c,) in conn.execute(
+            sa.select(sourcestamp_changes.c.changeid)
+            .where(sourcestamp_changes.c.sourcestampid == r.id)
+            .order_by(sourcestamp_changes.c.changeid))]
+        out.append({"ssid": r.id, "branch": r.branch, "revision": r.revision,
+                    "repository": r.repository, "project": r.project,
+                    "codebase": r.codebase, "changeids": changeids})
+    return out
+
+
+def get_properties(conn: Connection, buildid: int) -> dict[str, tuple[Any, str]]:
+    return {r.name: (json.loads(r.value), r.source) for r in conn.execute(
+        sa.select(build_properties).where(build_properties.c.buildid == buildid))}
+
+
+def set_properties(conn: Connection, buildid: int, props: dict[str, tuple[Any, str]]) -> None:
+    """Upsert build properties (name -> (value, source))."""
+    if not props:
+        return
+    existing = {r.name for r in conn.execute(
+        sa.select(build_properties.c.name).where(build_properties.c.buildid == buildid,
+                                                 build_properties.c.name.in_(list(props))))}
+    for name, (value, source) in props.items():
+        encoded = json.dumps(value)
+        if name in existing:
+            conn.execute(build_properties.update().where(
+                build_properties.c.buildid == buildid, build_properties.c.name == name,
+            ).values(value=encoded, source=source))
+        else:
+            conn.execute(build_properties.insert().values(buildid=buildid, name=name,
+                                                          value=encoded, source=source))
+
+
+def render_context(conn: Connection, build: Any) -> RenderContext:
+    props = {k: v for k, (v, _src) in get_properties(conn, build.id).items()}
+    ss = {s["codebase"]: s for s in build_sourcestamps(conn, build.buildrequestid)}
+    return RenderContext(props, ss)
+
+
+# -- claiming --------------------------------------------------------------------------------
+
+def builders_for_slave(cfg: MasterConfig, slavename: str) -> list[str]:
+    return cfg.builders_for_slave(slavename)
+
+
+def has_pending_work(conn: Connection, builder_ids: list[int]) -> bool:
+    """Cheap read-only check before taking the write lock to claim."""
+    if not builder_ids:
+        return False
+    return conn.execute(sa.select(buildrequests.c.id).where(
+        buildrequests.c.builderid.in_(builder_ids), buildrequests.c.complete.is_(False),
+        buildrequests.c.claimed_at.is_(None)).limit(1)).first() is not None
+
+
+def running_builds_of_slave(conn: Connection, slaveid: int) -> list[int]:
+    return [r.id for r in conn.execute(sa.select(builds.c.id).where(
+        builds.c.slaveid == slaveid, builds.c.finished_at.is_(None)))]
+
+
+def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, slaveid: int,
+                        now: float | None = None) -> ClaimedBuild | None:
+    """Atomically claim the oldest unclaimed request this worker can run and start its
+    build. Safe against any number of concurrent claimers: the claim is an UPDATE guarded
+    by ``claimed_at IS NULL`` (with ``SKIP LOCKED`` candidates on PostgreSQL), and build
+    numbers come from a row-locked counter on the builder."""
+    now = time.time() if now is None else now
+    slave = cfg.slaves.get(slavename)
+    names = builders_for_slave(cfg, slavename)
+    if slave is None or not names:
+        return None
+    if slave.max_builds is not None and \
+            len(running_builds_of_slave(conn, slaveid)) >= slave.max_builds:
+        return None
+    ids = {r.name: r.id for r in conn.execute(sa.select(builders.c.name, builders.c.id)
+                                              .where(builders.c.name.in_(names)))}
+    if not ids:
+        return None
+    query = (sa.select(buildrequests.c.id, buildrequests.c.builderid, buildrequests.c.buildsetid)
+             .where(buildrequests.c.builderid.in_(list(ids.values())),
+                    buildrequests.c.complete.is_(False), buildrequests.c.claimed_at.is_(None))
+             .order_by(buildrequests.c.priority.desc(), buildrequests.c.submitted_at,
+                       buildrequests.c.id)
+             .limit(5))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=buildrequests)
+    for cand in conn.execute(query).all():
+        claimed = conn.execute(buildrequests.update().where(
+            buildrequests.c.id == cand.id, buildrequests.c.claimed_at.is_(None),
+            buildrequests.c.complete.is_(False),
+        ).values(claimed_by=slaveid, claimed_at=now)).rowcount
+        if claimed == 1:
+            name = next(n for n, i in ids.items() if i == cand.builderid)
+            return _start_build(conn, cfg, name, cand.builderid, cand.id, cand.buildsetid,
+                                slavename, slaveid, now)
+    return None
+
+
+def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderid: int,
+                 brid: int, bsid: int, slavename: str, slaveid: int, now: float) -> ClaimedBuild:
+    number = conn.execute(builders.update().where(builders.c.id == builderid)
+                          .values(next_number=builders.c.next_number + 1)
+                          .returning(builders.c.next_number)).scalar_one() - 1
+    bs = conn.execute(sa.select(buildsets.c.reason).where(buildsets.c.id == bsid)).one()
+    buildid = int(conn.execute(builds.insert().values(
+        builderid=builderid, number=number, buildrequestid=brid, slaveid=slaveid,
+        reason=bs.reason, started_at=now, text="[]",
+    )).inserted_primary_key[0])
+
+    bcfg = cfg.builders[buildername]
+    sss = build_sourcestamps(conn, brid)
+    props: dict[str, tuple[Any, str]] = {}
+    props.update({k: (v, "Global") for k, v in cfg.properties.items()})
+    props.update({k: (v, "Builder") for k, v in bcfg.properties.items()})
+    for r in conn.execute(sa.select(buildset_properties)
+                          .where(buildset_properties.c.buildsetid == bsid)
+                          .order_by(buildset_properties.c.id)):
+        props[r.name] = (json.loads(r.value), r.source)
+    all_changeids = [c for ss in sss for c in ss["changeids"]]
+    for ch in load_changes(conn, all_changeids):
+        props.update({k: (v, "Change") for k, v in ch["properties"].items()})
+    slave = cfg.slaves[slavename]
+    props.update({k: (v, "BuildSlave") for k, v in slave.properties.items()})
+    main_ss = next((s for s in sss if s["codebase"] == ""), sss[0] if sss else None)
+    if main_ss is not None:
+        for key in ("branch", "revision", "repository", "project", "codebase"):
+            props[key] = (main_ss[key], "Build")
+    props["buildername"] = (buildername, "Builder")
+    props["buildnumber"] = (number, "Build")
+    props["slavename"] = (slavename, "BuildSlave")
+    props["workdir"] = (bcfg.slavebuilddir, "slave")
+    props.setdefault("reason", (bs.reason, "Build"))
+    set_properties(conn, buildid, props)
+
+    # every step exists from the start, so pages show what is still to come
+    used: dict[str, int] = {}
+    step_rows = []
+    ctx = RenderContext({k: v for k, (v, _s) in props.items()},
+                        {s["codebase"]: s for s in sss})
+    for index, step in enumerate(bcfg.factory.steps):
+        base = step.step_name()
+        n = used.get(base, 0)
+        used[base] = n + 1
+        name = base if n == 0 else f"{base}_{n}"
+        try:
+            text = step.describe(ctx, done=False)
+        except Exception:
+            text = [name]
+        step_rows.append({"buildid": buildid, "number": index, "name": name,
+                          "text": json.dumps(text)})
+    if step_rows:
+        conn.execute(steps.insert(), step_rows)
+    events.emit(conn, "build.started", buildid=buildid, builder=buildername, number=number,
+                slave=slavename, brid=brid)
+    return ClaimedBuild(buildid, buildername, number, bcfg.slavebuilddir,
+                        {k: v for k, (v, _s) in props.items()})
+
+
+# -- running steps ---------------------------------------------------------------------------
+
+def _factory_step(cfg: MasterConfig, buildername: str, number: int) -> BuildStep | None:
+    bcfg = cfg.builders.get(buildername)
+    if bcfg is None or number >= len(bcfg.factory.steps):
+        return None
+    return bcfg.factory.steps[number]
+
+
+def _builder_name(conn: Connection, builderid: int) -> str:
+    return conn.execute(sa.select(builders.c.name).where(builders.c.id == builderid)).scalar_one()
+
+
+def compute_result(cfg: MasterConfig, buildername: str, step_rows: list[Any],
+                   stop_requested: str | None) -> tuple[int, bool, list[str]]:
+    """(result, halted, text-of-problem-steps) from the finished steps, by Buildbot's rules."""
+    result = SUCCESS
+    halted = False
+    problems: list[str] = []
+    for row in step_rows:
+        if row.finished_at is None or row.results is None:
+            continue
+        r = row.results
+        step = _factory_step(cfg, buildername, row.number)
+        flunk_fail = step.flunkOnFailure if step else True
+        warn_fail = step.warnOnFailure if step else False
+        halt = step.haltOnFailure if step else False
+        flunk_warn = step.flunkOnWarnings if step else False
+        warn_warn = step.warnOnWarnings if step else True
+        before = result
+        if r == FAILURE:
+            if flunk_fail:
+                result = worst_status(result, FAILURE)
+            elif warn_fail:
+                result = worst_status(result, WARNINGS)
+            if halt:
+                halted = True
+        elif r == WARNINGS:
+            if flunk_warn:
+                result = worst_status(result, FAILURE)
+            elif warn_warn:
+                result = worst_status(result, WARNINGS)
+        elif r == EXCEPTION:
+            result = worst_status(result, EXCEPTION)
+            halted = True
+        if r in (FAILURE, WARNINGS, EXCEPTION) and (result != before or r == EXCEPTION):
+            text = json.loads(row.text)
+            problems.append(" ".join(t for t in text if t not in ("failed", "warnings",
+                                                                    "exception")) or row.name)
+    if stop_requested:
+        result = worst_status(result, EXCEPTION)
+        halted = True
+    return result, halted, problems
+
+
+def _build_text(result: int, problems: list[str], stop_requested: str | None) -> list[str]:
+    if result == SUCCESS:
+        return ["build", "successful"]
+    if stop_requested:
+        return ["exception", "interrupted"]
+    head = {WARNINGS: "warnings", FAILURE: "failed", EXCEPTION: "exception"}.get(result,
+                                                                                "failed")
+    return [head] + problems
+
+
+def next_step(conn: Connection, cfg: MasterConfig, buildid: int,
+              now: float | None = None) -> dict[str, Any] | None:
+    """Start the next step that should run and return what the worker must execute, or
+    finish the build and return None."""
+    now = time.time() if now is None else now
+    build = conn.execute(sa.select(builds).where(builds.c.id == buildid)).one()
+    if build.finished_at is not None:
+        return None
+    buildername = _builder_name(conn, build.builderid)
+    rows = conn.execute(sa.select(steps).where(steps.c.buildid == buildid)
+                        .order_by(steps.c.number)).all()
+    for row in rows:  # a step left running means the worker lost track of it
+        if row.started_at is not None and row.finished_at is None:
+            _finish_step_row(conn, row, EXCEPTION, json.loads(row.text) + ["lost"], now)
+    rows = conn.execute(sa.select(steps).where(steps.c.buildid == buildid)
+                        .order_by(steps.c.number)).all()
+    _result, halted, _ = compute_result(cfg, buildername, rows, build.stop_requested)
+    ctx = render_context(conn, build)
+    for row in rows:
+        if row.started_at is not None:
+            continue
+        step = _factory_step(cfg, buildername, row.number)
+        if step is None:
+            # the configuration changed under a running build
+            conn.execute(steps.update().where(steps.c.id == row.id).values(
+                started_at=now, finished_at=now, results=EXCEPTION,
+                text=json.dumps([row.name, "removed", "from", "config"])))
+            halted = True
+            continue
+        if halted and not step.alwaysRun:
+            continue
+        try:
+            run_it = step.should_run(ctx)
+        except Exception as exc:
+            _step_exception(conn, row, f"doStepIf raised {type(exc).__name__}: {exc}", now)
+            halted = True
+            continue
+        if not run_it:
+            _finish_step_row(conn, row, SKIPPED, step.describe(ctx, done=True) + ["skipped"],
+                             now, started=True)
+            continue
+        try:
+            spec = step.render_for_worker(ctx, default_workdir="build")
+            text = step.describe(ctx, done=False)
+        except Exception as exc:
+            _step_exception(conn, row, f"rendering the step failed: {type(exc).__name__}: "
+                            f"{exc}", now)
+            halted = True
+            continue
+        conn.execute(steps.update().where(steps.c.id == row.id)
+                     .values(started_at=now, text=json.dumps(text)))
+        create_log(conn, row.id, "stdio")
+        events.emit(conn, "step.started", buildid=buildid, stepid=row.id, number=row.number,
+                    name=row.name)
+        spec.update({"id": row.id, "number": row.number, "name": row.name})
+        return spec
+    finish_build(conn, cfg, buildid, now)
+    return None
+
+
+def _step_exception(conn: Connection, row: Any, message: str, now: float) -> None:
+    conn.execute(steps.update().where(steps.c.id == row.id).values(started_at=now))
+    logid = create_log(conn, row.id, "err.text")
+    append_chunks(conn, logid, [("h", message + "\n")])
+    finish_log(conn, logid)
+    _finish_step_row(conn, row, EXCEPTION, [row.name, "exception"], now)
+
+
+def _finish_step_row(conn: Connection, row: Any, result: int, text: list[str], now: float,
+                     started: bool = False) -> None:
+    values: dict[str, Any] = {"finished_at": now, "results": result, "text": json.dumps(text)}
+    if started:
+        values["started_at"] = now
+    conn.execute(steps.update().where(steps.c.id == row.id).values(**values))
+    conn.execute(logs.update().where(logs.c.stepid == row.id).values(complete=True))
+    events.emit(conn, "step.finished", buildid=row.buildid, stepid=row.id, number=row.number,
+                name=row.name, results=result)
+
+
+def step_build(conn: Connection, stepid: int) -> Any:
+    """The build row a step belongs to (None if the step does not exist)."""
+    return conn.execute(sa.select(builds).join(steps, steps.c.buildid == builds.c.id)
+                        .where(steps.c.id == stepid)).first()
+
+
+def append_step_log(conn: Connection, cfg: MasterConfig, stepid: int, logname: str,
+                    chunks: list[tuple[str, str]]) -> int:
+    """Append output to a running step's log (creating the log on first use)."""
+    row = conn.execute(sa.select(logs.c.id).where(logs.c.stepid == stepid,
+                                                  logs.c.name == logname)).first()
+    logid = row.id if row else create_log(conn, stepid, logname)
+    return append_chunks(conn, logid, chunks, compression_limit=cfg.logCompressionLimit)
+
+
+def finish_step(conn: Connection, cfg: MasterConfig, stepid: int, rc: int | None,
+                interrupted: str | None = None, properties: dict[str, Any] | None = None,
+                error: str | None = None, now: float | None = None) -> None:
+    """Judge a finished command: rc 0 is SUCCESS, anything else FAILURE; a timeout is a
+    FAILURE marked "timeout"; a stop or an execution error is an EXCEPTION."""
+    now = time.time() if now is None else now
+    row = conn.execute(sa.select(steps).where(steps.c.id == stepid)).one()
+    if row.finished_at is not None:
+        return
+    build = conn.execute(sa.select(builds).where(builds.c.id == row.buildid)).one()
+    buildername = _builder_name(conn, build.builderid)
+    step = _factory_step(cfg, buildername, row.number)
+    if properties:
+        source = type(step).__name__ if step else "Step"
+        set_properties(conn, build.id, {k: (v, source) for k, v in properties.items()})
+    ctx = render_context(conn, build)
+    done = step.describe(ctx, done=True) if step else [row.name]
+    if error:
+        logid = conn.execute(sa.select(logs.c.id).where(logs.c.stepid == stepid,
+                                                        logs.c.name == "stdio")).scalar()
+        if logid is not None:
+            append_chunks(conn, logid, [("h", f"\n{error}\n")])
+    if interrupted in ("stopped", "error"):
+        result = EXCEPTION
+        text = done + (["interrupted"] if interrupted == "stopped" else ["exception"])
+    elif interrupted == "timeout":
+        result = FAILURE
+        text = done + ["timeout"]
+    elif rc == 0:
+        result, text = SUCCESS, done
+    else:
+        result, text = FAILURE, done + ["failed"]
+    if step is not None and callable(step.hideStepIf):
+        try:
+            hidden = bool(step.hideStepIf(result, ctx))
+        except Exception:
+            hidden = False
+    else:
+        hidden = bool(step.hideStepIf) if step is not None else False
+    conn.execute(steps.update().where(steps.c.id == stepid).values(hidden=hidden))
+    _finish_step_row(conn, row, result, text, now)
+
+
+def finish_build(conn: Connection, cfg: MasterConfig, buildid: int,
+                 now: float | None = None, result: int | None = None,
+                 text: list[str] | None = None) -> None:
+    """Record the build's result and complete its request (and buildset when all done)."""
+    now = time.time() if now is None else now
+    build = conn.execute(sa.select(builds).where(builds.c.id == buildid)).one()
+    if build.finished_at is not None:
+        return
+    buildername = _builder_name(conn, build.builderid)
+    rows = conn.execute(sa.select(steps).where(steps.c.buildid == buildid)
+                        .order_by(steps.c.number)).all()
+    if result is None:
+        result, _halted, problems = compute_result(cfg, buildername, rows,
+                                                   build.stop_requested)
+        text = _build_text(result, problems, build.stop_requested)
+    conn.execute(builds.update().where(builds.c.id == buildid).values(
+        finished_at=now, results=result, text=json.dumps(text or [])))
+    conn.execute(buildrequests.update().where(buildrequests.c.id == build.buildrequestid)
+                 .values(complete=True, complete_at=now, results=result))
+    events.emit(conn, "build.finished", buildid=buildid, builder=buildername,
+                number=build.number, results=result)
+    bsid = conn.execute(sa.select(buildrequests.c.buildsetid)
+                        .where(buildrequests.c.id == build.buildrequestid)).scalar_one()
+    maybe_complete_buildset(conn, bsid, now)
+
+
+def request_stop(conn: Connection, buildid: int, reason: str) -> bool:
+    """Ask for a running build to stop; the worker hears of it on its next contact."""
+    updated = conn.execute(builds.update().where(
+        builds.c.id == buildid, builds.c.finished_at.is_(None),
+        builds.c.stop_requested.is_(None)).values(stop_requested=reason or "stopped")).rowcount
+    if updated:
+        events.emit(conn, "build.stop_requested", buildid=buildid, reason=reason)
+    return bool(updated)
+
+
+def stop_requested(conn: Connection, buildid: int) -> str | None:
+    return conn.execute(sa.select(builds.c.stop_requested)
+                        .where(builds.c.id == buildid)).scalar()
+
+
+def abandon_builds_of_slave(conn: Connection, cfg: MasterConfig, slaveid: int,
+                            now: float | None = None) -> list[int]:
+    """A worker vanished: its running builds end as EXCEPTION ("slave lost") and their
+    requests go back to the queue so another worker (or the same one, back) retries."""
+    now = time.time() if now is None else now
+    lost = conn.execute(sa.select(builds).where(builds.c.slaveid == slaveid,
+                                                builds.c.finished_at.is_(None))).all()
+    for build in lost:
+        for row in conn.execute(sa.select(steps).where(steps.c.buildid == build.id,
+                                                       steps.c.started_at.isnot(None),
+                                                       steps.c.finished_at.is_(None))).all():
+            _finish_step_row(conn, row, EXCEPTION, json.loads(row.text) + ["slave", "lost"],
+                             now)
+        conn.execute(builds.update().where(builds.c.id == build.id).values(
+            finished_at=now, results=EXCEPTION, text=json.dumps(["exception", "slave", "lost"])))
+        conn.execute(buildrequests.update().where(buildrequests.c.id == build.buildrequestid)
+                     .values(claimed_by=None, claimed_at=None))
+        events.emit(conn, "build.finished", buildid=build.id,
+                    builder=_builder_name(conn, build.builderid), number=build.number,
+                    results=EXCEPTION)
+        events.emit(conn, "buildrequest.retry", brid=build.buildrequestid)
+    return [b.id for b in lost]

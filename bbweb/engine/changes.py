@@ -1,0 +1,144 @@
+"""Storing changes and handing them to the schedulers.
+
+A change arrives from a hook dialect (or ``bbweb sendchange``) as a plain dict with the
+seed's field names; ``add_change`` stores it, emits ``change.new`` and runs the immediate
+schedulers in the same transaction, so an accepted change is never lost between "stored"
+and "scheduled".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.db.schema import change_files, change_properties, changes
+from bbweb.engine import events
+
+
+class ChangeError(ValueError):
+    """A change that cannot be stored as given (the hook answers 400 with this text)."""
+
+
+@dataclass
+class ChangeInput:
+    """A change as a dialect produces it (the seed's base-hook field names)."""
+
+    author: str
+    comments: str = ""
+    files: list[str] = field(default_factory=list)
+    revision: str | None = None
+    when: float | None = None
+    branch: str | None = None
+    category: str | None = None
+    revlink: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    repository: str = ""
+    project: str = ""
+    codebase: str = ""
+    src: str | None = None
+    is_dir: bool = False
+
+    def validate(self) -> None:
+        if not isinstance(self.author, str) or not self.author.strip():
+            raise ChangeError("a change needs an author (the 'author' or 'who' field)")
+        if not isinstance(self.files, list) or not all(isinstance(f, str) for f in self.files):
+            raise ChangeError("'files' must be a list of file names")
+        if not isinstance(self.properties, dict):
+            raise ChangeError("'properties' must be a JSON object of name -> value")
+        for text_field in ("comments", "repository", "project", "codebase"):
+            value = getattr(self, text_field)
+            if value is None:
+                setattr(self, text_field, "")
+            elif not isinstance(value, str):
+                raise ChangeError(f"{text_field!r} must be a string")
+        if self.when is not None:
+            try:
+                self.when = float(self.when)
+            except (TypeError, ValueError):
+                raise ChangeError("'when' must be a number of seconds since the epoch")
+        for name in self.properties:
+            if not isinstance(name, str) or not name:
+                raise ChangeError("property names must be non-empty strings")
+        try:
+            json.dumps(self.properties)
+        except (TypeError, ValueError) as exc:
+            raise ChangeError(f"properties must be JSON-serialisable: {exc}")
+
+
+def change_dict(row: Any, files: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """The change as schedulers and filters see it (Buildbot's attribute names)."""
+    return {
+        "number": row.changeid,
+        "changeid": row.changeid,
+        "who": row.author,
+        "author": row.author,
+        "comments": row.comments,
+        "files": files,
+        "revision": row.revision,
+        "when": row.when_timestamp,
+        "branch": row.branch,
+        "category": row.category,
+        "revlink": row.revlink,
+        "properties": properties,
+        "repository": row.repository,
+        "project": row.project,
+        "codebase": row.codebase,
+        "src": row.src,
+    }
+
+
+def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
+               now: float | None = None) -> int:
+    """Store one change, emit ``change.new`` and let the schedulers act on it."""
+    from bbweb.engine.schedulers import on_new_change  # schedulers import changes
+
+    change.validate()
+    now = time.time() if now is None else now
+    when = change.when if change.when is not None else now
+    changeid = conn.execute(changes.insert().values(
+        author=change.author.strip(), comments=change.comments or "", is_dir=bool(change.is_dir),
+        branch=change.branch or None, revision=change.revision or None,
+        revlink=change.revlink or None, when_timestamp=when, category=change.category or None,
+        repository=change.repository or "", codebase=change.codebase or "",
+        project=change.project or "", src=change.src,
+    )).inserted_primary_key[0]
+    if change.files:
+        conn.execute(change_files.insert(),
+                     [{"changeid": changeid, "filename": f} for f in change.files])
+    if change.properties:
+        conn.execute(change_properties.insert(), [
+            {"changeid": changeid, "name": k, "value": json.dumps(v), "source": "Change"}
+            for k, v in change.properties.items()])
+    events.emit(conn, "change.new", changeid=changeid, branch=change.branch or None,
+                revision=change.revision or None, author=change.author)
+    row = conn.execute(sa.select(changes).where(changes.c.changeid == changeid)).one()
+    on_new_change(conn, cfg, change_dict(row, list(change.files), dict(change.properties)),
+                  now=now)
+    return int(changeid)
+
+
+def load_changes(conn: Connection, changeids: list[int]) -> list[dict[str, Any]]:
+    """Changes (with files and properties) for the given ids, in id order; one query per
+    table regardless of how many."""
+    if not changeids:
+        return []
+    rows = conn.execute(sa.select(changes).where(changes.c.changeid.in_(changeids))
+                        .order_by(changes.c.changeid)).all()
+    files: dict[int, list[str]] = {}
+    for r in conn.execute(sa.select(change_files.c.changeid, change_files.c.filename)
+                          .where(change_files.c.changeid.in_(changeids))
+                          .order_by(change_files.c.id)):
+        files.setdefault(r.changeid, []).append(r.filename)
+    props: dict[int, dict[str, Any]] = {}
+    for r in conn.execute(sa.select(change_properties)
+                          .where(change_properties.c.changeid.in_(changeids))
+                          .order_by(change_properties.c.id)):
+        props.setdefault(r.changeid, {})[r.name] = json.loads(r.value)
+    return [change_dict(r, files.get(r.changeid, []), props.get(r.changeid, {}))
+            for r in rows]

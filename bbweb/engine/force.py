@@ -1,0 +1,49 @@
+"""Force requests: a build of given sources on chosen builders, on somebody's say-so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.config.schedulers import ForceScheduler
+from bbweb.engine.buildsets import BuildsetError, create_buildset, create_sourcestamp
+
+SOURCE = "Force Build Form"
+
+
+def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *,
+                reason: str = "", owner: str = "", branch: str | None = None,
+                revision: str | None = None, repository: str = "", project: str = "",
+                properties: dict[str, Any] | None = None,
+                scheduler: str | None = None) -> tuple[int, dict[str, int]]:
+    """Create a buildset for ``builder_names`` with the given sources and properties.
+
+    When ``scheduler`` names a ForceScheduler, only its builders may be forced through it
+    (a user cannot reach other builders by editing the form).
+    """
+    if scheduler is not None:
+        sched = cfg.schedulers.get(scheduler)
+        if not isinstance(sched, ForceScheduler):
+            raise BuildsetError(f"no ForceScheduler named {scheduler!r}")
+        outside = [b for b in builder_names if b not in sched.builderNames]
+        if outside:
+            raise BuildsetError(f"ForceScheduler {scheduler!r} cannot build "
+                                f"{', '.join(outside)}")
+        reason_template = sched.reasonString
+    else:
+        reason_template = "A build was forced by '%(owner)s': %(reason)s"
+    for name, _value in (properties or {}).items():
+        if not isinstance(name, str) or not name:
+            raise BuildsetError("property names must be non-empty strings")
+    full_reason = reason_template % {"owner": owner or "<unknown>", "reason": reason}
+    ssid = create_sourcestamp(conn, branch=branch or None, revision=revision or None,
+                              repository=repository or "", project=project or "")
+    props: dict[str, tuple[Any, str]] = {k: (v, SOURCE) for k, v in (properties or {}).items()}
+    props["reason"] = (reason, SOURCE)
+    props["owner"] = (owner, SOURCE)
+    if scheduler:
+        props["scheduler"] = (scheduler, "Scheduler")
+    return create_buildset(conn, cfg, sourcestampids=[ssid], builder_names=builder_names,
+                           reason=full_reason, scheduler=scheduler, properties=props)

@@ -1,0 +1,185 @@
+"""Turning scheduler decisions into buildsets.
+
+Immediate schedulers act inside the transaction that stores the change (``on_new_change``).
+Schedulers with a ``treeStableTimer`` and ``Nightly`` record what they have seen in
+``scheduler_changes`` and act when the daemon calls :func:`tick`, so any web process may
+accept the change and exactly one daemon fires the timer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.config.schedulers import BaseScheduler, Nightly, _ChangeScheduler
+from bbweb.db.schema import scheduler_changes, scheduler_state
+from bbweb.engine.buildsets import create_buildset, create_sourcestamp
+from bbweb.engine.changes import load_changes
+
+
+def _scheduler_properties(sched: BaseScheduler) -> dict[str, tuple[Any, str]]:
+    props = {k: (v, "Scheduler") for k, v in sched.properties.items()}
+    props["scheduler"] = (sched.name, "Scheduler")
+    return props
+
+
+def buildset_for_changes(conn: Connection, cfg: MasterConfig, sched: BaseScheduler,
+                         change_list: list[dict[str, Any]], now: float) -> int:
+    """One sourcestamp per codebase, at the newest change's revision, and a buildset for
+    the scheduler's builders."""
+    by_codebase: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ch in sorted(change_list, key=lambda c: c["changeid"]):
+        by_codebase[ch.get("codebase") or ""].append(ch)
+    ssids = []
+    for codebase, chs in sorted(by_codebase.items()):
+        last = chs[-1]
+        ssids.append(create_sourcestamp(
+            conn, branch=last["branch"], revision=last["revision"],
+            repository=last["repository"], project=last["project"], codebase=codebase,
+            changeids=[c["changeid"] for c in chs]))
+    reason = sched.reason or (f"The {type(sched).__name__} scheduler named "
+                              f"'{sched.name}' triggered this build")
+    bsid, _ = create_buildset(conn, cfg, sourcestampids=ssids, builder_names=sched.builderNames,
+                              reason=reason, scheduler=sched.name,
+                              properties=_scheduler_properties(sched), now=now)
+    return bsid
+
+
+def on_new_change(conn: Connection, cfg: MasterConfig, change: dict[str, Any],
+                  now: float | None = None) -> list[int]:
+    """Let every change-driven scheduler see a new change; returns buildsets created."""
+    now = time.time() if now is None else now
+    created: list[int] = []
+    for sched in cfg.schedulers.values():
+        if isinstance(sched, Nightly):
+            if sched.onlyIfChanged and sched.wants_change(change):
+                important = sched.fileIsImportant is None or bool(
+                    sched.fileIsImportant(_View(change)))
+                _record(conn, sched.name, change["changeid"], important, now)
+            continue
+        if not isinstance(sched, _ChangeScheduler) or not sched.wants_change(change):
+            continue
+        important = sched.is_important(change)
+        if sched.treeStableTimer:
+            _record(conn, sched.name, change["changeid"], important, now)
+            continue
+        if not important:
+            # kept until an important change arrives; built together with it
+            _record(conn, sched.name, change["changeid"], False, now)
+            continue
+        key = sched.group_key(change)
+        waiting = [c for c in _recorded_changes(conn, sched.name)
+                   if sched.group_key(c) == key]
+        created.append(buildset_for_changes(conn, cfg, sched, waiting + [change], now))
+        _forget(conn, sched.name, [c["changeid"] for c in waiting])
+    return created
+
+
+class _View:
+    def __init__(self, change: dict[str, Any]) -> None:
+        self.__dict__.update(change)
+
+
+def _record(conn: Connection, scheduler: str, changeid: int, important: bool,
+            now: float) -> None:
+    conn.execute(scheduler_changes.insert().values(scheduler=scheduler, changeid=changeid,
+                                                   important=important, added_at=now))
+
+
+def _recorded(conn: Connection, scheduler: str) -> list[Any]:
+    return conn.execute(sa.select(scheduler_changes)
+                        .where(scheduler_changes.c.scheduler == scheduler)
+                        .order_by(scheduler_changes.c.changeid)).all()
+
+
+def _recorded_changes(conn: Connection, scheduler: str) -> list[dict[str, Any]]:
+    return load_changes(conn, [r.changeid for r in _recorded(conn, scheduler)])
+
+
+def _forget(conn: Connection, scheduler: str, changeids: list[int]) -> None:
+    if changeids:
+        conn.execute(scheduler_changes.delete().where(
+            scheduler_changes.c.scheduler == scheduler,
+            scheduler_changes.c.changeid.in_(changeids)))
+
+
+def _get_state(conn: Connection, scheduler: str, name: str, default: Any = None) -> Any:
+    value = conn.execute(sa.select(scheduler_state.c.value).where(
+        scheduler_state.c.scheduler == scheduler, scheduler_state.c.name == name)).scalar()
+    return default if value is None else json.loads(value)
+
+
+def _set_state(conn: Connection, scheduler: str, name: str, value: Any) -> None:
+    updated = conn.execute(scheduler_state.update().where(
+        scheduler_state.c.scheduler == scheduler, scheduler_state.c.name == name,
+    ).values(value=json.dumps(value))).rowcount
+    if not updated:
+        conn.execute(scheduler_state.insert().values(scheduler=scheduler, name=name,
+                                                     value=json.dumps(value)))
+
+
+def tick(conn: Connection, cfg: MasterConfig, now: float | None = None) -> list[int]:
+    """Fire due timers: stable trees and nightly schedules. Called by the daemon about
+    once a second; returns the buildsets created. Also the earliest future deadline is
+    cheap to recompute, so nothing is cached between calls."""
+    now = time.time() if now is None else now
+    created: list[int] = []
+    for sched in cfg.schedulers.values():
+        if isinstance(sched, _ChangeScheduler) and sched.treeStableTimer:
+            created.extend(_tick_tree_stable(conn, cfg, sched, now))
+        elif isinstance(sched, Nightly):
+            bsid = _tick_nightly(conn, cfg, sched, now)
+            if bsid is not None:
+                created.append(bsid)
+    return created
+
+
+def _tick_tree_stable(conn: Connection, cfg: MasterConfig, sched: _ChangeScheduler,
+                      now: float) -> list[int]:
+    rows = _recorded(conn, sched.name)
+    if not rows:
+        return []
+    arrived = {r.changeid: (r.added_at, r.important) for r in rows}
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for ch in load_changes(conn, list(arrived)):
+        groups[sched.group_key(ch)].append(ch)
+    created = []
+    for chs in groups.values():
+        last_arrival = max(arrived[c["changeid"]][0] for c in chs)
+        if now < last_arrival + (sched.treeStableTimer or 0):
+            continue
+        if not any(arrived[c["changeid"]][1] for c in chs):
+            continue  # only unimportant changes: keep waiting for an important one
+        created.append(buildset_for_changes(conn, cfg, sched, chs, now))
+        _forget(conn, sched.name, [c["changeid"] for c in chs])
+    return created
+
+
+def _tick_nightly(conn: Connection, cfg: MasterConfig, sched: Nightly,
+                  now: float) -> int | None:
+    local = datetime.datetime.fromtimestamp(now)
+    minute_key = local.strftime("%Y-%m-%dT%H:%M")
+    if not sched.matches(local) or _get_state(conn, sched.name, "last_fired") == minute_key:
+        return None
+    _set_state(conn, sched.name, "last_fired", minute_key)
+    if sched.onlyIfChanged:
+        rows = _recorded(conn, sched.name)
+        if not any(r.important for r in rows):
+            return None
+        chs = load_changes(conn, [r.changeid for r in rows])
+        _forget(conn, sched.name, [r.changeid for r in rows])
+        return buildset_for_changes(conn, cfg, sched, chs, now)
+    ssid = create_sourcestamp(conn, branch=sched.branch)
+    reason = sched.reason or f"The Nightly scheduler named '{sched.name}' triggered this build"
+    bsid, _ = create_buildset(conn, cfg, sourcestampids=[ssid],
+                              builder_names=sched.builderNames, reason=reason,
+                              scheduler=sched.name, properties=_scheduler_properties(sched),
+                              now=now)
+    return bsid

@@ -1,0 +1,1 @@
+"""The read side: status objects and the queries pages and notifiers share."""

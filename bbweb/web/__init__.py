@@ -1,0 +1,18 @@
+"""Blueprints, one per URL family, mounted by :func:`register_blueprints`."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the URL families this site's configuration enables."""
+    from bbweb.app import site
+    from bbweb.web import change_hook, json_api, worker_api
+
+    with app.app_context():
+        s = site()
+    app.register_blueprint(worker_api.bp, url_prefix="/api/worker")
+    app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
+    if "json" in s.config.web.provide_feeds:
+        app.register_blueprint(json_api.bp, url_prefix="/json")

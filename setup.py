@@ -1,0 +1,39 @@
+"""Packaging for bbweb.
+
+Built-in plugins register through the same entry-point groups a third-party package uses,
+so the plugin interface is exercised by the core every day.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="bbweb",
+    version="0.1.0",
+    description="Buildbot-style CI status web and build coordinator as a Flask WSGI service",
+    packages=find_packages(include=["bbweb", "bbweb.*"]),
+    include_package_data=True,
+    package_data={"bbweb": ["templates/**/*", "static/**/*", "db/migrations/**/*", "config/*.tmpl"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "flask>=3.0",
+        "sqlalchemy>=2.0",
+        "alembic>=1.12",
+        "gunicorn>=21",
+        "requests>=2.28",
+        "flask-login>=0.6",
+        "libpass>=1.9",
+        "psycopg[binary]>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff>=0.4"],
+    },
+    entry_points={
+        "console_scripts": ["bbweb = bbweb.cli:main"],
+        "bbweb.change_hooks": [
+            "base = bbweb.plugins.hooks.base:BaseHook",
+        ],
+        "bbweb.notifiers": [],
+        "bbweb.auth": [],
+        "bbweb.pages": [],
+    },
+)
