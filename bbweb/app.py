@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.db.connection import Database
+from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
 from bbweb.plugins.registry import PluginSettings, discover, load_plugin_settings
 
@@ -90,6 +91,10 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
     cfg = config or load_master_config(basedir)
     settings = load_plugin_settings(basedir)
     db = Database(cfg.db_url)
+    if not is_current(db):
+        db.dispose()
+        raise RuntimeError(f"the status database for {basedir} is missing or out of date: "
+                           f"run 'bbweb upgrade-master {basedir}'")
     _sync_builders_once(db, cfg)
 
     app = Flask("bbweb", instance_path=basedir)

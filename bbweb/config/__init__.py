@@ -9,6 +9,7 @@ from bbweb.config.schedulers import (
     ChangeFilter,
     ForceScheduler,
     Nightly,
+    Periodic,
     Scheduler,
     SingleBranchScheduler,
 )
@@ -35,7 +36,7 @@ from bbweb.status.html import WebStatus
 __all__ = [
     "AnyBranchScheduler", "BuildFactory", "BuildSlave", "BuildStep", "BuilderConfig",
     "ChangeFilter", "Compile", "ConfigErrors", "Configure", "EXCEPTION", "FAILURE",
-    "ForceScheduler", "Git", "Interpolate", "MasterConfig", "Nightly", "Property", "RETRY",
+    "ForceScheduler", "Git", "Interpolate", "MasterConfig", "Nightly", "Periodic", "Property", "RETRY",
     "Results", "SKIPPED", "SUCCESS", "Scheduler", "ShellCommand", "SingleBranchScheduler",
     "Test", "WARNINGS", "WebStatus", "WithProperties", "load_master_config",
 ]

@@ -280,3 +280,20 @@ class Nightly(BaseScheduler):
 
     def wants_change(self, change: Mapping[str, Any]) -> bool:
         return self.change_filter.filter_change(change)
+
+
+class Periodic(BaseScheduler):
+    """Build every ``periodicBuildTimer`` seconds (the first time when the daemon first
+    sees it), on ``branch``."""
+
+    kind = "periodic"
+
+    def __init__(self, name: str, builderNames: list[str], periodicBuildTimer: int | float = 0,
+                 branch: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, builderNames, **kwargs)
+        if not isinstance(periodicBuildTimer, int | float) or isinstance(
+                periodicBuildTimer, bool) or periodicBuildTimer <= 0:
+            config_error(f"Periodic {name!r}: periodicBuildTimer must be a positive number "
+                         "of seconds")
+        self.periodicBuildTimer = periodicBuildTimer
+        self.branch = branch

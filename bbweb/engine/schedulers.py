@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import BaseScheduler, Nightly, _ChangeScheduler
+from bbweb.config.schedulers import BaseScheduler, Nightly, Periodic, _ChangeScheduler
 from bbweb.db.schema import scheduler_changes, scheduler_state
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp
 from bbweb.engine.changes import load_changes
@@ -138,7 +138,32 @@ def tick(conn: Connection, cfg: MasterConfig, now: float | None = None) -> list[
             bsid = _tick_nightly(conn, cfg, sched, now)
             if bsid is not None:
                 created.append(bsid)
+        elif isinstance(sched, Periodic):
+            bsid = _tick_periodic(conn, cfg, sched, now)
+            if bsid is not None:
+                created.append(bsid)
     return created
+
+
+def _tick_periodic(conn: Connection, cfg: MasterConfig, sched: Periodic,
+                   now: float) -> int | None:
+    last = _get_state(conn, sched.name, "last_fired")
+    if last is not None and now < float(last) + sched.periodicBuildTimer:
+        return None
+    _set_state(conn, sched.name, "last_fired", now)
+    return _timed_buildset(conn, cfg, sched, sched.branch, now)
+
+
+def _timed_buildset(conn: Connection, cfg: MasterConfig, sched: BaseScheduler,
+                    branch: str | None, now: float) -> int:
+    ssid = create_sourcestamp(conn, branch=branch)
+    reason = sched.reason or (f"The {type(sched).__name__} scheduler named "
+                              f"'{sched.name}' triggered this build")
+    bsid, _ = create_buildset(conn, cfg, sourcestampids=[ssid],
+                              builder_names=sched.builderNames, reason=reason,
+                              scheduler=sched.name, properties=_scheduler_properties(sched),
+                              now=now)
+    return bsid
 
 
 def _tick_tree_stable(conn: Connection, cfg: MasterConfig, sched: _ChangeScheduler,
@@ -176,10 +201,4 @@ def _tick_nightly(conn: Connection, cfg: MasterConfig, sched: Nightly,
         chs = load_changes(conn, [r.changeid for r in rows])
         _forget(conn, sched.name, [r.changeid for r in rows])
         return buildset_for_changes(conn, cfg, sched, chs, now)
-    ssid = create_sourcestamp(conn, branch=sched.branch)
-    reason = sched.reason or f"The Nightly scheduler named '{sched.name}' triggered this build"
-    bsid, _ = create_buildset(conn, cfg, sourcestampids=[ssid],
-                              builder_names=sched.builderNames, reason=reason,
-                              scheduler=sched.name, properties=_scheduler_properties(sched),
-                              now=now)
-    return bsid
+    return _timed_buildset(conn, cfg, sched, sched.branch, now)

@@ -1,0 +1,243 @@
+"""The ``bbweb`` command: create, check, upgrade and run a master, run a worker, send a
+change."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bbweb import __version__
+from bbweb.config.errors import ConfigErrors
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def cmd_create_master(args: argparse.Namespace) -> int:
+    from bbweb.scaffold import create_master
+
+    try:
+        created = create_master(Path(args.basedir), port=args.port, force=args.force)
+    except FileExistsError as exc:
+        print(f"bbweb: {exc}", file=sys.stderr)
+        return 1
+    for path in created:
+        print(f"created {path}")
+    return cmd_upgrade_master(args)
+
+
+def cmd_upgrade_master(args: argparse.Namespace) -> int:
+    from bbweb.config.master import load_master_config
+    from bbweb.db.connection import Database
+    from bbweb.db.migrate import upgrade
+    from bbweb.engine.builders import sync_builders
+
+    try:
+        cfg = load_master_config(args.basedir)
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    revision = upgrade(cfg.db_url)
+    db = Database(cfg.db_url)
+    try:
+        with db.write() as conn:
+            sync_builders(conn, cfg)
+    finally:
+        db.dispose()
+    print(f"database {_safe_url(cfg.db_url)} is at schema revision {revision}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def _print_errors(exc: ConfigErrors) -> None:
+    print("bbweb: the configuration has errors:", file=sys.stderr)
+    for err in exc.errors:
+        print(f"  {err}", file=sys.stderr)
+
+
+def cmd_checkconfig(args: argparse.Namespace) -> int:
+    from bbweb.app import load_change_hooks
+    from bbweb.config.master import load_master_config
+    from bbweb.plugins.registry import load_plugin_settings
+
+    try:
+        cfg = load_master_config(args.basedir)
+        settings = load_plugin_settings(args.basedir)
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
+    _hooks, failures = load_change_hooks(cfg, settings)
+    if failures:
+        print("bbweb: plugins that cannot be used:", file=sys.stderr)
+        for name, message in sorted(failures.items()):
+            print(f"  {name}: {message}", file=sys.stderr)
+        return 1
+    print("Config file is good!")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from bbweb.launcher import start
+
+    return start(Path(args.basedir), local_worker=args.local_worker, workers=args.web_workers)
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    from bbweb.daemon import run_daemon
+
+    return run_daemon(str(Path(args.basedir).resolve()))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bbweb.worker.main import run_worker
+
+    password = args.password
+    if password is None:
+        password = os.environ.get("BBWEB_WORKER_PASSWORD")
+    if password is None:
+        print("bbweb worker: give --password or set BBWEB_WORKER_PASSWORD", file=sys.stderr)
+        return 2
+    return run_worker(args.master, args.name, password, args.basedir)
+
+
+def _master_url(value: str) -> str:
+    if "://" not in value:
+        value = "http://" + value
+    return value.rstrip("/")
+
+
+def cmd_sendchange(args: argparse.Namespace) -> int:
+    import requests
+
+    properties: dict[str, object] = {}
+    for prop in args.property or []:
+        if "=" in prop:
+            key, _, value = prop.partition("=")
+        elif ":" in prop:
+            key, _, value = prop.partition(":")
+        else:
+            print(f"bbweb sendchange: property {prop!r} must be NAME=VALUE", file=sys.stderr)
+            return 2
+        properties[key] = value
+    fields: dict[str, str] = {
+        "author": args.who or getpass.getuser(),
+        "comments": args.comments if args.comments is not None else "",
+    }
+    for name in ("revision", "branch", "category", "revlink", "repository", "project",
+                 "codebase", "when"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = str(value)
+    if args.files:
+        fields["files"] = json.dumps(args.files)
+    if properties:
+        fields["properties"] = json.dumps(properties)
+    url = _master_url(args.master) + args.urlpath
+    auth = None
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        auth = (user, password)
+    try:
+        resp = requests.post(url, data=fields, auth=auth, timeout=30,
+                             headers={"Accept": "text/plain"})
+    except requests.RequestException as exc:
+        print(f"bbweb sendchange: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status_code == 202:
+        print("change sent successfully")
+        return 0
+    print(f"bbweb sendchange: the master answered {resp.status_code}: {resp.text.strip()}",
+          file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bbweb", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"bbweb {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("create-master", help="write a sample master.cfg and plugins.toml and "
+                       "create the database")
+    p.add_argument("basedir")
+    p.add_argument("--port", type=int, default=8010, help="web port (default 8010)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_create_master)
+
+    p = sub.add_parser("upgrade-master", help="create or upgrade the status database")
+    p.add_argument("basedir")
+    p.set_defaults(func=cmd_upgrade_master)
+
+    p = sub.add_parser("checkconfig", help="check master.cfg and plugins.toml")
+    p.add_argument("basedir", nargs="?", default=".")
+    p.set_defaults(func=cmd_checkconfig)
+
+    p = sub.add_parser("start", help="run web, daemon and a local worker in the foreground")
+    p.add_argument("basedir")
+    p.add_argument("--local-worker", default=None,
+                   help="BuildSlave to run locally (default: 'local-worker' if configured; "
+                        "'none' to run no worker)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("master", help="run the master daemon (timers, liveness, notifiers)")
+    p.add_argument("basedir")
+    p.set_defaults(func=cmd_master)
+
+    p = sub.add_parser("worker", help="run a worker that builds for a master")
+    p.add_argument("--master", required=True, help="the master's URL, e.g. http://ci:8010")
+    p.add_argument("--name", required=True, help="the BuildSlave name")
+    p.add_argument("--password", help="the BuildSlave password (or BBWEB_WORKER_PASSWORD)")
+    p.add_argument("--basedir", required=True, help="directory to build in")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("sendchange", help="send a change to a master's base change hook")
+    p.add_argument("--master", default="localhost:8010", help="URL or host:port")
+    p.add_argument("--urlpath", default="/change_hook/base")
+    p.add_argument("-w", "--who", "--author", dest="who")
+    p.add_argument("-m", "-c", "--comments", dest="comments")
+    p.add_argument("-R", "--revision")
+    p.add_argument("-b", "--branch")
+    p.add_argument("-C", "--category")
+    p.add_argument("--revlink")
+    p.add_argument("-r", "--repository")
+    p.add_argument("-P", "--project")
+    p.add_argument("--codebase")
+    p.add_argument("-W", "--when", type=float)
+    p.add_argument("-p", "--property", action="append", help="NAME=VALUE (repeatable)")
+    p.add_argument("--auth", help="USER:PASSWORD for change_hook_auth")
+    p.add_argument("files", nargs="*")
+    p.set_defaults(func=cmd_sendchange)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""``bbweb start``: web (gunicorn), daemon and a local worker as one foreground command.
+
+The three run as child processes, exactly as they would on separate hosts; this module
+only starts them, forwards Ctrl-C/SIGTERM, and stops the rest if one of them dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bbweb.config.errors import ConfigErrors
+from bbweb.config.master import MasterConfig, load_master_config
+from bbweb.status.html import ListenAddress
+
+DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
+LOCAL_WORKER = "local-worker"
+STOP_GRACE = 15.0
+
+
+def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int) -> list[str]:
+    """gunicorn with threads: worker long-polls hold a thread each, not a process."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--bind", listen.bind(),
+        "--workers", str(max(1, workers)),
+        "--worker-class", "gthread",
+        "--threads", "16",
+        "--timeout", "90",
+        "--graceful-timeout", "10",
+        "--access-logfile", str(basedir / "http.log"),
+        "--error-logfile", "-",
+        "--chdir", str(basedir),
+        "bbweb.app:create_app()",
+    ]
+
+
+def master_url(listen: ListenAddress) -> str:
+    host = listen.host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{listen.port}"
+
+
+def _local_worker(cfg: MasterConfig, wanted: str | None) -> str | None:
+    if wanted == "none":
+        return None
+    if wanted is not None:
+        if wanted not in cfg.slaves:
+            raise ConfigErrors([f"--local-worker {wanted!r} is not a BuildSlave in "
+                                f"{cfg.path}"])
+        return wanted
+    return LOCAL_WORKER if LOCAL_WORKER in cfg.slaves else None
+
+
+def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> int:
+    """Run everything for one machine until Ctrl-C; returns the exit code."""
+    from bbweb.db.migrate import upgrade
+
+    basedir = basedir.resolve()
+    try:
+        cfg = load_master_config(basedir)
+        worker_name = _local_worker(cfg, local_worker)
+    except ConfigErrors as exc:
+        print("bbweb: the configuration has errors:", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 1
+    upgrade(cfg.db_url)
+    listen = cfg.web.listen or DEFAULT_LISTEN
+    env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "web": (gunicorn_command(basedir, listen, workers), env),
+        "daemon": ([sys.executable, "-m", "bbweb.cli", "master", str(basedir)], env),
+    }
+    if worker_name:
+        wenv = dict(env, BBWEB_WORKER_PASSWORD=cfg.slaves[worker_name].password)
+        commands["worker"] = ([sys.executable, "-m", "bbweb.cli", "worker",
+                               "--master", master_url(listen), "--name", worker_name,
+                               "--basedir", str(basedir / "workers" / worker_name)], wenv)
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old_int = signal.signal(signal.SIGINT, request_stop)
+    old_term = signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    try:
+        for name, (cmd, cenv) in commands.items():
+            procs[name] = subprocess.Popen(cmd, env=cenv, cwd=str(basedir),
+                                           start_new_session=True)
+        print(f"bbweb is running at {master_url(listen)}/ "
+              f"(web, daemon{', worker ' + worker_name if worker_name else ''}); "
+              "press Ctrl-C to stop", flush=True)
+        while not stopping:
+            for name, proc in procs.items():
+                code = proc.poll()
+                if code is not None:
+                    print(f"bbweb: the {name} process exited with code {code}; stopping",
+                          file=sys.stderr, flush=True)
+                    exit_code = code or 1
+                    stopping = True
+                    break
+            time.sleep(0.2)
+    finally:
+        _stop_all(procs)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return exit_code
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    # the worker first, so it can finish talking to a web server that is still up
+    order = [n for n in ("worker", "daemon", "web") if n in procs]
+    for name in order:
+        proc = procs[name]
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_GRACE
+    for name in order:
+        proc = procs[name]
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
