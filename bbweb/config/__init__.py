@@ -36,7 +36,8 @@ from bbweb.status.html import WebStatus
 __all__ = [
     "AnyBranchScheduler", "BuildFactory", "BuildSlave", "BuildStep", "BuilderConfig",
     "ChangeFilter", "Compile", "ConfigErrors", "Configure", "EXCEPTION", "FAILURE",
-    "ForceScheduler", "Git", "Interpolate", "MasterConfig", "Nightly", "Periodic", "Property", "RETRY",
+    "ForceScheduler", "Git", "Interpolate", "MasterConfig", "Nightly", "Periodic", "Property",
+    "RETRY",
     "Results", "SKIPPED", "SUCCESS", "Scheduler", "ShellCommand", "SingleBranchScheduler",
     "Test", "WARNINGS", "WebStatus", "WithProperties", "load_master_config",
 ]
