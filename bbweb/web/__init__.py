@@ -8,10 +8,11 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     """Mount the URL families this site's configuration enables."""
     from bbweb.app import site
-    from bbweb.web import change_hook, json_api, worker_api
+    from bbweb.web import change_hook, health, json_api, worker_api
 
     with app.app_context():
         s = site()
+    app.register_blueprint(health.bp)
     app.register_blueprint(worker_api.bp, url_prefix="/api/worker")
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
     if "json" in s.config.web.provide_feeds:
