@@ -14,9 +14,39 @@ from bbweb.config.master import MasterConfig
 from bbweb.db.schema import slaves
 from bbweb.engine import events
 
-# A worker that has not been heard from for this long is considered gone.
+# A worker heartbeats this often unless its BuildSlave sets keepalive_interval, and is
+# considered gone after missing about three heartbeats.
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
+MAX_HEARTBEAT_INTERVAL = 60.0
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
+
+
+def heartbeat_interval(cfg: MasterConfig, name: str) -> float:
+    """Seconds between a worker's heartbeats: its ``keepalive_interval`` (Buildbot's
+    option, capped at a minute so a lost worker is noticed) or the default."""
+    slave = cfg.slaves.get(name)
+    value = getattr(slave, "keepalive_interval", None) if slave else None
+    if not value:
+        return DEFAULT_HEARTBEAT_INTERVAL
+    return min(max(float(value), 0.2), MAX_HEARTBEAT_INTERVAL)
+
+
+def heartbeat_timeout(cfg: MasterConfig, name: str) -> float:
+    """How long a worker may stay silent before its builds are abandoned."""
+    interval = heartbeat_interval(cfg, name)
+    if interval == DEFAULT_HEARTBEAT_INTERVAL:
+        return DEFAULT_HEARTBEAT_TIMEOUT
+    return 3 * interval + 1.0
+
+
+def find_lost_slaves(conn: Connection, cfg: MasterConfig, now: float | None = None
+                     ) -> list[tuple[int, str]]:
+    """Connected workers silent for longer than their own heartbeat timeout."""
+    now = time.time() if now is None else now
+    rows = conn.execute(sa.select(slaves.c.id, slaves.c.name, slaves.c.last_seen)
+                        .where(slaves.c.connected.is_(True))).all()
+    return [(r.id, r.name) for r in rows
+            if r.last_seen is None or r.last_seen < now - heartbeat_timeout(cfg, r.name)]
 
 
 def check_password(cfg: MasterConfig, name: str, password: str) -> bool:

@@ -68,7 +68,8 @@ def hello() -> Any:
     with s.db.write() as conn:
         engine_slaves.slave_connected(conn, g.worker_name, info)
     return jsonify({"builders": s.config.builders_for_slave(g.worker_name),
-                    "heartbeat_interval": engine_slaves.DEFAULT_HEARTBEAT_INTERVAL})
+                    "heartbeat_interval": engine_slaves.heartbeat_interval(s.config,
+                                                                           g.worker_name)})
 
 
 @bp.post("/heartbeat")
