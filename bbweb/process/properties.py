@@ -1,0 +1,5 @@
+"""``buildbot.process.properties``."""
+
+from bbweb.config.properties import Interpolate, Property, WithProperties
+
+__all__ = ["Interpolate", "Property", "WithProperties"]

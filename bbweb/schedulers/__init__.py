@@ -1,0 +1,1 @@
+"""Buildbot's ``buildbot.schedulers`` paths, for master.cfg files migrated by prefix."""

@@ -1,0 +1,1 @@
+"""Buildbot's ``buildbot.steps`` paths, for master.cfg files migrated by prefix."""
