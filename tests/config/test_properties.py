@@ -31,7 +31,7 @@ def test_interpolate(fmt, expected):
 
 
 def test_interpolate_positional():
-    assert Interpolate("%s-%%(prop:branch)s" % "x").render(CTX) == "x-main"
+    assert Interpolate("x-%(prop:branch)s").render(CTX) == "x-main"
     assert Interpolate("%(prop:branch)s-%s", Property("n")).render(CTX) == "main-3"
 
 
