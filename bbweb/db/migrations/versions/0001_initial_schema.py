@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 05:57:35.820762
+Create Date: 2026-11-24 06:11:18.262798
 """
 
 from alembic import op
@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table('builders',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
-    sa.Column('category', sa.String(length=255), nullable=True),
+    sa.Column('category', sa.Text(), nullable=True),
     sa.Column('builddir', sa.String(length=512), server_default='', nullable=False),
     sa.Column('next_number', sa.Integer(), server_default='0', nullable=False),
     sa.Column('active', sa.Boolean(), server_default=sa.text('1'), nullable=False),
@@ -29,9 +29,9 @@ def upgrade() -> None:
     )
     op.create_table('buildsets',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('external_idstring', sa.String(length=255), nullable=True),
-    sa.Column('reason', sa.String(length=512), server_default='', nullable=False),
-    sa.Column('scheduler', sa.String(length=255), nullable=True),
+    sa.Column('external_idstring', sa.Text(), nullable=True),
+    sa.Column('reason', sa.Text(), server_default='', nullable=False),
+    sa.Column('scheduler', sa.Text(), nullable=True),
     sa.Column('submitted_at', sa.Float(), nullable=False),
     sa.Column('complete', sa.Boolean(), server_default=sa.text('0'), nullable=False),
     sa.Column('complete_at', sa.Float(), nullable=True),
@@ -40,18 +40,18 @@ def upgrade() -> None:
     )
     op.create_table('changes',
     sa.Column('changeid', sa.Integer(), nullable=False),
-    sa.Column('author', sa.String(length=255), server_default='', nullable=False),
+    sa.Column('author', sa.Text(), server_default='', nullable=False),
     sa.Column('comments', sa.Text(), server_default='', nullable=False),
     sa.Column('is_dir', sa.Boolean(), server_default=sa.text('0'), nullable=False),
-    sa.Column('branch', sa.String(length=255), nullable=True),
-    sa.Column('revision', sa.String(length=255), nullable=True),
-    sa.Column('revlink', sa.String(length=1024), nullable=True),
+    sa.Column('branch', sa.Text(), nullable=True),
+    sa.Column('revision', sa.Text(), nullable=True),
+    sa.Column('revlink', sa.Text(), nullable=True),
     sa.Column('when_timestamp', sa.Float(), nullable=False),
-    sa.Column('category', sa.String(length=255), nullable=True),
-    sa.Column('repository', sa.String(length=512), server_default='', nullable=False),
-    sa.Column('codebase', sa.String(length=255), server_default='', nullable=False),
-    sa.Column('project', sa.String(length=512), server_default='', nullable=False),
-    sa.Column('src', sa.String(length=255), nullable=True),
+    sa.Column('category', sa.Text(), nullable=True),
+    sa.Column('repository', sa.Text(), server_default='', nullable=False),
+    sa.Column('codebase', sa.Text(), server_default='', nullable=False),
+    sa.Column('project', sa.Text(), server_default='', nullable=False),
+    sa.Column('src', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('changeid', name=op.f('pk_changes'))
     )
     with op.batch_alter_table('changes', schema=None) as batch_op:
@@ -84,7 +84,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('name', name=op.f('pk_master_locks'))
     )
     op.create_table('scheduler_state',
-    sa.Column('scheduler', sa.String(length=255), nullable=False),
+    sa.Column('scheduler', sa.Text(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('scheduler', 'name', name=op.f('pk_scheduler_state'))
@@ -103,11 +103,11 @@ def upgrade() -> None:
     )
     op.create_table('sourcestamps',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('branch', sa.String(length=255), nullable=True),
-    sa.Column('revision', sa.String(length=255), nullable=True),
-    sa.Column('repository', sa.String(length=512), server_default='', nullable=False),
-    sa.Column('project', sa.String(length=512), server_default='', nullable=False),
-    sa.Column('codebase', sa.String(length=255), server_default='', nullable=False),
+    sa.Column('branch', sa.Text(), nullable=True),
+    sa.Column('revision', sa.Text(), nullable=True),
+    sa.Column('repository', sa.Text(), server_default='', nullable=False),
+    sa.Column('project', sa.Text(), server_default='', nullable=False),
+    sa.Column('codebase', sa.Text(), server_default='', nullable=False),
     sa.Column('patch_level', sa.Integer(), nullable=True),
     sa.Column('patch_body', sa.LargeBinary(), nullable=True),
     sa.Column('patch_subdir', sa.Text(), nullable=True),
@@ -147,7 +147,7 @@ def upgrade() -> None:
     op.create_table('buildset_properties',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('buildsetid', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.Column('source', sa.String(length=255), server_default='', nullable=False),
     sa.ForeignKeyConstraint(['buildsetid'], ['buildsets.id'], name=op.f('fk_buildset_properties_buildsetid_buildsets'), ondelete='CASCADE'),
@@ -166,7 +166,7 @@ def upgrade() -> None:
     op.create_table('change_files',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('changeid', sa.Integer(), nullable=False),
-    sa.Column('filename', sa.String(length=1024), nullable=False),
+    sa.Column('filename', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['changeid'], ['changes.changeid'], name=op.f('fk_change_files_changeid_changes'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_change_files'))
     )
@@ -176,7 +176,7 @@ def upgrade() -> None:
     op.create_table('change_properties',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('changeid', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.Column('source', sa.String(length=255), server_default='Change', nullable=False),
     sa.ForeignKeyConstraint(['changeid'], ['changes.changeid'], name=op.f('fk_change_properties_changeid_changes'), ondelete='CASCADE'),
@@ -186,7 +186,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_change_properties_changeid'), ['changeid'], unique=False)
 
     op.create_table('scheduler_changes',
-    sa.Column('scheduler', sa.String(length=255), nullable=False),
+    sa.Column('scheduler', sa.Text(), nullable=False),
     sa.Column('changeid', sa.Integer(), nullable=False),
     sa.Column('important', sa.Boolean(), server_default=sa.text('1'), nullable=False),
     sa.Column('added_at', sa.Float(), nullable=False),
@@ -219,12 +219,12 @@ def upgrade() -> None:
     sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('buildrequestid', sa.Integer(), nullable=False),
     sa.Column('slaveid', sa.Integer(), nullable=True),
-    sa.Column('reason', sa.String(length=512), server_default='', nullable=False),
+    sa.Column('reason', sa.Text(), server_default='', nullable=False),
     sa.Column('started_at', sa.Float(), nullable=False),
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.Column('results', sa.SmallInteger(), nullable=True),
     sa.Column('text', sa.Text(), server_default='[]', nullable=False),
-    sa.Column('stop_requested', sa.String(length=512), nullable=True),
+    sa.Column('stop_requested', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['builderid'], ['builders.id'], name=op.f('fk_builds_builderid_builders')),
     sa.ForeignKeyConstraint(['buildrequestid'], ['buildrequests.id'], name=op.f('fk_builds_buildrequestid_buildrequests')),
     sa.ForeignKeyConstraint(['slaveid'], ['slaves.id'], name=op.f('fk_builds_slaveid_slaves')),
@@ -239,7 +239,7 @@ def upgrade() -> None:
     op.create_table('build_properties',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('buildid', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.Column('source', sa.String(length=255), server_default='', nullable=False),
     sa.ForeignKeyConstraint(['buildid'], ['builds.id'], name=op.f('fk_build_properties_buildid_builds'), ondelete='CASCADE'),
