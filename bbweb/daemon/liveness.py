@@ -1,0 +1,75 @@
+"""Worker liveness: a worker silent for longer than its heartbeat timeout is gone.
+
+Its running builds end as EXCEPTION ("slave lost") and their requests return to the queue
+(:func:`bbweb.engine.builds.abandon_builds_of_slave`), and it is marked disconnected
+(:func:`bbweb.engine.slaves.mark_disconnected`): one transaction per worker, which also
+re-checks the worker's ``last_seen`` under a row lock, so a heartbeat that arrived since
+the scan keeps the worker alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from bbweb.config.master import MasterConfig
+from bbweb.daemon.lock import DaemonLock
+from bbweb.db.connection import Database
+from bbweb.db.schema import slaves
+from bbweb.engine import slaves as eslaves
+from bbweb.engine.builds import abandon_builds_of_slave
+
+log = logging.getLogger("bbweb.daemon.liveness")
+
+
+@dataclass(frozen=True)
+class LostWorker:
+    name: str
+    silent_for: float | None  # seconds since its last heartbeat (None: never heard)
+    abandoned_builds: list[int]
+
+
+def _timeout(cfg: MasterConfig, name: str, override: float | None) -> float:
+    return override if override is not None else eslaves.heartbeat_timeout(cfg, name)
+
+
+def reap_lost_workers(db: Database, cfg: MasterConfig, *, lock: DaemonLock | None = None,
+                      heartbeat_timeout: float | None = None, now: float | None = None
+                      ) -> list[LostWorker]:
+    """Disconnect every connected worker that has been silent too long and abandon its
+    builds. The timeout is each worker's own (from its ``keepalive_interval``, see
+    :func:`bbweb.engine.slaves.heartbeat_timeout`) unless ``heartbeat_timeout`` overrides
+    it for all.
+
+    Raises :class:`~bbweb.daemon.lock.LeaseLost` when ``lock`` is given and no longer ours.
+    """
+    now = time.time() if now is None else now
+    with db.read() as conn:
+        if heartbeat_timeout is None:
+            candidates = eslaves.find_lost_slaves(conn, cfg, now)
+        else:
+            candidates = eslaves.find_silent_slaves(conn, heartbeat_timeout, now)
+    lost: list[LostWorker] = []
+    for sid, name in candidates:
+        with db.write() as conn:
+            if lock is not None:
+                lock.check(conn)
+            row = conn.execute(sa.select(slaves.c.connected, slaves.c.last_seen)
+                               .where(slaves.c.id == sid).with_for_update()).first()
+            limit = _timeout(cfg, name, heartbeat_timeout)
+            if row is None or not row.connected or (
+                    row.last_seen is not None and row.last_seen >= now - limit):
+                continue  # it reconnected or heartbeated since the scan
+            abandoned = abandon_builds_of_slave(conn, cfg, sid, now=now)
+            eslaves.mark_disconnected(conn, sid, name)
+        silent = None if row.last_seen is None else now - row.last_seen
+        log.warning("worker %r lost: no heartbeat for %s (timeout %.0fs); marked "
+                    "disconnected%s", name,
+                    "ever" if silent is None else f"{silent:.0f}s", limit,
+                    f", builds {', '.join(map(str, abandoned))} ended as EXCEPTION and "
+                    "their requests returned to the queue" if abandoned else "")
+        lost.append(LostWorker(name, silent, abandoned))
+    return lost
