@@ -1,5 +1,259 @@
-"""``/json``: placeholder until the JSON API module lands."""
+"""``/json``: Buildbot 0.8's JSON status API (web spec §18) over the status database.
 
-from flask import Blueprint
+A request is parsed (path segments, global flags), resolved in the resource tree of
+:mod:`bbweb.status.jsontree`, rendered (``select``, ``filter``, ``compact``, ``as_text``,
+``callback``) and sent with 0.8's headers. ``…/help`` on any node is an HTML page.
+
+Deliberate differences from 0.8 are listed in ``docs/compat.md`` (JSON API section).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from flask import Blueprint, Response, render_template, request
+from werkzeug.http import http_date
+
+from bbweb.app import site
+from bbweb.status import jsondocs
+from bbweb.status.jsontree import (
+    NOT_AVAILABLE,
+    JsonRequest,
+    Node,
+    RootNode,
+    select_document,
+)
 
 bp = Blueprint("json_api", __name__)
+
+CALLBACK = re.compile(r"[a-zA-Z$_][a-zA-Z$0-9._]*")
+_INTEGER = re.compile(r"[ ]*[-+]?[0-9]+[ ]*")
+# ``max`` and ``numbuilds`` above this are refused: a page must stay a page.
+MAX_BUILDS_ARG = 1000
+EXPIRES_SECONDS = 60
+
+FLAGS_HELP = [
+    ("as_text", "1 or true: serve the document as text/plain, indented and filtered "
+                "(changes the defaults of compact and filter)."),
+    ("compact", "1 or true: no whitespace at all; 0 or false: indented by 2. Keys are "
+                "always sorted. Default: true unless as_text."),
+    ("filter", "1 or true: drop empty values (null, false, empty strings, lists and "
+               "objects) recursively; 0 is kept. Default: as_text."),
+    ("select", "May be given several times: build the document from the named sub-paths "
+               "of this node instead of the node itself (an empty value includes the "
+               "node's own document). Negative build numbers count from the latest build; "
+               "write %252F for a / inside a name."),
+    ("numbuilds", "Slave documents: how many of each builder's newest builds are scanned "
+                  f"for the builds this slave ran (default: build cache size - 1, at most "
+                  f"{MAX_BUILDS_ARG})."),
+    ("max", "builds/_all: how many of the newest builds to return (default: build cache "
+            f"size, at most {MAX_BUILDS_ARG})."),
+    ("callback", "JSONP: wrap the document as callback(document); - the name must be a "
+                 "JavaScript identifier or dotted path."),
+]
+
+
+class JsonError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+@dataclass
+class Flags:
+    as_text: bool = False
+    compact: bool = True
+    filter: bool = False
+    callback: str | None = None
+
+
+def _bool_arg(name: str, default: bool) -> bool:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    value = value.strip().lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    return default
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None or value.strip() == "":
+        return None
+    if not _INTEGER.fullmatch(value):
+        raise JsonError(400, "Bad argument", f"{name} must be an integer, not {value!r}")
+    number = int(value)
+    if number > MAX_BUILDS_ARG:
+        raise JsonError(400, "Bad argument", f"{name} may be at most {MAX_BUILDS_ARG}")
+    return max(number, 0)
+
+
+def _flags() -> Flags:
+    as_text = _bool_arg("as_text", False)
+    callback = request.args.get("callback")
+    return Flags(as_text=as_text, compact=_bool_arg("compact", not as_text),
+                 filter=_bool_arg("filter", as_text),
+                 callback=callback if callback and CALLBACK.fullmatch(callback) else None)
+
+
+def path_segments() -> tuple[list[str], bool]:
+    """The decoded segments after ``/json`` and whether the URL ended with ``/``.
+
+    Segments are split on the *raw* request URI when the server provides it (gunicorn and
+    Werkzeug do), so a name containing ``/`` can be addressed as ``%2F``.
+    """
+    decoded = request.path
+    trailing = decoded.endswith("/") and decoded != "/"
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        parts = urlsplit(raw).path.split("/")
+        want = decoded.lstrip("/")
+        for start in range(len(parts)):
+            if "/".join(unquote(p) for p in parts[start:]) == want:
+                # parts[start] is "json" (the blueprint's mount point)
+                return [unquote(p) for p in parts[start + 1:] if p], trailing
+    parts = decoded.split("/")
+    return [p for p in parts[2:] if p], trailing
+
+
+def _render(data: Any, flags: Flags, status: int = 200) -> Response:
+    if flags.filter:
+        data = jsondocs.filter_empty(data)
+    if flags.compact:
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    else:
+        body = json.dumps(data, sort_keys=True, indent=2)
+    if flags.as_text:
+        content_type = "text/plain; charset=utf-8"
+    elif flags.callback:
+        content_type = "application/javascript"
+    else:
+        content_type = "application/json"
+    if flags.callback:
+        body = f"{flags.callback}({body});"
+    resp = Response(body, status=status, content_type=content_type)
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    resp.headers["Expires"] = http_date(time.time() + EXPIRES_SECONDS)
+    resp.headers["Pragma"] = "no-cache"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _error(exc: JsonError, flags: Flags) -> Response:
+    return _render({"error": exc.error, "message": exc.message}, flags, exc.status)
+
+
+def _resolve_or_404(req: JsonRequest, segments: list[str]) -> Node:
+    node: Node = RootNode()
+    for depth, segment in enumerate(segments):
+        child = node.child(req, segment)
+        if child is None:
+            where = "/".join(["json"] + segments[:depth])
+            raise JsonError(404, NOT_AVAILABLE["error"], f"no {segment!r} under /{where}")
+        node = child
+    return node
+
+
+@bp.route("", methods=["GET"])
+@bp.route("/", methods=["GET"])
+@bp.route("/<path:_subpath>", methods=["GET"])
+def json_resource(_subpath: str = "") -> Response:
+    flags = _flags()
+    segments, trailing = path_segments()
+    s = site()
+    try:
+        max_builds = _int_arg("max")
+        numbuilds = _int_arg("numbuilds")
+        with s.db.read() as conn:
+            req = JsonRequest(conn=conn, cfg=s.config, max_builds=max_builds,
+                              numbuilds=numbuilds)
+            if segments and segments[-1] == "help":
+                node = _resolve_or_404(req, segments[:-1])
+                return help_page(req, node, segments[:-1], trailing)
+            node = _resolve_or_404(req, segments)
+            selects = request.args.getlist("select")
+            data = select_document(req, node, selects) if selects else node.document(req)
+    except JsonError as exc:
+        return _error(exc, flags)
+    return _render(data, flags)
+
+
+# -- help pages ------------------------------------------------------------------------------
+
+def _qpath(segments: list[str]) -> str:
+    return "/".join(quote(s, safe="") for s in segments)
+
+
+def _example_values(req: JsonRequest) -> tuple[str, int, str]:
+    """The first builder that has a build, its latest build number, its first slave."""
+    rows = req.builders()
+    builders = [rows[name] for name in req.cfg.builders]  # config order
+    chosen = next((b for b in builders if b.next_number > 0), None)
+    if chosen is None and builders:
+        chosen = builders[0]
+    builder = chosen.name if chosen else "BUILDER"
+    number = chosen.next_number - 1 if chosen and chosen.next_number > 0 else 0
+    slavenames = req.cfg.builders[builder].slavenames if builder in req.cfg.builders else []
+    slave = slavenames[0] if slavenames else next(iter(req.cfg.slaves), "SLAVE")
+    return builder, number, slave
+
+
+def _examples(req: JsonRequest, to_root: str) -> list[tuple[str, str]]:
+    builder, number, slave = _example_values(req)
+    b = quote(builder, safe="")
+    s = quote(slave, safe="")
+    examples: list[tuple[str, list[tuple[str, str]]]] = [
+        (f"builders/{b}/builds", [("select", "-1"), ("select", "-2")]),
+        (f"builders/{b}", [("select", ""), ("select", "slaves")]),
+        ("", [("select", f"slaves/{s}/"), ("select", "project"),
+              ("select", f"builders/{b}/builds/{number}")]),
+        (f"builders/{b}/builds/{number}", []),
+        (f"builders/{b}/builds/_all", [("max", "5")]),
+        (f"slaves/{s}", [("numbuilds", "5")]),
+        ("project", [("callback", "showProject")]),
+    ]
+    out = []
+    for path, args in examples:
+        query = _query(args)
+        label = "/json" + (f"/{path}" if path else "") + (f"?{query}" if query else "")
+        out.append((label, f"{to_root}{path}?{_query(args + [('as_text', '1')])}"))
+    return out
+
+
+def _query(args: list[tuple[str, str]]) -> str:
+    """A query string that keeps ``/`` readable (``select=slaves/S``)."""
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='/')}" for k, v in args)
+
+
+def help_page(req: JsonRequest, node: Node, segments: list[str], trailing: bool) -> Response:
+    """The HTML help of ``node`` (at ``/json/<segments>/help``). Links are relative to
+    the page, so they are right at every depth and behind a path prefix."""
+    depth = len(segments) + (1 if trailing else 0)
+    to_root = "../" * depth if depth else "./"
+    here = _qpath(segments)
+    base = to_root + (here + "/" if here else "")
+    children = [(name, base + quote(name, safe=""), base + quote(name, safe="") + "/help")
+                for name in node.child_names(req)]
+    parent_help = None
+    if segments:
+        parent = _qpath(segments[:-1])
+        parent_help = to_root + (parent + "/" if parent else "") + "help"
+    title = f"{node.title} help"
+    html = render_template(
+        "json/help.html", title=title, help_text=node.help_text,
+        path="/json" + ("/" + "/".join(segments) if segments else ""),
+        self_href=base or to_root, parent_help=parent_help, children=children,
+        flags=FLAGS_HELP, examples=_examples(req, to_root))
+    resp = Response(html, content_type="text/html; charset=utf-8")
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp

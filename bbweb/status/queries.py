@@ -1,0 +1,553 @@
+"""Read queries shared by the JSON API, the HTML pages and the notifiers.
+
+Plain functions over a SQLAlchemy :class:`~sqlalchemy.engine.Connection` that return
+dataclasses. The rule every function here keeps: **the number of queries and the rows read
+depend on what the caller asked for, never on how much history exists.**
+
+* A build is found through the ``(builderid, number)`` unique index; "relative" numbers
+  (``-1`` = latest started) are plain arithmetic on ``builders.next_number`` because build
+  numbers are handed out contiguously inside the claim transaction.
+* Everything a set of builds needs (steps, logs, properties, sourcestamps, changes) is read
+  with one ``IN (...)`` query per table for the whole set (:func:`load_build_details`), so a
+  page of twenty builds costs the same handful of queries as a page of one.
+* Listing every build number of a builder (:func:`build_numbers`) is the only full-history
+  read, and it is an index-only scan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.config.master import MasterConfig
+from bbweb.db import schema
+from bbweb.db.schema import (
+    builders,
+    buildrequests,
+    builds,
+    buildset_properties,
+    buildsets,
+    change_files,
+    change_properties,
+    changes,
+    event_counter,
+    logs,
+    slaves,
+    sourcestamp_changes,
+    sourcestamps,
+    steps,
+)
+from bbweb.status.records import (
+    BuilderInfo,
+    BuilderSummary,
+    BuildInfo,
+    BuildRequestInfo,
+    ChangeInfo,
+    LogInfo,
+    PatchInfo,
+    Property,
+    SlaveInfo,
+    SourceStampInfo,
+    StepInfo,
+    in_int_range,
+)
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if text is None or text == "":
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+# -- builders ---------------------------------------------------------------------------------
+
+def _builder(row: Any) -> BuilderInfo:
+    return BuilderInfo(id=row.id, name=row.name, category=row.category, builddir=row.builddir,
+                       next_number=row.next_number, active=bool(row.active))
+
+
+def builder_rows(conn: Connection, names: Iterable[str] | None = None
+                 ) -> dict[str, BuilderInfo]:
+    """Builder rows by name (all rows when ``names`` is None). One query."""
+    query = sa.select(builders)
+    if names is not None:
+        names = list(names)
+        if not names:
+            return {}
+        query = query.where(builders.c.name.in_(names))
+    return {r.name: _builder(r) for r in conn.execute(query)}
+
+
+def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
+    return builder_rows(conn, [name]).get(name)
+
+
+def pending_counts(conn: Connection, builderids: Iterable[int]) -> dict[int, int]:
+    """builderid -> number of unclaimed, incomplete build requests. One query."""
+    ids = list(builderids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(buildrequests.c.builderid, sa.func.count())
+        .where(buildrequests.c.builderid.in_(ids), buildrequests.c.complete.is_(False),
+               buildrequests.c.claimed_at.is_(None))
+        .group_by(buildrequests.c.builderid))
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[int, list[int]]:
+    """builderid -> numbers of its running builds, ascending. One query."""
+    ids = list(builderids)
+    if not ids:
+        return {}
+    out: dict[int, list[int]] = {}
+    for r in conn.execute(sa.select(builds.c.builderid, builds.c.number)
+                          .where(builds.c.finished_at.is_(None), builds.c.builderid.in_(ids))
+                          .order_by(builds.c.builderid, builds.c.number)):
+        out.setdefault(r.builderid, []).append(r.number)
+    return out
+
+
+def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
+    names = list(names)
+    if not names:
+        return set()
+    return {r.name for r in conn.execute(sa.select(slaves.c.name).where(
+        slaves.c.name.in_(names), slaves.c.connected.is_(True)))}
+
+
+def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,
+                      rows: dict[str, BuilderInfo] | None = None) -> dict[str, BuilderSummary]:
+    """Summaries of configured builders (all of them when ``names`` is None), in config
+    order. Four queries however many builders; pass ``rows`` to save the first.
+
+    ``state`` is ``offline`` when none of the builder's slaves is connected, else
+    ``building`` when a build runs, else ``idle``.
+    """
+    wanted = [n for n in (cfg.builders if names is None else names) if n in cfg.builders]
+    if rows is None:
+        rows = builder_rows(conn, wanted)
+    ids = [rows[n].id for n in wanted if n in rows]
+    current = current_build_numbers(conn, ids)
+    pending = pending_counts(conn, ids)
+    connected = connected_slave_names(
+        conn, {s for n in wanted for s in cfg.builders[n].slavenames})
+    out: dict[str, BuilderSummary] = {}
+    for name in wanted:
+        bcfg = cfg.builders[name]
+        row = rows.get(name)
+        cur = current.get(row.id, []) if row else []
+        conn_slaves = [s for s in bcfg.slavenames if s in connected]
+        if not conn_slaves:
+            state = "offline"
+        elif cur:
+            state = "building"
+        else:
+            state = "idle"
+        out[name] = BuilderSummary(
+            name=name, category=bcfg.category, basedir=bcfg.builddir,
+            slavenames=list(bcfg.slavenames), schedulers=cfg.schedulers_for_builder(name),
+            current_builds=cur, pending=pending.get(row.id, 0) if row else 0, state=state,
+            connected_slaves=conn_slaves, next_number=row.next_number if row else 0)
+    return out
+
+
+# -- builds -------------------------------------------------------------------------------------
+
+def _build_query() -> sa.Select:
+    return (sa.select(builds, builders.c.name.label("builder_name"),
+                      slaves.c.name.label("slave_name"))
+            .join(builders, builders.c.id == builds.c.builderid)
+            .outerjoin(slaves, slaves.c.id == builds.c.slaveid))
+
+
+def _build(row: Any) -> BuildInfo:
+    return BuildInfo(
+        id=row.id, builderid=row.builderid, builder=row.builder_name, number=row.number,
+        buildrequestid=row.buildrequestid, slave=row.slave_name, reason=row.reason or "",
+        started_at=row.started_at, finished_at=row.finished_at, results=row.results,
+        text=_json(row.text, []), stop_requested=row.stop_requested)
+
+
+def build_numbers(conn: Connection, builderid: int) -> list[int]:
+    """Every build number of a builder, ascending (an index-only scan; the one query here
+    that reads a builder's whole history, for ``/json/builders/B/builds``)."""
+    return [n for (n,) in conn.execute(sa.select(builds.c.number)
+                                       .where(builds.c.builderid == builderid)
+                                       .order_by(builds.c.number))]
+
+
+def get_builds(conn: Connection, builder: BuilderInfo, numbers: Iterable[int], *,
+               details: bool = True) -> dict[int, BuildInfo]:
+    """Builds of ``builder`` by absolute or relative number, keyed by the number *asked
+    for*; numbers that match no build are absent. One query, plus
+    :func:`load_build_details` when ``details``."""
+    wanted: dict[int, int] = {}
+    for n in numbers:
+        absolute = builder.resolve_number(n)
+        if absolute is not None:
+            wanted[n] = absolute
+    if not wanted:
+        return {}
+    rows = conn.execute(_build_query().where(builds.c.builderid == builder.id,
+                                             builds.c.number.in_(sorted(set(wanted.values())))))
+    by_number = {r.number: _build(r) for r in rows}
+    if details:
+        load_build_details(conn, list(by_number.values()))
+    return {asked: by_number[n] for asked, n in wanted.items() if n in by_number}
+
+
+def get_build(conn: Connection, builder: BuilderInfo, number: int, *,
+              details: bool = True) -> BuildInfo | None:
+    return get_builds(conn, builder, [number], details=details).get(number)
+
+
+def latest_builds(conn: Connection, builder: BuilderInfo, count: int, *,
+                  details: bool = True, finished_only: bool = False) -> list[BuildInfo]:
+    """The newest ``count`` builds of a builder, newest first (an index range scan).
+    With ``finished_only`` running builds are skipped (still at most ``count`` rows)."""
+    if count <= 0 or builder.next_number <= 0:
+        return []
+    query = _build_query().where(builds.c.builderid == builder.id)
+    if finished_only:
+        query = query.where(builds.c.finished_at.isnot(None))
+    rows = conn.execute(query.order_by(builds.c.number.desc()).limit(count)).all()
+    found = [_build(r) for r in rows]
+    if details:
+        load_build_details(conn, found)
+    return found
+
+
+def builds_by_id(conn: Connection, buildids: Iterable[int], *,
+                 details: bool = True) -> dict[int, BuildInfo]:
+    ids = sorted(set(buildids))
+    if not ids:
+        return {}
+    found = {r.id: _build(r) for r in conn.execute(_build_query().where(builds.c.id.in_(ids)))}
+    if details:
+        load_build_details(conn, list(found.values()))
+    return found
+
+
+def running_builds(conn: Connection, *, builderids: Iterable[int] | None = None,
+                   slaveids: Iterable[int] | None = None, details: bool = True
+                   ) -> list[BuildInfo]:
+    """Unfinished builds (optionally of some builders / slaves), oldest first."""
+    query = _build_query().where(builds.c.finished_at.is_(None))
+    if builderids is not None:
+        bids = list(builderids)
+        if not bids:
+            return []
+        query = query.where(builds.c.builderid.in_(bids))
+    if slaveids is not None:
+        sids = list(slaveids)
+        if not sids:
+            return []
+        query = query.where(builds.c.slaveid.in_(sids))
+    found = [_build(r) for r in conn.execute(query.order_by(builds.c.started_at,
+                                                            builds.c.id))]
+    if details:
+        load_build_details(conn, found)
+    return found
+
+
+def build_steps(conn: Connection, buildids: Iterable[int]) -> dict[int, list[StepInfo]]:
+    """buildid -> its steps in order, each with its logs. Two queries for any number of
+    builds."""
+    ids = sorted(set(buildids))
+    if not ids:
+        return {}
+    out: dict[int, list[StepInfo]] = {}
+    by_id: dict[int, StepInfo] = {}
+    for r in conn.execute(sa.select(steps).where(steps.c.buildid.in_(ids))
+                          .order_by(steps.c.buildid, steps.c.number)):
+        step = StepInfo(id=r.id, buildid=r.buildid, number=r.number, name=r.name,
+                        started_at=r.started_at, finished_at=r.finished_at, results=r.results,
+                        text=_json(r.text, []), urls=_json(r.urls, {}),
+                        statistics=_json(r.statistics, {}), hidden=bool(r.hidden))
+        out.setdefault(r.buildid, []).append(step)
+        by_id[r.id] = step
+    if by_id:
+        for r in conn.execute(
+                sa.select(logs).join(steps, steps.c.id == logs.c.stepid)
+                .where(steps.c.buildid.in_(ids)).order_by(logs.c.stepid, logs.c.id)):
+            by_id[r.stepid].logs.append(LogInfo(id=r.id, name=r.name, num_chunks=r.num_chunks,
+                                                num_bytes=r.num_bytes,
+                                                complete=bool(r.complete)))
+    return out
+
+
+def _sorted_props(props: Iterable[Property]) -> list[Property]:
+    return sorted(props, key=lambda p: p[0])
+
+
+def build_properties(conn: Connection, buildids: Iterable[int]) -> dict[int, list[Property]]:
+    """buildid -> ``[(name, value, source)]`` sorted by name. One query."""
+    ids = sorted(set(buildids))
+    if not ids:
+        return {}
+    out: dict[int, list[Property]] = {}
+    for r in conn.execute(sa.select(schema.build_properties)
+                          .where(schema.build_properties.c.buildid.in_(ids))):
+        out.setdefault(r.buildid, []).append((r.name, _json(r.value, None), r.source))
+    return {k: _sorted_props(v) for k, v in out.items()}
+
+
+def get_changes(conn: Connection, numbers: Iterable[int]) -> dict[int, ChangeInfo]:
+    """Changes (with files and properties) by number. Three queries for any number."""
+    ids = sorted({n for n in numbers if in_int_range(n)})
+    if not ids:
+        return {}
+    found: dict[int, ChangeInfo] = {}
+    for r in conn.execute(sa.select(changes).where(changes.c.changeid.in_(ids))
+                          .order_by(changes.c.changeid)):
+        found[r.changeid] = ChangeInfo(
+            number=r.changeid, author=r.author, comments=r.comments, branch=r.branch,
+            revision=r.revision, revlink=r.revlink, when=r.when_timestamp,
+            category=r.category, repository=r.repository, codebase=r.codebase,
+            project=r.project, src=r.src, is_dir=bool(r.is_dir))
+    if not found:
+        return {}
+    present = sorted(found)
+    for r in conn.execute(sa.select(change_files.c.changeid, change_files.c.filename)
+                          .where(change_files.c.changeid.in_(present))
+                          .order_by(change_files.c.changeid, change_files.c.id)):
+        found[r.changeid].files.append(r.filename)
+    props: dict[int, list[Property]] = {}
+    for r in conn.execute(sa.select(change_properties)
+                          .where(change_properties.c.changeid.in_(present))):
+        props.setdefault(r.changeid, []).append((r.name, _json(r.value, None), r.source))
+    for cid, plist in props.items():
+        found[cid].properties = _sorted_props(plist)
+    return found
+
+
+def get_change(conn: Connection, number: int) -> ChangeInfo | None:
+    return get_changes(conn, [number]).get(number)
+
+
+def _sourcestamp(r: Any) -> SourceStampInfo:
+    patch = None
+    if r.patch_body is not None:
+        body = r.patch_body
+        if isinstance(body, memoryview):
+            body = body.tobytes()
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        patch = PatchInfo(level=r.patch_level, body=body, subdir=r.patch_subdir,
+                          author=r.patch_author, comment=r.patch_comment)
+    return SourceStampInfo(id=r.id, branch=r.branch, revision=r.revision,
+                           repository=r.repository, project=r.project, codebase=r.codebase,
+                           patch=patch)
+
+
+def _attach_changes(conn: Connection, stamps: Iterable[SourceStampInfo]) -> None:
+    """Fill ``changes`` of the given sourcestamps (four queries for all of them)."""
+    by_id: dict[int, list[SourceStampInfo]] = {}
+    for ss in stamps:
+        by_id.setdefault(ss.id, []).append(ss)
+    if not by_id:
+        return
+    links = conn.execute(sa.select(sourcestamp_changes.c.sourcestampid,
+                                   sourcestamp_changes.c.changeid)
+                         .where(sourcestamp_changes.c.sourcestampid.in_(sorted(by_id)))
+                         .order_by(sourcestamp_changes.c.sourcestampid,
+                                   sourcestamp_changes.c.changeid)).all()
+    found = get_changes(conn, {r.changeid for r in links})
+    for r in links:
+        change = found.get(r.changeid)
+        if change is not None:
+            for ss in by_id[r.sourcestampid]:
+                ss.changes.append(change)
+
+
+def buildset_sourcestamps(conn: Connection, buildsetids: Iterable[int]
+                          ) -> dict[int, list[SourceStampInfo]]:
+    """buildsetid -> its sourcestamps (ordered by id, one per codebase) with their
+    changes."""
+    ids = sorted(set(buildsetids))
+    if not ids:
+        return {}
+    out: dict[int, list[SourceStampInfo]] = {}
+    rows = conn.execute(sa.select(sourcestamps, schema.buildset_sourcestamps.c.buildsetid)
+                        .join(schema.buildset_sourcestamps,
+                              schema.buildset_sourcestamps.c.sourcestampid == sourcestamps.c.id)
+                        .where(schema.buildset_sourcestamps.c.buildsetid.in_(ids))
+                        .order_by(schema.buildset_sourcestamps.c.buildsetid, sourcestamps.c.id))
+    for r in rows:
+        out.setdefault(r.buildsetid, []).append(_sourcestamp(r))
+    _attach_changes(conn, [ss for lst in out.values() for ss in lst])
+    return out
+
+
+def build_sourcestamps(conn: Connection, buildids: Iterable[int]
+                       ) -> dict[int, list[SourceStampInfo]]:
+    """buildid -> the sourcestamps it built (its request's buildset's), with changes."""
+    ids = sorted(set(buildids))
+    if not ids:
+        return {}
+    out: dict[int, list[SourceStampInfo]] = {}
+    bss = schema.buildset_sourcestamps
+    rows = conn.execute(
+        sa.select(sourcestamps, builds.c.id.label("buildid"))
+        .join(bss, bss.c.sourcestampid == sourcestamps.c.id)
+        .join(buildrequests, buildrequests.c.buildsetid == bss.c.buildsetid)
+        .join(builds, builds.c.buildrequestid == buildrequests.c.id)
+        .where(builds.c.id.in_(ids))
+        .order_by(builds.c.id, sourcestamps.c.id))
+    for r in rows:
+        out.setdefault(r.buildid, []).append(_sourcestamp(r))
+    _attach_changes(conn, [ss for lst in out.values() for ss in lst])
+    return out
+
+
+def load_build_details(conn: Connection, found: list[BuildInfo]) -> None:
+    """Fill steps (with logs), properties and sourcestamps (with changes) of many builds
+    at once: at most eight queries whatever the number of builds."""
+    todo = [b for b in found if not b.details_loaded]
+    if not todo:
+        return
+    ids = [b.id for b in todo]
+    all_steps = build_steps(conn, ids)
+    props = build_properties(conn, ids)
+    stamps = build_sourcestamps(conn, ids)
+    for b in todo:
+        b.steps = all_steps.get(b.id, [])
+        b.properties = props.get(b.id, [])
+        b.sourcestamps = stamps.get(b.id, [])
+        b.details_loaded = True
+
+
+# -- slaves -------------------------------------------------------------------------------------
+
+def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None
+               ) -> dict[str, SlaveInfo]:
+    """Configured slaves (all when ``names`` is None; unknown names are dropped) with
+    their database state, in config order. One query."""
+    wanted = [n for n in (cfg.slaves if names is None else names) if n in cfg.slaves]
+    if not wanted:
+        return {}
+    rows = {r.name: r for r in conn.execute(sa.select(slaves)
+                                            .where(slaves.c.name.in_(wanted)))}
+    out: dict[str, SlaveInfo] = {}
+    for name in wanted:
+        r = rows.get(name)
+        if r is None:
+            out[name] = SlaveInfo(id=None, name=name, info={}, connected=False,
+                                  last_seen=None, connected_at=None, paused=False,
+                                  graceful=False)
+        else:
+            info = _json(r.info, {})
+            out[name] = SlaveInfo(id=r.id, name=name,
+                                  info=info if isinstance(info, dict) else {},
+                                  connected=bool(r.connected), last_seen=r.last_seen,
+                                  connected_at=r.connected_at, paused=bool(r.paused),
+                                  graceful=bool(r.graceful))
+    return out
+
+
+def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo],
+                           slaveids: Iterable[int], window: int
+                           ) -> dict[int, dict[str, list[int]]]:
+    """slaveid -> {builder name: numbers of its finished builds among the builder's
+    ``window`` most recent builds}, numbers newest first. One query; rows read are bounded
+    by ``window`` × builders (an index range per builder), never by history."""
+    blist = list(builder_list)
+    sids = sorted(set(slaveids))
+    if window <= 0 or not blist or not sids:
+        return {}
+    names = {b.id: b.name for b in blist}
+    # one explicit (builderid, number) range per builder, so that each is an index range
+    # scan (a join on builders.next_number makes PostgreSQL scan the whole table)
+    ranges = [sa.and_(builds.c.builderid == b.id, builds.c.number >= b.next_number - window)
+              for b in blist if b.next_number > 0]
+    if not ranges:
+        return {}
+    rows = conn.execute(
+        sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid)
+        .where(sa.or_(*ranges), builds.c.finished_at.isnot(None), builds.c.slaveid.in_(sids))
+        .order_by(builds.c.builderid, builds.c.number.desc()))
+    out: dict[int, dict[str, list[int]]] = {}
+    for r in rows:
+        out.setdefault(r.slaveid, {}).setdefault(names[r.builderid], []).append(r.number)
+    return out
+
+
+# -- build requests -----------------------------------------------------------------------------
+
+def pending_build_requests(conn: Connection, builder: BuilderInfo, *,
+                           details: bool = True) -> list[BuildRequestInfo]:
+    """The builder's unclaimed requests in the order they will be claimed (priority, then
+    submission). With ``details``: buildset properties, sourcestamps with changes and the
+    earlier builds of each request, in a bounded number of queries for the whole list."""
+    rows = conn.execute(
+        sa.select(buildrequests, buildsets.c.reason)
+        .join(buildsets, buildsets.c.id == buildrequests.c.buildsetid)
+        .where(buildrequests.c.builderid == builder.id, buildrequests.c.complete.is_(False),
+               buildrequests.c.claimed_at.is_(None))
+        .order_by(buildrequests.c.priority.desc(), buildrequests.c.submitted_at,
+                  buildrequests.c.id)).all()
+    reqs = [BuildRequestInfo(id=r.id, buildsetid=r.buildsetid, builder=builder.name,
+                             priority=r.priority, submitted_at=r.submitted_at,
+                             reason=r.reason or "") for r in rows]
+    if not details or not reqs:
+        return reqs
+    bsids = sorted({r.buildsetid for r in reqs})
+    props: dict[int, list[Property]] = {}
+    for r in conn.execute(sa.select(buildset_properties)
+                          .where(buildset_properties.c.buildsetid.in_(bsids))):
+        props.setdefault(r.buildsetid, []).append((r.name, _json(r.value, None), r.source))
+    stamps = buildset_sourcestamps(conn, bsids)
+    earlier = conn.execute(_build_query().where(
+        builds.c.buildrequestid.in_([r.id for r in reqs])).order_by(builds.c.number)).all()
+    attempts = [_build(r) for r in earlier]
+    load_build_details(conn, attempts)
+    by_request: dict[int, list[BuildInfo]] = {}
+    for b in attempts:
+        by_request.setdefault(b.buildrequestid, []).append(b)
+    for req in reqs:
+        req.properties = _sorted_props(props.get(req.buildsetid, []))
+        req.sourcestamps = stamps.get(req.buildsetid, [])
+        req.builds = by_request.get(req.id, [])
+    return reqs
+
+
+# -- master-wide counters -----------------------------------------------------------------------
+
+def master_counters(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
+    """Cheap master-wide counters, each one indexed or small-table query:
+
+    * ``changes.latest_number`` – number of the newest change (0 when none);
+    * ``builds.started`` – builds ever started on the configured builders (sum of their
+      ``next_number``);
+    * ``builds.running`` – builds that have not finished;
+    * ``buildrequests.pending`` – build requests waiting for a slave;
+    * ``slaves.connected`` / ``slaves.configured`` – configured slaves connected now /
+      configured;
+    * ``events.latest_id`` – id of the newest event in the outbox.
+    """
+    latest_change = conn.execute(sa.select(sa.func.max(changes.c.changeid))).scalar() or 0
+    rows = builder_rows(conn, cfg.builders)
+    started = sum(b.next_number for b in rows.values())
+    running = conn.execute(sa.select(sa.func.count()).select_from(builds)
+                           .where(builds.c.finished_at.is_(None))).scalar() or 0
+    # per configured builder, so each count is a range of ix_buildrequests_pending
+    pending = sum(pending_counts(conn, [b.id for b in rows.values()]).values())
+    connected = len(connected_slave_names(conn, cfg.slaves))
+    latest_event = conn.execute(sa.select(sa.func.max(event_counter.c.value))).scalar() or 0
+    return {
+        "changes.latest_number": int(latest_change),
+        "builds.started": int(started),
+        "builds.running": int(running),
+        "buildrequests.pending": int(pending),
+        "slaves.connected": connected,
+        "slaves.configured": len(cfg.slaves),
+        "events.latest_id": int(latest_event),
+    }
