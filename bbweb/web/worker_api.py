@@ -85,6 +85,24 @@ def heartbeat() -> Any:
                                  for r in rows]})
 
 
+@bp.post("/goodbye")
+@worker_auth
+def goodbye() -> Any:
+    """The worker is leaving: what it was building goes back to the queue now rather than
+    after the heartbeat timeout."""
+    s = site()
+    with s.db.write() as conn:
+        sid = engine_slaves.slave_id(conn, g.worker_name)
+        if sid is None:
+            return jsonify({"abandoned": []})
+        abandoned = engine_builds.abandon_builds_of_slave(conn, s.config, sid)
+        engine_slaves.mark_disconnected(conn, sid, g.worker_name)
+    if abandoned:
+        log.info("worker %s left during build(s) %s; their requests are queued again",
+                 g.worker_name, abandoned)
+    return jsonify({"abandoned": abandoned})
+
+
 @bp.post("/claim")
 @worker_auth
 def claim() -> Any:

@@ -76,7 +76,8 @@ class LiveMaster:
                      ) -> subprocess.Popen:
         return self.spawn(label or f"worker-{name}", [
             sys.executable, "-m", "bbweb.cli", "worker", "--master", self.url, "--name", name,
-            "--password", password, "--basedir", str(self.basedir / "workers" / name)])
+            "--password", password,
+            "--basedir", str(self.basedir / "workers" / (label or name))])
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
         proc = self.procs.pop(name, None)

@@ -93,7 +93,7 @@ def test_change_to_finished_build(live):
         return (bid, text, row) if "first" in text else None
 
     bid, text, row = wait_for(streaming, 60, what="the stream step's first line")
-    assert "second" not in text and row.finished_at is None
+    assert "\nsecond\n" not in text and row.finished_at is None
 
     build = wait_for(lambda: (live.get_json("/json/builders/e2e/builds/0") or {}).get(
         "results") is not None and live.get_json("/json/builders/e2e/builds/0"), 60,
@@ -169,8 +169,8 @@ def test_killed_worker_build_is_exception_and_retried(live):
     assert not victim.connected
 
     live.start_worker("rescuer", "pwr")
-    retried = wait_for(lambda: (live.get_json("/json/builders/lossy/builds/-1") or {}).get(
-        "results") is not None and live.get_json("/json/builders/lossy/builds/-1"), 60,
+    retried = wait_for(lambda: (live.get_json("/json/builders/lossy/builds/1") or {}).get(
+        "results") is not None and live.get_json("/json/builders/lossy/builds/1"), 60,
         what="the retried build to finish")
     assert retried["number"] == 1 and retried["results"] == 0
     assert retried["slave"] == "rescuer"

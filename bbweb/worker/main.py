@@ -1,0 +1,218 @@
+"""``bbweb worker``: claim builds from a master over HTTP and run their steps.
+
+The worker keeps no judgement of its own: the master says which step runs next, with
+what command, and decides results. The worker runs commands, streams their output,
+heartbeats, and obeys stop requests. It can run on any host that reaches the master's
+web port.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bbweb import __version__
+from bbweb.worker.client import AuthenticationError, MasterClient, MasterGone, NotOurs
+from bbweb.worker.commands import CommandResult, StepOutput, build_env, run_command
+from bbweb.worker.git import run_git_checkout
+
+log = logging.getLogger("bbweb.worker")
+
+CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
+
+
+class ShutdownRequested(Exception):
+    """Raised from the signal handler to abandon a long-poll that is waiting for work."""
+
+
+@dataclass
+class WorkerOptions:
+    master_url: str
+    name: str
+    password: str
+    basedir: Path
+    claim_wait: float = CLAIM_WAIT
+
+
+def worker_info(basedir: Path) -> dict[str, Any]:
+    """What the master shows about this worker. As on a Buildbot slave, the files
+    ``BASEDIR/info/admin``, ``info/host`` and ``info/access_uri`` override the defaults."""
+    info: dict[str, Any] = {
+        "host": f"{platform.node()} ({platform.system()} {platform.release()}, "
+                f"Python {platform.python_version()})",
+        "version": __version__,
+        "admin": os.environ.get("BBWEB_WORKER_ADMIN", ""),
+        "basedir": str(basedir),
+    }
+    for name in ("admin", "host", "access_uri"):
+        path = basedir / "info" / name
+        if path.is_file():
+            info[name] = path.read_text(errors="replace").strip()
+    return info
+
+
+class Worker:
+    """One worker identity serving one master, one build at a time."""
+
+    def __init__(self, opts: WorkerOptions) -> None:
+        self.opts = opts
+        self.client = MasterClient(opts.master_url, opts.name, opts.password)
+        self.shutdown = threading.Event()
+        self.stop_build = threading.Event()
+        self.current_build: int | None = None
+        self.heartbeat_interval = 5.0
+        self._in_build = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            hello = self.client.hello(worker_info(self.opts.basedir))
+        except AuthenticationError as exc:
+            log.error("the master refused worker %r: %s", self.opts.name, exc)
+            return 2
+        except MasterGone as exc:
+            log.error("%s", exc)
+            return 1
+        self.heartbeat_interval = float(hello.get("heartbeat_interval") or 5.0)
+        log.info("worker %s connected to %s; builders: %s", self.opts.name,
+                 self.opts.master_url, ", ".join(hello.get("builders", [])) or "(none)")
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        code = 0
+        try:
+            while not self.shutdown.is_set():
+                try:
+                    build = self.client.claim(self.opts.claim_wait)
+                except MasterGone as exc:
+                    log.warning("%s; still trying", exc)
+                    continue
+                if build is not None:
+                    self._run_build(build)
+        except ShutdownRequested:
+            pass
+        except AuthenticationError as exc:
+            log.error("the master no longer accepts worker %r: %s", self.opts.name, exc)
+            code = 2
+        finally:
+            self.shutdown.set()
+            try:
+                self.client.copy().goodbye()
+            except Exception as exc:  # the master may be down already; the heartbeat
+                log.info("could not say goodbye to the master: %s", exc)  # timeout covers it
+            log.info("worker %s stopped", self.opts.name)
+        return code
+
+    def request_shutdown(self, signum: int, _frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: stop the running command, leave at once. An idle long-poll is
+        abandoned; a build in progress is killed and handed back to the master."""
+        log.info("signal %d: shutting down", signum)
+        self.shutdown.set()
+        self.stop_build.set()
+        if not self._in_build:
+            raise ShutdownRequested()
+
+    def _heartbeat_loop(self) -> None:
+        client = self.client.copy()
+        while not self.shutdown.wait(self.heartbeat_interval):
+            running = [self.current_build] if self.current_build is not None else []
+            try:
+                commands = client.heartbeat(running)
+            except AuthenticationError:
+                log.error("the master refused our heartbeat; stopping")
+                self.shutdown.set()
+                self.stop_build.set()
+                return
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for command in commands:
+                if command.get("type") == "stop" and command.get("build_id") == \
+                        self.current_build:
+                    log.info("the master asks to stop build %s: %s",
+                             command.get("build_id"), command.get("reason"))
+                    self.stop_build.set()
+
+    # -- builds ------------------------------------------------------------------------------
+    def _run_build(self, build: dict[str, Any]) -> None:
+        self._in_build = True
+        self.stop_build.clear()
+        self.current_build = build["id"]
+        builddir = self.opts.basedir / build["builddir"]
+        log.info("building %s #%d", build["builder"], build["number"])
+        try:
+            while not self.shutdown.is_set():
+                step = self.client.next_step(build["id"])
+                if step is None:
+                    break
+                self._run_step(step, builddir)
+        except NotOurs as exc:
+            log.warning("build %s #%d was taken away by the master: %s", build["builder"],
+                        build["number"], exc)
+        except MasterGone as exc:
+            log.error("lost the master during %s #%d: %s", build["builder"],
+                      build["number"], exc)
+        finally:
+            self.current_build = None
+            self._in_build = False
+        log.info("done with %s #%d", build["builder"], build["number"])
+
+    def _run_step(self, step: dict[str, Any], builddir: Path) -> None:
+        stepid = step["id"]
+        output = StepOutput(lambda chunks: self.client.send_log(stepid, chunks),
+                            self.stop_build)
+        workdir = os.path.normpath(os.path.join(builddir, step.get("workdir") or "build"))
+        env = build_env(step.get("env") or {})
+        properties: dict[str, Any] = {}
+        error: str | None = None
+        result: CommandResult
+        try:
+            if step.get("type") == "shell":
+                result = run_command(step["command"], workdir, env, output, self.stop_build,
+                                     step.get("timeout"), step.get("maxTime"))
+            elif step.get("type") == "git":
+                checkout = run_git_checkout(step, workdir, env, output, self.stop_build)
+                result = checkout.result
+                if checkout.got_revision:
+                    properties["got_revision"] = checkout.got_revision
+            else:
+                error = f"this worker cannot run steps of type {step.get('type')!r}"
+                result = CommandResult(None, "error")
+        except (NotOurs, MasterGone, AuthenticationError):
+            raise
+        except Exception as exc:  # a worker-side failure is the step's exception
+            log.exception("step %s failed on the worker", step.get("name"))
+            error = f"worker error: {type(exc).__name__}: {exc}"
+            result = CommandResult(None, "error")
+            output.flush()
+        interrupted = result.interrupted
+        if self.shutdown.is_set() and interrupted == "stopped":
+            interrupted, error = "error", "the worker was shut down during this step"
+        self.client.finish_step(stepid, result.rc, interrupted, properties, error)
+
+
+def run_worker(master_url: str, name: str, password: str, basedir: str) -> int:
+    """Entry point of ``bbweb worker``; returns the process exit code (2: refused)."""
+    base = Path(basedir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    lock = (base / "worker.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"bbweb worker: another worker is already running in {base}", file=sys.stderr)
+        return 1
+    worker = Worker(WorkerOptions(master_url.rstrip("/"), name, password, base))
+    signal.signal(signal.SIGTERM, worker.request_shutdown)
+    signal.signal(signal.SIGINT, worker.request_shutdown)
+    try:
+        return worker.run()
+    finally:
+        lock.close()
