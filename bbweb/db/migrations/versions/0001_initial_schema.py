@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('category', sa.Text(), nullable=True),
     sa.Column('builddir', sa.String(length=512), server_default='', nullable=False),
     sa.Column('next_number', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('active', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_builders')),
     sa.UniqueConstraint('name', name=op.f('uq_builders_name'))
     )
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), server_default='', nullable=False),
     sa.Column('scheduler', sa.Text(), nullable=True),
     sa.Column('submitted_at', sa.Float(), nullable=False),
-    sa.Column('complete', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('complete', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('complete_at', sa.Float(), nullable=True),
     sa.Column('results', sa.SmallInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_buildsets'))
@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('changeid', sa.Integer(), nullable=False),
     sa.Column('author', sa.Text(), server_default='', nullable=False),
     sa.Column('comments', sa.Text(), server_default='', nullable=False),
-    sa.Column('is_dir', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('is_dir', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('branch', sa.Text(), nullable=True),
     sa.Column('revision', sa.Text(), nullable=True),
     sa.Column('revlink', sa.Text(), nullable=True),
@@ -93,11 +93,11 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('info', sa.Text(), server_default='{}', nullable=False),
-    sa.Column('connected', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('connected', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('last_seen', sa.Float(), nullable=True),
     sa.Column('connected_at', sa.Float(), nullable=True),
-    sa.Column('paused', sa.Boolean(), server_default=sa.text('0'), nullable=False),
-    sa.Column('graceful', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('paused', sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.Column('graceful', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_slaves')),
     sa.UniqueConstraint('name', name=op.f('uq_slaves_name'))
     )
@@ -132,7 +132,7 @@ def upgrade() -> None:
     sa.Column('submitted_at', sa.Float(), nullable=False),
     sa.Column('claimed_by', sa.Integer(), nullable=True),
     sa.Column('claimed_at', sa.Float(), nullable=True),
-    sa.Column('complete', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('complete', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('complete_at', sa.Float(), nullable=True),
     sa.Column('results', sa.SmallInteger(), nullable=True),
     sa.ForeignKeyConstraint(['builderid'], ['builders.id'], name=op.f('fk_buildrequests_builderid_builders')),
@@ -188,7 +188,7 @@ def upgrade() -> None:
     op.create_table('scheduler_changes',
     sa.Column('scheduler', sa.Text(), nullable=False),
     sa.Column('changeid', sa.Integer(), nullable=False),
-    sa.Column('important', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('important', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('added_at', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['changeid'], ['changes.changeid'], name=op.f('fk_scheduler_changes_changeid_changes'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('scheduler', 'changeid', name=op.f('pk_scheduler_changes'))
@@ -257,7 +257,7 @@ def upgrade() -> None:
     sa.Column('text', sa.Text(), server_default='[]', nullable=False),
     sa.Column('urls', sa.Text(), server_default='{}', nullable=False),
     sa.Column('statistics', sa.Text(), server_default='{}', nullable=False),
-    sa.Column('hidden', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('hidden', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.ForeignKeyConstraint(['buildid'], ['builds.id'], name=op.f('fk_steps_buildid_builds'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_steps')),
     sa.UniqueConstraint('buildid', 'number', name=op.f('uq_steps_buildid_number'))
@@ -268,7 +268,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('num_chunks', sa.Integer(), server_default='0', nullable=False),
     sa.Column('num_bytes', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('complete', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('complete', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.ForeignKeyConstraint(['stepid'], ['steps.id'], name=op.f('fk_logs_stepid_steps'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_logs')),
     sa.UniqueConstraint('stepid', 'name', name=op.f('uq_logs_stepid_name'))
