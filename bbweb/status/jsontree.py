@@ -22,8 +22,7 @@ from bbweb.status import jsondocs, queries
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo, SourceStampInfo
 
 NOT_AVAILABLE: dict[str, str] = {"error": "Not available"}
-_NUMBER = re.compile(r"-?[0-9]+")
-_INDEX = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[-+]?[0-9]+")
 
 
 @dataclass
@@ -362,10 +361,11 @@ class StepsNode(Node):
         self.build = build
 
     def child(self, req: JsonRequest, segment: str) -> Node | None:
-        if _INDEX.fullmatch(segment):
+        if _NUMBER.fullmatch(segment):
+            # as in 0.8, an index may count from the end: steps/-1 is the last step
             index = int(segment)
-            if index < len(self.build.steps):
-                return StepNode(self.build, index)
+            if -len(self.build.steps) <= index < len(self.build.steps):
+                return StepNode(self.build, index % len(self.build.steps))
             return None
         for index, step in enumerate(self.build.steps):
             if step.name == segment:

@@ -33,7 +33,7 @@ bp = Blueprint("json_api", __name__)
 
 CALLBACK = re.compile(r"[a-zA-Z$_][a-zA-Z$0-9._]*")
 _INTEGER = re.compile(r"[ ]*[-+]?[0-9]+[ ]*")
-# ``max`` and ``numbuilds`` above this are refused: a page must stay a page.
+# ``max`` and ``numbuilds`` above this are lowered to it: a page must stay a page.
 MAX_BUILDS_ARG = 1000
 EXPIRES_SECONDS = 60
 
@@ -92,10 +92,7 @@ def _int_arg(name: str) -> int | None:
         return None
     if not _INTEGER.fullmatch(value):
         raise JsonError(400, "Bad argument", f"{name} must be an integer, not {value!r}")
-    number = int(value)
-    if number > MAX_BUILDS_ARG:
-        raise JsonError(400, "Bad argument", f"{name} may be at most {MAX_BUILDS_ARG}")
-    return max(number, 0)
+    return min(max(int(value), 0), MAX_BUILDS_ARG)
 
 
 def _flags() -> Flags:
@@ -126,7 +123,16 @@ def path_segments() -> tuple[list[str], bool]:
     return [p for p in parts[2:] if p], trailing
 
 
-def _render(data: Any, flags: Flags, status: int = 200) -> Response:
+def _download_name(segments: list[str]) -> str:
+    """0.8 offered every document as a download named after its path
+    (``buildbot.json`` for the root); we keep the name filesystem-safe."""
+    if not segments:
+        return "buildbot.json"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(segments))[:200] + ".json"
+
+
+def _render(data: Any, flags: Flags, status: int = 200,
+            segments: list[str] | None = None) -> Response:
     if flags.filter:
         data = jsondocs.filter_empty(data)
     if flags.compact:
@@ -146,6 +152,9 @@ def _render(data: Any, flags: Flags, status: int = 200) -> Response:
     resp.headers["Expires"] = http_date(time.time() + EXPIRES_SECONDS)
     resp.headers["Pragma"] = "no-cache"
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    if segments is not None and not flags.as_text:
+        resp.headers["Content-Disposition"] = \
+            f'attachment; filename="{_download_name(segments)}"'
     return resp
 
 
@@ -185,7 +194,7 @@ def json_resource(_subpath: str = "") -> Response:
             data = select_document(req, node, selects) if selects else node.document(req)
     except JsonError as exc:
         return _error(exc, flags)
-    return _render(data, flags)
+    return _render(data, flags, segments=segments)
 
 
 # -- help pages ------------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def test_relative_build_numbers(scenario, client_json):
     assert get(client_json, "/json/builders/runtests/builds/_all/-2")["number"] == 1
     assert get(client_json, "/json/builders/runtests/builds/_all/1") == get(
         client_json, "/json/builders/runtests/builds/1")
+    assert get(client_json, "/json/builders/runtests/builds/+1")["number"] == 1
     get(client_json, "/json/builders/runtests/builds/-4", 404)
     get(client_json, "/json/builders/runtests/builds/3", 404)
 
@@ -323,6 +324,10 @@ def test_steps_by_index_and_name(scenario, client_json):
     assert sorted(steps) == ["0", "1"]
     assert steps["1"] == get(client_json, f"{base}/1") == get(client_json, f"{base}/test")
     assert steps["0"]["name"] == "compile"
+    # 0.8 indexed the step list as Python does: -1 is the last step
+    assert get(client_json, f"{base}/-1") == steps["1"]
+    assert get(client_json, f"{base}/-2") == steps["0"]
+    get(client_json, f"{base}/-3", 404)
     get(client_json, f"{base}/2", 404)
     get(client_json, f"{base}/nosuch", 404)
 

@@ -35,7 +35,13 @@ def test_headers(c):
     assert resp.headers["Pragma"] == "no-cache"
     expires = email.utils.parsedate_to_datetime(resp.headers["Expires"]).timestamp()
     assert abs(expires - (time.time() + 60)) < 5
-    assert "Content-Disposition" not in resp.headers  # browsers show it instead of saving
+    # as in 0.8, the document is offered as a download unless as_text asks to show it
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="project.json"'
+    assert c.get("/json").headers["Content-Disposition"] == \
+        'attachment; filename="buildbot.json"'
+    assert c.get("/json/builders/runtests/builds/0").headers["Content-Disposition"] == \
+        'attachment; filename="builders_runtests_builds_0.json"'
+    assert "Content-Disposition" not in c.get("/json/project?as_text=1").headers
 
 
 def test_trailing_slash_is_the_same(c):
@@ -103,8 +109,7 @@ def test_callback(c):
 
 def test_bad_integer_arguments_are_400(c):
     for url in ("/json/builders/runtests/builds/_all?max=abc",
-                "/json/slaves?numbuilds=x", "/json/slaves/slave1?numbuilds=1.5",
-                "/json/builders/runtests/builds/_all?max=100000"):
+                "/json/slaves?numbuilds=x", "/json/slaves/slave1?numbuilds=1.5"):
         resp = c.get(url)
         assert resp.status_code == 400, url
         assert resp.headers["Content-Type"] == "application/json"
@@ -112,8 +117,10 @@ def test_bad_integer_arguments_are_400(c):
         assert doc["error"] == "Bad argument" and doc["message"]
     assert "max" in json.loads(c.get("/json/builders/runtests/builds/_all?max=abc").data)[
         "message"]
-    # negative means none
+    # negative means none; more than a page's worth is a page's worth
     assert get(c, "/json/builders/runtests/builds/_all?max=-3") == {}
+    assert get(c, "/json/builders/runtests/builds/_all?max=100000") == get(
+        c, "/json/builders/runtests/builds/_all?max=1000")
 
 
 MISSING = [
