@@ -1,0 +1,196 @@
+"""The worker's command runner and git checkout, on real processes and real repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bbweb.worker.commands import StepOutput, build_env, run_command
+from bbweb.worker.git import run_git_checkout
+
+
+class Collected:
+    """What the master would have received, and when."""
+
+    def __init__(self, stop_after: str | None = None) -> None:
+        self.chunks: list[tuple[str, str]] = []
+        self.times: list[tuple[float, str]] = []  # (when sent, what)
+        self.stop_after = stop_after
+
+    def send(self, chunks: list[tuple[str, str]]) -> bool:
+        self.chunks.extend(chunks)
+        self.times.append((time.monotonic(), "".join(t for _s, t in chunks)))
+        return self.stop_after is not None and self.stop_after in self.text()
+
+    def text(self, streams: str = "oeh") -> str:
+        return "".join(t for s, t in self.chunks if s in streams)
+
+
+def run(command, tmp_path: Path, stop_after: str | None = None, **kwargs):
+    got = Collected(stop_after)
+    stop = threading.Event()
+    out = StepOutput(got.send, stop)
+    env = build_env(kwargs.pop("env", {}))
+    result = run_command(command, str(tmp_path / "wd"), env, out, stop, **kwargs)
+    return result, got
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_exit_code_streams_and_headers(tmp_path):
+    result, got = run(["sh", "-c", "echo out; echo err >&2; exit 3"], tmp_path)
+    assert result.rc == 3 and result.interrupted is None
+    assert got.text("o") == "out\n" and got.text("e") == "err\n"
+    headers = got.text("h")
+    assert "sh -c 'echo out; echo err >&2; exit 3'" in headers
+    assert f"in dir {tmp_path / 'wd'}" in headers
+    assert "program finished with exit code 3" in headers
+
+
+def test_string_command_goes_to_the_shell_and_env_expands(tmp_path):
+    result, got = run("echo $GREETING-$EXTRA; pwd", tmp_path,
+                      env={"GREETING": "hi", "EXTRA": "${HOME}x", "HOME": "/nowhere"})
+    assert result.rc == 0
+    assert got.text("o").splitlines() == [f"hi-{os.environ['HOME']}x", str(tmp_path / "wd")]
+
+
+def test_env_none_removes_a_variable(tmp_path):
+    os.environ["BBWEB_TEST_DROP_ME"] = "1"
+    try:
+        result, got = run(["sh", "-c", 'echo "[${BBWEB_TEST_DROP_ME-unset}]"'], tmp_path,
+                          env={"BBWEB_TEST_DROP_ME": None})
+    finally:
+        del os.environ["BBWEB_TEST_DROP_ME"]
+    assert got.text("o") == "[unset]\n"
+
+
+def test_missing_program_is_127_not_a_crash(tmp_path):
+    result, got = run(["/no/such/program"], tmp_path)
+    assert result.rc == 127
+    assert "cannot run the command" in got.text("h")
+
+
+def test_invalid_utf8_split_across_reads_is_replaced(tmp_path):
+    result, got = run(["printf", r"caf\303\251 \377 end\n"], tmp_path)
+    assert got.text("o") == "café \ufffd end\n"
+
+
+def test_output_is_sent_while_the_command_runs(tmp_path):
+    started = time.monotonic()
+    result, got = run(["sh", "-c", "echo early; sleep 2; echo late"], tmp_path)
+    first_with_early = next(when for when, text in got.times if "early" in text)
+    assert first_with_early - started < 1.5  # long before the command ends
+    assert result.elapsed >= 2
+
+
+def test_timeout_without_output_kills_the_whole_group(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    result, got = run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], tmp_path,
+                      timeout=1)
+    assert result.interrupted == "timeout"
+    assert "1 seconds without output" in got.text("h")
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
+
+
+def test_output_resets_the_timeout_but_max_time_does_not(tmp_path):
+    result, got = run(["sh", "-c", "for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done"],
+                      tmp_path, timeout=1)
+    assert result.rc == 0 and result.interrupted is None
+    result, got = run(["sh", "-c", "for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done"],
+                      tmp_path, timeout=1, max_time=1)
+    assert result.interrupted == "timeout" and "1 seconds elapsed" in got.text("h")
+
+
+def test_stop_answer_from_the_master_kills_the_command(tmp_path):
+    t0 = time.monotonic()
+    result, got = run(["sh", "-c", "echo ready; sleep 300"], tmp_path, stop_after="ready")
+    assert result.interrupted == "stopped"
+    assert time.monotonic() - t0 < 10
+    assert "the build was stopped" in got.text("h")
+
+
+def test_finished_command_leaving_a_pipe_holder_does_not_hang(tmp_path):
+    t0 = time.monotonic()
+    result, got = run(["sh", "-c", "(sleep 300 &) ; echo parent done"], tmp_path)
+    assert result.rc == 0
+    assert time.monotonic() - t0 < 15
+    assert "left processes holding its output" in got.text("h")
+
+
+# -- git ------------------------------------------------------------------------------------
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True, env=dict(os.environ, GIT_AUTHOR_NAME="t",
+                                              GIT_AUTHOR_EMAIL="t@x", GIT_COMMITTER_NAME="t",
+                                              GIT_COMMITTER_EMAIL="t@x")).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "upstream"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "a.txt").write_text("one\n")
+    git(path, "add", "a.txt")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def checkout(tmp_path: Path, **spec):
+    got = Collected()
+    stop = threading.Event()
+    out = StepOutput(got.send, stop)
+    spec.setdefault("mode", "incremental")
+    spec.setdefault("timeout", 60)
+    wd = str(tmp_path / "build")
+    return run_git_checkout(spec, wd, build_env({}), out, stop), got, Path(wd)
+
+
+def test_git_clone_then_incremental_update_to_a_revision(tmp_path, repo):
+    first = git(repo, "rev-parse", "HEAD")
+    res, got, wd = checkout(tmp_path, repourl=str(repo), branch="main", revision=None)
+    assert res.result.rc == 0 and res.got_revision == first
+    assert (wd / "a.txt").read_text() == "one\n"
+    (wd / "local-junk").write_text("kept by incremental mode")
+
+    (repo / "a.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    (repo / "a.txt").write_text("three\n")
+    git(repo, "commit", "-q", "-am", "third")
+
+    res, got, wd = checkout(tmp_path, repourl=str(repo), branch="main", revision=second)
+    assert res.result.rc == 0 and res.got_revision == second
+    assert (wd / "a.txt").read_text() == "two\n"
+    assert (wd / "local-junk").exists()
+    assert "git fetch" in got.text("h")
+
+
+def test_git_full_mode_starts_from_a_fresh_clone(tmp_path, repo):
+    checkout(tmp_path, repourl=str(repo), branch="main")
+    (tmp_path / "build" / "local-junk").write_text("x")
+    res, got, wd = checkout(tmp_path, repourl=str(repo), branch="main", mode="full")
+    assert res.result.rc == 0 and not (wd / "local-junk").exists()
+    assert "git clone" in got.text("h")
+
+
+def test_git_bad_repository_fails_the_step(tmp_path):
+    res, got, _wd = checkout(tmp_path, repourl=str(tmp_path / "missing"), branch=None)
+    assert res.result.rc != 0 and res.got_revision is None
+    assert "does not exist" in got.text("e") or "not appear to be a git" in got.text("e")
