@@ -27,6 +27,16 @@ def _as_text_list(value: Any, what: str) -> list[str] | None:
     return None
 
 
+def _env_value(value: Any) -> str | None:
+    """A step ``env`` value as the worker receives it: lists are joined with ``:`` (a
+    search path, as on a Buildbot slave); None removes the variable."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return ":".join(str(v) for v in value)
+    return str(value)
+
+
 class BuildStep:
     """Common options of every step (Buildbot's names)."""
 
@@ -90,7 +100,7 @@ class BuildStep:
         return {
             "type": self.step_type,
             "workdir": render(self.workdir, ctx) or default_workdir,
-            "env": {k: (None if v is None else str(v)) for k, v in render(self.env, ctx).items()},
+            "env": {k: _env_value(v) for k, v in render(self.env, ctx).items()},
             "timeout": self.timeout,
             "maxTime": self.maxTime,
         }

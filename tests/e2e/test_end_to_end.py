@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from bbweb.db.schema import builders, buildrequests, builds, logs, slaves, steps
+from bbweb.engine.builds import request_stop
 from bbweb.engine.force import force_build
 from bbweb.engine.logs import read_text
 from tests.e2e.conftest import start_live_master, stop_live_master, wait_for
@@ -22,7 +24,8 @@ c['buildbotURL'] = 'http://127.0.0.1:PORT/'
 c['db_url'] = DB_URL
 c['slaves'] = [BuildSlave('w1', 'pw1'),
                BuildSlave('victim', 'pwv', keepalive_interval=1),
-               BuildSlave('rescuer', 'pwr', keepalive_interval=1)]
+               BuildSlave('rescuer', 'pwr', keepalive_interval=1),
+               BuildSlave('leaver', 'pwl')]
 ok = BuildFactory()
 ok.addStep(ShellCommand(name='say', command=Interpolate(
     'echo "branch=%(prop:branch)s rev=%(prop:revision)s by %(prop:slavename)s"')))
@@ -36,14 +39,19 @@ bad.addStep(ShellCommand(name='unreached', command=['true']))
 lossy = BuildFactory([ShellCommand(name='work', command=Interpolate(
     'if [ "%(prop:slavename)s" = victim ]; then sleep 60; fi; echo done on '
     '%(prop:slavename)s'))])
+long = BuildFactory([ShellCommand(name='long', command='echo started $SEARCH; sleep 300',
+                                  env={'SEARCH': ['/opt/a', '/opt/b']}),
+                     ShellCommand(name='after', command=['true'])])
 c['builders'] = [
     BuilderConfig(name='e2e', slavenames=['w1'], factory=ok),
+    BuilderConfig(name='stoppable', slavenames=['w1'], factory=long),
+    BuilderConfig(name='leaving', slavenames=['leaver'], factory=long),
     BuilderConfig(name='e2e-fail', slavenames=['w1'], factory=bad),
     BuilderConfig(name='lossy', slavenames=['victim', 'rescuer'], factory=lossy),
 ]
 c['schedulers'] = [
     SingleBranchScheduler(name='main', branch='main', builderNames=['e2e', 'e2e-fail']),
-    ForceScheduler(name='force', builderNames=['lossy']),
+    ForceScheduler(name='force', builderNames=['lossy', 'stoppable', 'leaving']),
 ]
 c['status'] = [WebStatus(http_port=PORT, change_hook_dialects={'base': True})]
 """
@@ -176,3 +184,58 @@ def test_killed_worker_build_is_exception_and_retried(live):
     assert retried["slave"] == "rescuer"
     first = live.get_json("/json/builders/lossy/builds/0")
     assert first["results"] == 4 and first["text"] == ["exception", "slave", "lost"]
+
+
+def running_step(live, builder: str, stepname: str):
+    def find():
+        with live.db.read() as conn:
+            return conn.execute(
+                sa.select(builds.c.id, steps.c.id.label("stepid"))
+                .join(builders, builders.c.id == builds.c.builderid)
+                .join(steps, steps.c.buildid == builds.c.id)
+                .where(builders.c.name == builder, steps.c.name == stepname,
+                       steps.c.started_at.isnot(None), steps.c.finished_at.is_(None))
+            ).first()
+    return wait_for(find, 60, what=f"{builder}'s {stepname} step to run")
+
+
+def test_stop_kills_the_running_command(live):
+    with live.db.write() as conn:
+        force_build(conn, live.config, ["stoppable"], reason="stop test", owner="tester",
+                    scheduler="force")
+    row = running_step(live, "stoppable", "long")
+    with live.db.write() as conn:
+        request_stop(conn, row.id, "stopped by tester")
+    build = wait_for(lambda: (live.get_json("/json/builders/stoppable/builds/0") or {}).get(
+        "results") is not None and live.get_json("/json/builders/stoppable/builds/0"), 60,
+        what="the stopped build to finish")
+    assert build["results"] == 4
+    assert build["text"] == ["exception", "interrupted"]
+    long, after = build["steps"]
+    assert long["results"][0] == 4 and "interrupted" in long["text"]
+    assert after["isStarted"] is False
+    text, _ = step_log(live, row.id, "long")
+    # the list-valued env reached the command joined as a search path
+    assert "started /opt/a:/opt/b\n" in text and "the build was stopped" in text
+
+
+def test_worker_shutdown_requeues_its_build_at_once(live):
+    worker = live.start_worker("leaver", "pwl")
+    with live.db.write() as conn:
+        force_build(conn, live.config, ["leaving"], reason="leave test", owner="tester",
+                    scheduler="force")
+    row = running_step(live, "leaving", "long")
+    slave = live.get_json("/json/slaves/leaver")
+    assert slave["connected"] is True and slave["version"]
+    assert slave["host"] and slave["runningBuilds"][0]["number"] == 0
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    # the goodbye, not the 30 s heartbeat timeout, ended the build: it is already over
+    with live.db.read() as conn:
+        build = conn.execute(sa.select(builds).where(builds.c.id == row.id)).one()
+        br = conn.execute(sa.select(buildrequests).where(
+            buildrequests.c.id == build.buildrequestid)).one()
+    assert build.results == 4 and build.finished_at is not None
+    assert not br.complete and br.claimed_at is None
+    assert live.get_json("/json/slaves/leaver")["connected"] is False
+    assert "worker leaver stopped" in live.log_text("worker-leaver")
