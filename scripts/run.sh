@@ -4,12 +4,8 @@
 # Extra arguments go to `bbweb start` (e.g. --web-workers 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-if ! .venv/bin/python -c 'import bbweb, flask, sqlalchemy, gunicorn' 2>/dev/null; then
-  .venv/bin/pip install -q -e .
-fi
+. scripts/venv.sh
+ensure_venv '' 'bbweb, flask, sqlalchemy, gunicorn'
 if [ ! -f master/master.cfg ]; then
   .venv/bin/bbweb create-master master
 else

@@ -38,12 +38,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- the virtualenv ---
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-if ! .venv/bin/python -c 'import bbweb, flask, sqlalchemy, pytest, ruff' 2>/dev/null; then
-  .venv/bin/pip install -q -e '.[test]'
-fi
+. scripts/venv.sh
+ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff'
 
 # --- lint ---
 .venv/bin/ruff check bbweb tests
