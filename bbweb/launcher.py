@@ -120,23 +120,24 @@ def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> i
 
 
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    # the worker first, so it can finish talking to a web server that is still up
-    order = [n for n in ("worker", "daemon", "web") if n in procs]
-    for name in order:
-        proc = procs[name]
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    """The worker first, while the web server is still up to hear its goodbye (so its
+    build is handed back), then the daemon and the web server together."""
     deadline = time.monotonic() + STOP_GRACE
-    for name in order:
-        proc = procs[name]
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
+    for group in (["worker"], ["daemon", "web"]):
+        names = [n for n in group if n in procs]
+        for name in names:
+            if procs[name].poll() is None:
+                try:
+                    os.killpg(procs[name].pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for name in names:
+            proc = procs[name]
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()

@@ -107,11 +107,16 @@ def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[i
     ids = list(builderids)
     if not ids:
         return {}
+    # Only ``finished_at IS NULL`` goes to the database: that is the running-builds index
+    # (rows = builds running anywhere). With the builder in the WHERE clause too, SQLite
+    # prefers the (builderid, number) index and walks the builder's whole history.
+    wanted = set(ids)
     out: dict[int, list[int]] = {}
     for r in conn.execute(sa.select(builds.c.builderid, builds.c.number)
-                          .where(builds.c.finished_at.is_(None), builds.c.builderid.in_(ids))
+                          .where(builds.c.finished_at.is_(None))
                           .order_by(builds.c.builderid, builds.c.number)):
-        out.setdefault(r.builderid, []).append(r.number)
+        if r.builderid in wanted:
+            out.setdefault(r.builderid, []).append(r.number)
     return out
 
 
@@ -470,13 +475,18 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
               for b in blist if b.next_number > 0]
     if not ranges:
         return {}
+    # The slave and finished filters are applied here, not in SQL: given them, planners
+    # pick the (slaveid, finished_at) index and read every build the slave ever ran.
     rows = conn.execute(
-        sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid)
-        .where(sa.or_(*ranges), builds.c.finished_at.isnot(None), builds.c.slaveid.in_(sids))
+        sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
+                  builds.c.finished_at)
+        .where(sa.or_(*ranges))
         .order_by(builds.c.builderid, builds.c.number.desc()))
+    wanted = set(sids)
     out: dict[int, dict[str, list[int]]] = {}
     for r in rows:
-        out.setdefault(r.slaveid, {}).setdefault(names[r.builderid], []).append(r.number)
+        if r.finished_at is not None and r.slaveid in wanted:
+            out.setdefault(r.slaveid, {}).setdefault(names[r.builderid], []).append(r.number)
     return out
 
 

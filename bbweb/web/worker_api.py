@@ -8,6 +8,9 @@ process can serve any worker.
 from __future__ import annotations
 
 import logging
+import select
+import socket
+import ssl
 import time
 from functools import wraps
 from typing import Any
@@ -51,6 +54,21 @@ def worker_auth(view):  # type: ignore[no-untyped-def]
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _client_gone() -> bool:
+    """True when the worker has closed its long-poll connection (it stopped, or gave up
+    waiting), so we must not claim a build on its behalf. Only gunicorn exposes the
+    socket; elsewhere (and over TLS, where peeking is not possible) we assume it is
+    still there."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None or isinstance(sock, ssl.SSLSocket):
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _body() -> dict[str, Any]:
@@ -119,6 +137,8 @@ def claim() -> Any:
         ids = [r.id for r in conn.execute(sa.select(builders.c.id)
                                           .where(builders.c.name.in_(names)))]
     while True:
+        if _client_gone():
+            return Response(status=204)
         with s.db.read() as conn:
             paused = conn.execute(sa.select(slaves.c.paused, slaves.c.graceful)
                                   .where(slaves.c.id == sid)).one()

@@ -48,11 +48,12 @@ class MasterClient:
         self.session.auth = (name, password)
         self.session.headers["User-Agent"] = "bbweb-worker"
 
-    def copy(self) -> MasterClient:
+    def copy(self, retry_for: float | None = None) -> MasterClient:
+        """A new client (its own connection) for the same master and identity."""
         auth = self.session.auth
         assert isinstance(auth, tuple)
         return MasterClient(self.base[: -len("/api/worker")], auth[0], auth[1],
-                            self.retry_for)
+                            self.retry_for if retry_for is None else retry_for)
 
     def close(self) -> None:
         self.session.close()

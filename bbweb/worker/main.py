@@ -28,6 +28,7 @@ from bbweb.worker.git import run_git_checkout
 log = logging.getLogger("bbweb.worker")
 
 CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
+GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
 
 
 class ShutdownRequested(Exception):
@@ -105,7 +106,7 @@ class Worker:
         finally:
             self.shutdown.set()
             try:
-                self.client.copy().goodbye()
+                self.client.copy(retry_for=GOODBYE_RETRY).goodbye()
             except Exception as exc:  # the master may be down already; the heartbeat
                 log.info("could not say goodbye to the master: %s", exc)  # timeout covers it
             log.info("worker %s stopped", self.opts.name)
