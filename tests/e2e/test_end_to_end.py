@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from bbweb.db.schema import builders, buildrequests, builds, logs, slaves, steps
@@ -25,7 +26,7 @@ c['db_url'] = DB_URL
 c['slaves'] = [BuildSlave('w1', 'pw1'),
                BuildSlave('victim', 'pwv', keepalive_interval=1),
                BuildSlave('rescuer', 'pwr', keepalive_interval=1),
-               BuildSlave('leaver', 'pwl')]
+               BuildSlave('leaver', 'pwl'), BuildSlave('ghost', 'pwg')]
 ok = BuildFactory()
 ok.addStep(ShellCommand(name='say', command=Interpolate(
     'echo "branch=%(prop:branch)s rev=%(prop:revision)s by %(prop:slavename)s"')))
@@ -46,12 +47,14 @@ c['builders'] = [
     BuilderConfig(name='e2e', slavenames=['w1'], factory=ok),
     BuilderConfig(name='stoppable', slavenames=['w1'], factory=long),
     BuilderConfig(name='leaving', slavenames=['leaver'], factory=long),
+    BuilderConfig(name='haunted', slavenames=['ghost'], factory=ok),
     BuilderConfig(name='e2e-fail', slavenames=['w1'], factory=bad),
     BuilderConfig(name='lossy', slavenames=['victim', 'rescuer'], factory=lossy),
 ]
 c['schedulers'] = [
     SingleBranchScheduler(name='main', branch='main', builderNames=['e2e', 'e2e-fail']),
-    ForceScheduler(name='force', builderNames=['lossy', 'stoppable', 'leaving']),
+    ForceScheduler(name='force', builderNames=['lossy', 'stoppable', 'leaving',
+                                                 'haunted']),
 ]
 c['status'] = [WebStatus(http_port=PORT, change_hook_dialects={'base': True})]
 """
@@ -239,3 +242,28 @@ def test_worker_shutdown_requeues_its_build_at_once(live):
     assert not br.complete and br.claimed_at is None
     assert live.get_json("/json/slaves/leaver")["connected"] is False
     assert "worker leaver stopped" in live.log_text("worker-leaver")
+
+
+def test_abandoned_long_poll_claims_nothing(live):
+    """A worker that hangs up on its long-poll must not be handed a build afterwards."""
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(live.url + "/api/worker/claim", json={"wait": 20},
+                      auth=("ghost", "pwg"), timeout=1)
+    with live.db.write() as conn:
+        force_build(conn, live.config, ["haunted"], reason="nobody home", owner="tester",
+                    scheduler="force")
+    access_log = live.basedir / "http.log"
+
+    def claim_line():
+        lines = access_log.read_text().splitlines() if access_log.exists() else []
+        return next((ln for ln in lines if " ghost " in ln and "/api/worker/claim" in ln),
+                    None)
+
+    line = wait_for(claim_line, 30, what="the ghost's long-poll to end")
+    assert '" 204 ' in line
+    with live.db.read() as conn:
+        pending = conn.execute(
+            sa.select(buildrequests).join(builders,
+                                          builders.c.id == buildrequests.c.builderid)
+            .where(builders.c.name == "haunted")).one()
+    assert pending.claimed_at is None and not pending.complete
