@@ -4,7 +4,6 @@ polling with deadlines (never sleeping to synchronise)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from bbweb.daemon import run_daemon
 from bbweb.db.schema import consumer_cursors, events, master_locks
 from bbweb.engine import events as eevents
 from bbweb.engine.changes import ChangeInput, add_change
+from tests.support.polling import wait_for  # noqa: F401 (re-exported)
 
 # Timings small enough for a fast suite, with the same ratios as the defaults.
 FAST: dict[str, Any] = {
@@ -23,19 +23,6 @@ FAST: dict[str, Any] = {
     "liveness_interval": 0.1, "dispatch_interval": 0.02, "retry_initial": 0.05,
     "retry_max": 0.2, "shutdown_timeout": 10.0,
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "a condition",
-             interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class DaemonThread:
