@@ -25,4 +25,6 @@ def create_master(basedir: Path, port: int = 8010, force: bool = False) -> list[
     for path, text in files.items():
         path.write_text(text)
     (basedir / "master.cfg").chmod(0o600)  # it holds worker passwords
-    return list(files)
+    from bbweb.web.static_files import seed_public_html
+
+    return list(files) + seed_public_html(basedir)

@@ -561,3 +561,14 @@ def master_counters(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
         "slaves.configured": len(cfg.slaves),
         "events.latest_id": int(latest_event),
     }
+
+
+def database_version(conn: Connection) -> str:
+    """``SQLite 3.40.1`` / ``PostgreSQL 15.18``: for the about page."""
+    if conn.dialect.name == "sqlite":
+        return "SQLite " + conn.exec_driver_sql("select sqlite_version()").scalar_one()
+    if conn.dialect.name == "postgresql":
+        text = conn.exec_driver_sql("show server_version").scalar_one()
+        return "PostgreSQL " + str(text).split(" ")[0]
+    info = conn.dialect.server_version_info or ()
+    return f"{conn.dialect.name} {'.'.join(str(p) for p in info)}".strip()
