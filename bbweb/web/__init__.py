@@ -8,13 +8,27 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     """Mount the URL families this site's configuration enables."""
     from bbweb.app import site
-    from bbweb.web import change_hook, health, json_api, root, static_files, worker_api
+    from bbweb.web import (
+        builders,
+        builds,
+        buildslaves,
+        change_hook,
+        changes,
+        health,
+        json_api,
+        logs,
+        root,
+        static_files,
+        worker_api,
+    )
     from bbweb.web.rendering import init_templates
 
     with app.app_context():
         s = site()
     init_templates(app)
     app.register_blueprint(root.bp)
+    for pages in (builders, builds, logs, changes, buildslaves):
+        app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(worker_api.bp, url_prefix="/api/worker")
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
