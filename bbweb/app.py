@@ -36,6 +36,7 @@ class Site:
     db: Database
     plugin_settings: PluginSettings
     change_hooks: dict[str, Any] = field(default_factory=dict)  # dialect -> plugin instance
+    pages: dict[str, Any] = field(default_factory=dict)  # name -> Blueprint (bbweb.pages)
     plugin_failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -83,6 +84,60 @@ def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
     return hooks, failures
 
 
+# First path segments bbweb serves or will serve (Buildbot 0.8's site map): a pages plugin
+# may not take one of them.
+RESERVED_PAGE_NAMES = frozenset({
+    "about", "api", "atom", "authfail", "authzfail", "builders", "buildslaves",
+    "buildstatus", "cancel_shutdown", "change_hook", "changes", "console", "default.css",
+    "favicon.ico", "grid", "health", "json", "login", "logout", "one_box_per_builder",
+    "one_line_per_build", "png", "robots.txt", "rss", "shutdown", "tgrid", "users",
+    "waterfall",
+})
+
+
+def load_pages(cfg: MasterConfig, settings: PluginSettings
+               ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Build the blueprints of the pages plugins plugins.toml enables: (name -> Blueprint,
+    failures). Each plugin is ``make_blueprint(options, config) -> flask.Blueprint``;
+    see docs/plugins.md."""
+    from flask import Blueprint
+
+    wanted = {k: v for k, v in settings.section("pages").items() if v is not False}
+    if not wanted:
+        return {}, {}
+    found = discover("pages", wanted)
+    pages: dict[str, Any] = {}
+    failures = {f"pages.{k}": v for k, v in found.failed.items() if k in wanted}
+    for name, options in wanted.items():
+        key = f"pages.{name}"
+        factory = found.plugins.get(name)
+        if factory is None:
+            if name not in found.failed:
+                failures[key] = "no such pages plugin is installed"
+            continue
+        try:
+            bp = factory(dict(options) if isinstance(options, dict) else {}, cfg)
+        except Exception as exc:
+            failures[key] = f"{type(exc).__name__}: {exc}"
+            continue
+        if not isinstance(bp, Blueprint):
+            failures[key] = (f"make_blueprint returned {type(bp).__name__}, not a "
+                             "flask.Blueprint")
+            continue
+        prefix = page_prefix(name, bp)
+        first = prefix.strip("/").split("/", 1)[0]
+        if not first or first in RESERVED_PAGE_NAMES:
+            failures[key] = f"its URL prefix {prefix!r} belongs to bbweb's own pages"
+            continue
+        pages[name] = bp
+    return pages, failures
+
+
+def page_prefix(name: str, bp: Any) -> str:
+    """Where a pages plugin is mounted: its blueprint's own url_prefix, else /<name>."""
+    return "/" + (bp.url_prefix or name).strip("/")
+
+
 def create_app(basedir: str | os.PathLike[str] | None = None,
                config: MasterConfig | None = None,
                testing: bool = False) -> Flask:
@@ -101,11 +156,13 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
     app.config["TESTING"] = testing
     app.config["JSON_SORT_KEYS"] = True
     hooks, failures = load_change_hooks(cfg, settings)
+    pages, page_failures = load_pages(cfg, settings)
+    failures.update(page_failures)
     for name, message in failures.items():
         log.error("plugin %s is not available: %s", name, message)
     app.extensions["bbweb"] = Site(basedir=basedir, config=cfg, db=db,
                                    plugin_settings=settings, change_hooks=hooks,
-                                   plugin_failures=failures)
+                                   pages=pages, plugin_failures=failures)
 
     from bbweb.web import register_blueprints
 

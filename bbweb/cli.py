@@ -75,7 +75,7 @@ def _print_errors(exc: ConfigErrors) -> None:
 
 
 def cmd_checkconfig(args: argparse.Namespace) -> int:
-    from bbweb.app import load_change_hooks
+    from bbweb.app import load_change_hooks, load_pages
     from bbweb.config.master import load_master_config
     from bbweb.plugins.registry import load_plugin_settings
 
@@ -88,6 +88,8 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         print(f"warning: {warning}")
     _hooks, failures = load_change_hooks(cfg, settings)
+    _pages, page_failures = load_pages(cfg, settings)
+    failures.update(page_failures)
     if failures:
         print("bbweb: plugins that cannot be used:", file=sys.stderr)
         for name, message in sorted(failures.items()):

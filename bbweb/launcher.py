@@ -15,28 +15,51 @@ from pathlib import Path
 
 from bbweb.config.errors import ConfigErrors
 from bbweb.config.master import MasterConfig, load_master_config
-from bbweb.status.html import ListenAddress
+from bbweb.status.html import ListenAddress, WebStatus
+from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 LOCAL_WORKER = "local-worker"
 STOP_GRACE = 15.0
 
 
-def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int) -> list[str]:
-    """gunicorn with threads: worker long-polls hold a thread each, not a process."""
+def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int,
+                     web: WebStatus | None = None) -> list[str]:
+    """gunicorn with threads: worker long-polls hold a thread each, not a process.
+
+    ``web`` is the master's WebStatus (read from ``basedir``'s master.cfg when not given):
+    its ``distrib_port`` becomes a second ``--bind`` and its ``logRotateLength`` and
+    ``maxRotatedFiles`` govern ``http.log``, written by :mod:`bbweb.web.accesslog`.
+    """
+    basedir = Path(basedir)
+    if web is None:
+        web = _webstatus_of(basedir)
+    binds = ["--bind", listen.bind()]
+    if web.distrib is not None:
+        binds += ["--bind", web.distrib.bind(basedir.resolve())]
     return [
         sys.executable, "-m", "gunicorn",
-        "--bind", listen.bind(),
+        *binds,
         "--workers", str(max(1, workers)),
         "--worker-class", "gthread",
         "--threads", "16",
         "--timeout", "90",
         "--graceful-timeout", "10",
         "--access-logfile", str(basedir / "http.log"),
+        "--logger-class", "bbweb.web.accesslog.AccessLogger",
+        "--env", f"{ROTATE_LENGTH_VAR}={web.logRotateLength}",
+        "--env", f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}",
         "--error-logfile", "-",
         "--chdir", str(basedir),
         "bbweb.app:create_app()",
     ]
+
+
+def _webstatus_of(basedir: Path) -> WebStatus:
+    """The WebStatus of basedir's master.cfg; defaults when there is no master.cfg."""
+    if not (basedir / "master.cfg").exists():
+        return WebStatus()
+    return load_master_config(basedir).web
 
 
 def master_url(listen: ListenAddress) -> str:
@@ -76,7 +99,7 @@ def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> i
     listen = cfg.web.listen or DEFAULT_LISTEN
     env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
-        "web": (gunicorn_command(basedir, listen, workers), env),
+        "web": (gunicorn_command(basedir, listen, workers, cfg.web), env),
         "daemon": ([sys.executable, "-m", "bbweb.cli", "master", str(basedir)], env),
     }
     if worker_name:
@@ -102,6 +125,9 @@ def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> i
         print(f"bbweb is running at {master_url(listen)}/ "
               f"(web, daemon{', worker ' + worker_name if worker_name else ''}); "
               "press Ctrl-C to stop", flush=True)
+        if cfg.web.distrib is not None:
+            print(f"bbweb: the site is also served at {cfg.web.distrib.bind(basedir)} "
+                  "(distrib_port)", flush=True)
         while not stopping:
             for name, proc in procs.items():
                 code = proc.poll()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (.ci/run): install what the tests need
-# (PostgreSQL server, git, the .venv), run ruff, start one throwaway PostgreSQL cluster for
-# the whole run and run pytest against it. Arguments go to pytest.
+# (PostgreSQL server, git, Apache httpd for the reverse-proxy test, the .venv), run ruff,
+# start one throwaway PostgreSQL cluster for the whole run and run pytest against it.
+# Arguments go to pytest.
 #
 # PostgreSQL tests must run, not skip: if the cluster cannot be started this fails.
 set -euo pipefail
@@ -13,14 +14,20 @@ have_pg_server() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && return 0
   command -v initdb >/dev/null
 }
+have_sbin() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have_pg_server || missing+=(postgresql)
 command -v git >/dev/null || missing+=(git)
+# tests/e2e/test_reverse_proxy.py runs Debian's apache2 with mod_proxy_http
+{ have_sbin apache2 && [ -e /usr/lib/apache2/modules/mod_proxy_http.so ]; } \
+  || missing+=(apache2)
+have_sbin htpasswd || missing+=(apache2-utils)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing ${missing[*]}" >&2
-    # Keep apt from starting Debian's default cluster as a service: the tests start
-    # their own. (Docker images usually have this file already; leave theirs alone.)
+    # Keep apt from starting Debian's default PostgreSQL cluster and Apache as services:
+    # the tests start their own. (Docker images usually have this file already; leave
+    # theirs alone.)
     added_policy=
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -42,7 +49,7 @@ fi
 ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff'
 
 # --- lint ---
-.venv/bin/ruff check bbweb tests
+.venv/bin/ruff check bbweb tests examples
 
 # --- one PostgreSQL cluster for the whole run ---
 # The server lives as long as this coprocess's stdin: closing it (the trap below, or this

@@ -8,7 +8,9 @@ left out; it never takes the site down.
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,6 +27,8 @@ GROUPS = {
     "pages": "bbweb.pages",
 }
 PLUGINS_FILENAME = "plugins.toml"
+# A pages plugin's name is the first segment of its URLs (/<name>/...).
+_PAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -62,6 +66,9 @@ def load_plugin_settings(basedir: str | Path) -> PluginSettings:
             if not isinstance(value, bool | dict):
                 errors.add(f"{path}: [{section}] {name} must be true, false or a table of "
                            "options")
+            if section == "pages" and not _PAGE_NAME.match(name):
+                errors.add(f"{path}: [pages] {name!r} cannot be a URL path segment (use "
+                           "letters, digits, '_', '.' and '-')")
         settings.sections[section] = dict(entries)
     if errors:
         raise errors
@@ -77,12 +84,14 @@ class LoadedPlugins:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def discover(section: str) -> LoadedPlugins:
-    """Import every plugin registered in the group behind ``section``."""
+def discover(section: str, names: Iterable[str] | None = None) -> LoadedPlugins:
+    """Import every plugin registered in the group behind ``section`` (only those called
+    ``names`` when given, so a broken plugin nobody enabled stays out of the way)."""
     group = GROUPS[section]
     loaded = LoadedPlugins(group)
+    only = None if names is None else set(names)
     for ep in entry_points(group=group):
-        if ep.name in loaded.plugins:
+        if ep.name in loaded.plugins or (only is not None and ep.name not in only):
             continue
         try:
             loaded.plugins[ep.name] = ep.load()

@@ -1,11 +1,14 @@
 """``WebStatus``: the web status target, configured with Buildbot 0.8's arguments.
 
-In bbweb the web server is gunicorn (``bbweb start`` binds it to ``http_port``); this
-object carries the options the Flask application reads.
+In bbweb the web server is gunicorn (``bbweb start`` binds it to ``http_port`` and, if
+set, ``distrib_port``, and writes ``http.log`` rotated by ``logRotateLength`` and
+``maxRotatedFiles``); this object carries the options gunicorn and the Flask application
+read.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,23 +23,45 @@ class ListenAddress:
     host: str
     port: int
 
-    def bind(self) -> str:
+    def bind(self, basedir: str | os.PathLike[str] | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class UnixSocketAddress:
+    """A UNIX socket for a front-end web server to proxy to (``distrib_port``).
+
+    ``path`` is as configured with ``~`` expanded; a relative path is relative to the
+    master's basedir, resolved by :meth:`resolve`.
+    """
+
+    path: str
+
+    def resolve(self, basedir: str | os.PathLike[str] | None = None) -> str:
+        if os.path.isabs(self.path) or basedir is None:
+            return self.path
+        return os.path.normpath(os.path.join(os.fspath(basedir), self.path))
+
+    def bind(self, basedir: str | os.PathLike[str] | None = None) -> str:
+        return f"unix:{self.resolve(basedir)}"
+
+
 _STRPORT = re.compile(r"^tcp:(?P<port>\d+)(?P<opts>(:[a-zA-Z]+=[^:]*)*)$")
+_UNIXPORT = re.compile(r"^unix:(?P<path>[^:]*)(?P<opts>(:[a-zA-Z]+=[^:]*)*)$")
+_TCP_FORMS = "a port number, 'tcp:PORT' or 'tcp:PORT:interface=ADDR'"
 
 
-def parse_http_port(value: int | str | None) -> ListenAddress | None:
+def parse_http_port(value: int | str | None, option: str = "http_port"
+                    ) -> ListenAddress | None:
     """Turn ``8010``, ``"8010"`` or ``"tcp:8010:interface=127.0.0.1"`` into an address.
 
-    Raises ValueError with a message naming the accepted forms otherwise.
+    Raises ValueError with a message naming ``option`` and the accepted forms otherwise.
     """
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError("http_port must be a port number or 'tcp:PORT[:interface=ADDR]'")
+        raise ValueError(f"{option} must be {_TCP_FORMS}")
     if isinstance(value, int):
         port, host = value, "0.0.0.0"
     elif isinstance(value, str) and value.isdigit():
@@ -44,20 +69,68 @@ def parse_http_port(value: int | str | None) -> ListenAddress | None:
     elif isinstance(value, str):
         m = _STRPORT.match(value)
         if not m:
-            raise ValueError(f"http_port {value!r} is not understood: use a port number or "
-                             "'tcp:PORT' or 'tcp:PORT:interface=ADDR'")
+            raise ValueError(f"{option} {value!r} is not understood: use {_TCP_FORMS}")
         port, host = int(m.group("port")), "0.0.0.0"
         for opt in filter(None, m.group("opts").split(":")):
             key, _, val = opt.partition("=")
             if key == "interface":
                 host = val or host
             elif key != "backlog":
-                raise ValueError(f"http_port {value!r}: unknown option {key!r}")
+                raise ValueError(f"{option} {value!r}: unknown option {key!r}")
     else:
-        raise ValueError("http_port must be a port number or 'tcp:PORT[:interface=ADDR]'")
+        raise ValueError(f"{option} must be {_TCP_FORMS}")
     if not 0 < port < 65536:
-        raise ValueError(f"http_port {value!r}: port must be between 1 and 65535")
+        raise ValueError(f"{option} {value!r}: port must be between 1 and 65535")
     return ListenAddress(host, port)
+
+
+def parse_distrib_port(value: int | str | None
+                       ) -> ListenAddress | UnixSocketAddress | None:
+    """``distrib_port``: a TCP port in any ``http_port`` form, ``"unix:/path/to/socket"``,
+    or (as 0.8) a path starting with ``/``, ``~`` or ``.`` meaning a UNIX socket.
+
+    Raises ValueError naming ``distrib_port`` and the accepted forms otherwise.
+    """
+    if value is None:
+        return None
+    forms = "a port number, 'tcp:PORT[:interface=ADDR]' or 'unix:/path/to/socket'"
+    if isinstance(value, str) and value[:1] in ("/", "~", "."):
+        value = "unix:" + value
+    if isinstance(value, str) and value.startswith("unix:"):
+        m = _UNIXPORT.match(value)
+        if not m:
+            raise ValueError(f"distrib_port {value!r} is not understood: use {forms}")
+        path = m.group("path")
+        if path.startswith("address="):  # Twisted's keyword spelling
+            path = path[len("address="):]
+        opts = [o for o in m.group("opts").split(":") if o]
+        if opts:
+            raise ValueError(f"distrib_port {value!r}: socket options "
+                             f"({', '.join(o.partition('=')[0] for o in opts)}) are not "
+                             "supported; set permissions on the socket's directory instead")
+        if not path:
+            raise ValueError(f"distrib_port {value!r}: the socket path is empty")
+        return UnixSocketAddress(os.path.expanduser(path))
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"distrib_port must be {forms}")
+    if isinstance(value, str) and not (value.startswith("tcp:") and _STRPORT.match(value)
+                                       or value.isdigit()):
+        raise ValueError(f"distrib_port {value!r} is not understood: use {forms}")
+    return parse_http_port(value, option="distrib_port")
+
+
+def _same_port(a: ListenAddress, b: ListenAddress) -> bool:
+    anywhere = ("0.0.0.0", "::", "")
+    return a.port == b.port and (a.host == b.host or a.host in anywhere
+                                 or b.host in anywhere)
+
+
+DEFAULT_LOG_ROTATE_LENGTH = 10_000_000
+DEFAULT_MAX_ROTATED_FILES = 10
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class WebStatus:
@@ -97,9 +170,15 @@ class WebStatus:
         except ValueError as exc:
             config_error(f"WebStatus: {exc}")
         self.http_port = http_port
-        if distrib_port is not None:
-            config_error("WebStatus: distrib_port (Twisted web.distrib) has no equivalent; "
-                         "put bbweb behind Apache or nginx instead (see docs/deployment.md)")
+        try:
+            self.distrib = parse_distrib_port(distrib_port)
+        except ValueError as exc:
+            config_error(f"WebStatus: {exc}")
+        if (isinstance(self.distrib, ListenAddress) and self.listen is not None
+                and _same_port(self.distrib, self.listen)):
+            config_error(f"WebStatus: distrib_port {distrib_port!r} is the same port as "
+                         f"http_port {http_port!r}")
+        self.distrib_port = distrib_port
         if site is not None:
             config_error("WebStatus: site= (a Twisted Site) has no equivalent in bbweb")
         for label, value in (("numbuilds", numbuilds), ("num_events", num_events)):
@@ -127,6 +206,18 @@ class WebStatus:
                          f"{', '.join(DEFAULT_FEEDS)}")
         if logRotateLength is None:
             logRotateLength = rotateLength  # the seed documents rotateLength; 0.8 took this
+        elif rotateLength is not None and rotateLength != logRotateLength:
+            config_error("WebStatus: logRotateLength and rotateLength are the same option; "
+                         "give one of them")
+        if logRotateLength is None:
+            logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
+        elif not _positive_int(logRotateLength):
+            config_error("WebStatus: logRotateLength (rotateLength) must be a positive "
+                         "number of bytes")
+        if maxRotatedFiles is None:
+            maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
+        elif not _positive_int(maxRotatedFiles):
+            config_error("WebStatus: maxRotatedFiles must be a positive integer")
         self.allowForce = allowForce
         self.public_html = public_html
         self.numbuilds = numbuilds
@@ -139,8 +230,8 @@ class WebStatus:
         self.revlink = revlink
         self.projects = projects
         self.repositories = repositories
-        self.logRotateLength = logRotateLength
-        self.maxRotatedFiles = maxRotatedFiles
+        self.logRotateLength: int = logRotateLength
+        self.maxRotatedFiles: int = maxRotatedFiles
         self.change_hook_dialects = dict(change_hook_dialects)
         self.change_hook_auth = change_hook_auth
         self.provide_feeds = list(provide_feeds)

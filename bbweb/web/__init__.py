@@ -34,5 +34,32 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
     if "json" in s.config.web.provide_feeds:
         app.register_blueprint(json_api.bp, url_prefix="/json")
+    _mount_pages(app)
     # last: files from public_html answer only what no page claims
     app.register_blueprint(static_files.bp)
+
+
+def _mount_pages(app: Flask) -> None:
+    """The ``bbweb.pages`` plugins (Buildbot's ``putChild``), each at its blueprint's
+    url_prefix or ``/<name>``. One that cannot be mounted is logged and left out."""
+    import logging
+
+    from bbweb.app import page_prefix
+
+    s = app.extensions["bbweb"]
+    for name, bp in list(s.pages.items()):
+        prefix = page_prefix(name, bp)
+        problem = None
+        if any(r.rule == prefix or r.rule.startswith(prefix + "/")
+               for r in app.url_map.iter_rules()):
+            problem = f"its URL prefix {prefix!r} is already served by another page"
+        else:
+            try:
+                app.register_blueprint(bp, url_prefix=prefix)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            del s.pages[name]
+            s.plugin_failures[f"pages.{name}"] = problem
+            logging.getLogger("bbweb.app").error("plugin pages.%s is not available: %s",
+                                                 name, problem)

@@ -126,7 +126,9 @@ def page_context(title: str) -> dict[str, Any]:
         "tz": timefmt.tz_name(now),
         "to_root": to_root(),
         "nav": nav_links(),
-        "feeds": [f for f in ("rss", "atom") if f in feeds],
+        # advertised when enabled and mounted (endpoints ``feeds.rss`` / ``feeds.atom``)
+        "feeds": [f for f in ("rss", "atom")
+                  if f in feeds and f"feeds.{f}" in current_app.view_functions],
         "alert_msg": request.args.get("alert_msg", ""),
         "refresh": max(int(refresh), 15) if refresh.isdigit() and int(refresh) > 0 else None,
     }
