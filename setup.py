@@ -25,7 +25,7 @@ setup(
         "psycopg[binary]>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4"],
+        "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40"],
     },
     entry_points={
         "console_scripts": ["bbweb = bbweb.cli:main"],

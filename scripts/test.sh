@@ -22,6 +22,8 @@ command -v git >/dev/null || missing+=(git)
 { have_sbin apache2 && [ -e /usr/lib/apache2/modules/mod_proxy_http.so ]; } \
   || missing+=(apache2)
 have_sbin htpasswd || missing+=(apache2-utils)
+# tests/browser drives Debian's chromium through Playwright (never `playwright install`)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing ${missing[*]}" >&2
@@ -46,7 +48,7 @@ fi
 
 # --- the virtualenv ---
 . scripts/venv.sh
-ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff'
+ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright'
 
 # --- lint ---
 .venv/bin/ruff check bbweb tests examples
