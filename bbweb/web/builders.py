@@ -248,7 +248,8 @@ def builder_page(name: str) -> Response:
         current=[_current_entry(b, now) for b in current],
         pending=[_pending_entry(r, now) for r in pending],
         recent=overview.build_rows(recent), numbuilds=numbuilds, filters=props,
-        show_more="?" + urlencode(more),
+        # only when the page is full: fewer builds than asked for means there are no more
+        show_more="?" + urlencode(more) if len(recent) >= numbuilds else None,
         slaves=[slaves[n] for n in bcfg.slavenames if n in slaves],
         waterfall=waterfall_available(), to_root=page_root())
 

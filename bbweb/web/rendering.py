@@ -100,7 +100,7 @@ NAV = [
     ("Builders", "builders", "builders.builders"),
     ("Recent Builds", "one_line_per_build", "builders.one_line_per_build"),
     ("Buildslaves", "buildslaves", "buildslaves.buildslaves"),
-    ("Changesources", "changes", "changes.changes"),
+    ("Changesources", "changes", "changes.change_sources"),
     ("JSON API", "json/help", "json_api.json_resource"),
     ("About", "about", "root.about"),
 ]

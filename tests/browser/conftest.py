@@ -28,7 +28,7 @@ c['title'] = 'Browser <Test>'
 c['titleURL'] = 'http://example.org/'
 c['buildbotURL'] = 'http://127.0.0.1:PORT/'
 c['db_url'] = DB_URL
-c['slaves'] = [BuildSlave('bw1', 'pw', keepalive_interval=1)]
+c['slaves'] = [BuildSlave('bw1', 'pw', keepalive_interval=1), BuildSlave('hand', 'pw')]
 f = BuildFactory()
 f.addStep(ShellCommand(name='greet', command=['sh', '-c',
     'printf "\\033[1;32mgreen bold\\033[0m plain\\n"; echo oops >&2']))
@@ -40,6 +40,8 @@ bad = BuildFactory([ShellCommand(name='break', command=['sh', '-c', 'exit 1'],
 c['builders'] = [
     BuilderConfig(name='linux build', slavenames=['bw1'], factory=f, category='core'),
     BuilderConfig(name='broken', slavenames=['bw1'], factory=bad),
+    # built by hand through the engine (no worker runs 'hand'), for live-follow tests
+    BuilderConfig(name='by hand', slavenames=['hand'], factory=f),
 ]
 c['schedulers'] = [AnyBranchScheduler(name='all',
                                          builderNames=['linux build', 'broken'])]

@@ -197,3 +197,13 @@ def test_ages():
 def test_template_environment_is_autoescaping(app):
     assert app.jinja_env.autoescape("layout.html") is True
     assert isinstance(app.jinja_loader, jinja2.ChoiceLoader)
+
+
+def test_header_links_every_mounted_view(client):
+    html = text_of(client.get("/about"))
+    nav = html.split('<nav class="views">')[1].split("</nav>")[0]
+    for label, path in (("Builders", "builders"), ("Recent Builds", "one_line_per_build"),
+                        ("Buildslaves", "buildslaves"), ("Changesources", "changes"),
+                        ("JSON API", "json/help"), ("About", "about")):
+        assert f'<a href="./{path}">{label}</a>' in nav
+        assert client.get("/" + path).status_code == 200
