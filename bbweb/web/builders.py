@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.app import site
-from bbweb.status import overview, queries
+from bbweb.status import estimates, overview, queries
 from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo, in_int_range
 from bbweb.web.rendering import bare_text, render_page, to_root
 
@@ -205,10 +205,12 @@ def builder_or_subpage(subpath: str) -> Response:
     return not_found(f"No such builder {name!r}.")
 
 
-def _current_entry(build: BuildInfo, now: float) -> dict[str, Any]:
+def _current_entry(build: BuildInfo, now: float, expected: float | None = None
+                   ) -> dict[str, Any]:
     step = build.current_step
     return {"build": build, "step": step.name if step else None,
-            "elapsed": max(now - build.started_at, 0.0)}
+            "elapsed": max(now - build.started_at, 0.0),
+            "eta": estimates.eta_seconds(expected, build.started_at, now)}
 
 
 def _pending_entry(req: BuildRequestInfo, now: float) -> dict[str, Any]:
@@ -236,6 +238,8 @@ def builder_page(name: str) -> Response:
             running={builder.id: len(current)}).get(builder.id, [])
         overview.load_table_details(conn, recent)
         slaves = queries.get_slaves(conn, cfg, bcfg.slavenames)
+        expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
+            if current else None
     current = [b for b in current if overview.matches_properties(b.properties, props)]
     pending = [r for r in pending if overview.matches_properties(r.properties, props)]
     more = {"numbuilds": numbuilds + 5}
@@ -245,7 +249,7 @@ def builder_page(name: str) -> Response:
     return render_page(
         "builder.html", f"Buildbot: {name}", headers=NO_CACHE,
         name=name, description=bcfg.description, category=bcfg.category,
-        current=[_current_entry(b, now) for b in current],
+        current=[_current_entry(b, now, expected) for b in current],
         pending=[_pending_entry(r, now) for r in pending],
         recent=overview.build_rows(recent), numbuilds=numbuilds, filters=props,
         # only when the page is full: fewer builds than asked for means there are no more

@@ -25,7 +25,7 @@ from flask import Blueprint, Response, request
 from markupsafe import Markup
 
 from bbweb.app import site
-from bbweb.status import detail
+from bbweb.status import detail, estimates
 from bbweb.status.records import BuildInfo, StepInfo
 from bbweb.web import decorations, timefmt
 from bbweb.web.rendering import bare_text, render_page, result_class
@@ -206,14 +206,16 @@ def result_text(build: BuildInfo) -> str:
 def build_page(target: Target) -> Response:
     s = site()
     cfg = s.config
+    now = time.time()
     with s.db.read() as conn:
         builder, build = detail.find_build(conn, target.builder, target.number)
+        expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
+            if build is not None and not build.is_finished else None
     if builder is None:
         return not_found(f"No such builder {target.builder!r}.")
     if build is None:
         return not_found(f"Builder {target.builder!r} has no build number {target.number}.")
     links = Links(target.to_root, build.builder, build.number)
-    now = time.time()
     props, forced = detail.split_properties(cfg, build.properties)
     stamps = []
     for ss in build.sourcestamps:
@@ -235,7 +237,8 @@ def build_page(target: Target) -> Response:
         properties=props, forced_properties=forced,
         responsible_users=build.blame,
         start=build.started_at, end=build.finished_at,
-        elapsed=(build.finished_at or now) - build.started_at)
+        elapsed=(build.finished_at or now) - build.started_at,
+        eta=estimates.eta_seconds(expected, build.started_at, now))
 
 
 # -- the step page -------------------------------------------------------------------------------

@@ -50,6 +50,17 @@ def _template_loader(s: Site) -> BaseLoader:
     return ChoiceLoader(loaders)
 
 
+def eta_text(seconds: float | None, now: float | None = None) -> str:
+    """``ETA: 14:03:11 [2 mins, 5 secs]``, ``ETA: any moment now`` once overdue, or
+    ``ETA: no estimate``."""
+    if seconds is None:
+        return "ETA: no estimate"
+    if seconds <= 0:
+        return "ETA: any moment now"
+    at = (time.time() if now is None else now) + seconds
+    return f"ETA: {timefmt.clock(at)} [{timefmt.duration(seconds)}]"
+
+
 def init_templates(app: Flask) -> None:
     """Install the loader chain, filters and globals on ``app``."""
     s: Site = app.extensions["bbweb"]
@@ -82,6 +93,7 @@ def init_templates(app: Flask) -> None:
         "age": timefmt.age,
         "result_class": result_class,
         "result_name": result_name,
+        "eta": eta_text,
     })
     app.jinja_env.globals.update(revlink_url=revlink_url)
 

@@ -260,10 +260,10 @@ def test_builder_page(scenario, web):
     assert "<title>Buildbot: runtests</title>" in html
     assert "<h1>Builder runtests</h1>" in html
     assert '<div class="BuilderDescription">Runs the unit tests</div>' in html
-    # current build: link, state, step, slave, no ETA
+    # current build: link, state, step, slave; #1 was quick and #2 started long ago
     current = html.split("<h2>Current Builds:</h2>")[1].split("</ul>")[0]
     assert '<a href="../builders/runtests/builds/2">#2</a>' in current
-    assert "compile" in current and "ETA: no estimate" in current
+    assert "compile" in current and "ETA: any moment now" in current
     assert '<a href="../buildslaves/slave1">slave1</a>' in current
     # pending: the forced one with owner and reason, the change with rev and author
     pending = html.split("<h2>Pending Build Requests:</h2>")[1].split("</ul>")[0]
