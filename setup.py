@@ -31,6 +31,11 @@ setup(
         "console_scripts": ["bbweb = bbweb.cli:main"],
         "bbweb.change_hooks": [
             "base = bbweb.plugins.hooks.base:BaseHook",
+            "github = bbweb.plugins.hooks.github:GitHubHook",
+            "gitlab = bbweb.plugins.hooks.gitlab:GitLabHook",
+            "bitbucket = bbweb.plugins.hooks.bitbucket:BitbucketHook",
+            "googlecode = bbweb.plugins.hooks.googlecode:GoogleCodeHook",
+            "poller = bbweb.plugins.hooks.poller:PollerHook",
         ],
         "bbweb.notifiers": [],
         "bbweb.auth": [],

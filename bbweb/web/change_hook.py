@@ -38,6 +38,10 @@ def change_hook(dialect: str = "base") -> Any:
                           "change_hook_dialects")
     try:
         changes = hook.get_changes(request)
+    except PermissionError as exc:  # a signature or token that does not verify
+        log.warning("change hook %r refused a request from %s: %s", dialect,
+                    request.remote_addr, exc)
+        return _text(403, str(exc))
     except ValueError as exc:
         return _text(400, str(exc))
     except Exception:

@@ -31,7 +31,8 @@ def _json_field(raw: Any, name: str, kind: type, default: Any) -> Any:
 
 class BaseHook:
     """Change hook dialect plugin interface: ``__init__(options, config)`` and
-    ``get_changes(request) -> list[ChangeInput]``; raise ValueError for a 400."""
+    ``get_changes(request) -> list[ChangeInput]``; raise ValueError for a 400 (malformed
+    request) and PermissionError for a 403 (a signature or token that does not verify)."""
 
     src: str | None = None
 
