@@ -183,6 +183,7 @@ def main() -> int:
     add_common_args(parser)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--log-mb", type=int, default=100)
+    parser.add_argument("--full", action="store_true", help="a 1 GB log")
     args = parser.parse_args()
     if args.full:
         args.log_mb = 1024
@@ -194,7 +195,9 @@ def main() -> int:
     try:
         page_table(master, args.repeat)
         name, number, stepname = write_big_log(master, args.log_mb)
-        with Processes(master.basedir / "bench-logs") as procs:
+        logdir = master.basedir / "bench-logs"
+        logdir.mkdir(exist_ok=True)
+        with Processes(logdir) as procs:
             url = start_web(master, procs, workers=1)
             pids = worker_pids(procs)
             base = f"{url}/builders/{name}/builds/{number}/steps/{stepname}/logs/stdio"
