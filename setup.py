@@ -22,10 +22,12 @@ setup(
         "requests>=2.28",
         "flask-login>=0.6",
         "libpass>=1.9",
+        "bcrypt>=4",
         "psycopg[binary]>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40"],
+        "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40", "hypothesis>=6",
+                 "wheel"],
     },
     entry_points={
         "console_scripts": ["bbweb = bbweb.cli:main"],

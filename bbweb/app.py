@@ -71,14 +71,18 @@ def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
     found = discover("change_hooks")
     hooks: dict[str, Any] = {}
     failures = {f"change_hooks.{k}": v for k, v in found.failed.items() if k in wanted}
+    from bbweb.web.change_hook import split_options
+
     for name, options in wanted.items():
         cls = found.plugins.get(name)
         if cls is None:
             if name not in found.failed:
                 failures[f"change_hooks.{name}"] = "no such change hook dialect is installed"
             continue
+        # the framework's own options (max_body_size, allow_properties) are not the dialect's
+        _framework, own = split_options(options)
         try:
-            hooks[name] = cls(options if isinstance(options, dict) else {}, cfg)
+            hooks[name] = cls(own if isinstance(own, dict) else {}, cfg)
         except Exception as exc:
             failures[f"change_hooks.{name}"] = f"{type(exc).__name__}: {exc}"
     return hooks, failures

@@ -78,6 +78,7 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     from bbweb.app import load_change_hooks, load_pages
     from bbweb.config.master import load_master_config
     from bbweb.plugins.registry import load_plugin_settings
+    from bbweb.web.change_hook import option_problems
 
     try:
         cfg = load_master_config(args.basedir)
@@ -88,6 +89,11 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         print(f"warning: {warning}")
     _hooks, failures = load_change_hooks(cfg, settings)
+    # a bad framework option (max_body_size, allow_properties) falls back to the safe
+    # default at run time; checkconfig says so
+    for name, options in cfg.web.change_hook_dialects.items():
+        for problem in option_problems(name, options):
+            failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])
     _pages, page_failures = load_pages(cfg, settings)
     failures.update(page_failures)
     if failures:
@@ -129,19 +135,45 @@ def _master_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def cmd_sendchange(args: argparse.Namespace) -> int:
-    import requests
+def parse_properties(values: Sequence[str]) -> dict[str, object]:
+    """``-p/--property`` values: ``NAME=VALUE`` (the value is a string; ``NAME:VALUE`` is
+    accepted too), or a dict literal as post_build_request.py took it (``{'a': 1}``),
+    parsed with ``ast.literal_eval``: literals only, never evaluated as code."""
+    import ast
 
     properties: dict[str, object] = {}
-    for prop in args.property or []:
+    for prop in values:
+        if prop.lstrip().startswith("{"):
+            try:
+                parsed = json.loads(prop)
+            except ValueError:
+                try:
+                    parsed = ast.literal_eval(prop.strip())
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    raise ValueError(f"property {prop!r} is not a dict literal (use "
+                                     "NAME=VALUE)") from None
+            if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
+                raise ValueError(f"property {prop!r} must be a dict of name -> value")
+            try:
+                json.dumps(parsed)
+            except (TypeError, ValueError):
+                raise ValueError(f"property {prop!r} has values JSON cannot carry") from None
+            properties.update(parsed)
+            continue
         if "=" in prop:
             key, _, value = prop.partition("=")
         elif ":" in prop:
             key, _, value = prop.partition(":")
         else:
-            print(f"bbweb sendchange: property {prop!r} must be NAME=VALUE", file=sys.stderr)
-            return 2
+            raise ValueError(f"property {prop!r} must be NAME=VALUE")
+        if not key:
+            raise ValueError(f"property {prop!r} has no name")
         properties[key] = value
+    return properties
+
+
+def sendchange_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The form fields ``bbweb sendchange`` posts (the base dialect's wire format)."""
     fields: dict[str, str] = {
         "author": args.who or getpass.getuser(),
         "comments": args.comments if args.comments is not None else "",
@@ -151,11 +183,32 @@ def cmd_sendchange(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             fields[name] = str(value)
-    if args.files:
-        fields["files"] = json.dumps(args.files)
+    files = list(args.file or []) + list(args.files or [])
+    if files:
+        fields["files"] = json.dumps(files)
+    properties = parse_properties(args.property or [])
     if properties:
         fields["properties"] = json.dumps(properties)
-    url = _master_url(args.master) + args.urlpath
+    return fields
+
+
+def cmd_sendchange(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    import requests
+
+    try:
+        fields = sendchange_fields(args)
+    except ValueError as exc:
+        print(f"bbweb sendchange: {exc}", file=sys.stderr)
+        return 2
+    urlpath = args.urlpath if args.urlpath.startswith("/") else "/" + args.urlpath
+    if args.testing:  # post_build_request.py -t: show what would be sent, send nothing
+        print(f"params: {urlencode(fields)}")
+        print(f"host: {args.master}")
+        print(f"urlpath: {urlpath}")
+        return 0
+    url = _master_url(args.master) + urlpath
     auth = None
     if args.auth:
         user, _, password = args.auth.partition(":")
@@ -166,6 +219,10 @@ def cmd_sendchange(args: argparse.Namespace) -> int:
     except requests.RequestException as exc:
         print(f"bbweb sendchange: cannot reach {url}: {exc}", file=sys.stderr)
         return 1
+    if args.sendchange_verbose >= 1:
+        print(f"{resp.status_code} {resp.reason}")
+    if args.sendchange_verbose >= 2:
+        print(f"Raw response: {resp.text}")
     if resp.status_code == 202:
         print("change sent successfully")
         return 0
@@ -214,21 +271,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basedir", required=True, help="directory to build in")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("sendchange", help="send a change to a master's base change hook")
-    p.add_argument("--master", default="localhost:8010", help="URL or host:port")
-    p.add_argument("--urlpath", default="/change_hook/base")
-    p.add_argument("-w", "--who", "--author", dest="who")
-    p.add_argument("-m", "-c", "--comments", dest="comments")
+    p = sub.add_parser(
+        "sendchange", help="send a change to a master's base change hook",
+        description="Send one change to /change_hook/base. Takes the options of Buildbot's "
+                    "contrib/post_build_request.py under the same names (-H/--host, "
+                    "-u/--urlpath, -w/--who, -f/--file, -c/--comments, -R/--revision, "
+                    "-W/--when, -b/--branch, -C/--category, --revlink, -p/--property, "
+                    "-r/--repository, -P/--project, -v/--verbose, -t/--testing); "
+                    "see docs/compat.md.")
+    p.add_argument("-H", "--host", "--master", dest="master", default="localhost:8010",
+                   help="the master: host[:port] or a URL (default localhost:8010)")
+    p.add_argument("-u", "--urlpath", default="/change_hook/base",
+                   help="path of the change hook (default /change_hook/base)")
+    p.add_argument("-w", "--who", "--author", dest="who",
+                   help="the change's author (default: your login name)")
+    p.add_argument("-f", "--file", action="append",
+                   help="a file the change touches (repeatable; positional FILES too)")
+    p.add_argument("-c", "-m", "--comments", dest="comments", help="the change's comments")
     p.add_argument("-R", "--revision")
+    p.add_argument("-W", "--when", type=float, help="seconds since the epoch")
     p.add_argument("-b", "--branch")
     p.add_argument("-C", "--category")
     p.add_argument("--revlink")
     p.add_argument("-r", "--repository")
     p.add_argument("-P", "--project")
     p.add_argument("--codebase")
-    p.add_argument("-W", "--when", type=float)
-    p.add_argument("-p", "--property", action="append", help="NAME=VALUE (repeatable)")
+    p.add_argument("-p", "--property", action="append",
+                   help="NAME=VALUE (repeatable; a {'name': value} dict literal is parsed "
+                        "as a literal, never evaluated)")
     p.add_argument("--auth", help="USER:PASSWORD for change_hook_auth")
+    p.add_argument("-v", "--verbose", dest="sendchange_verbose", action="count", default=0,
+                   help="print the answer's status (twice: also its body)")
+    p.add_argument("-t", "--testing", action="store_true",
+                   help="print what would be sent and send nothing")
     p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_sendchange)
     return parser

@@ -146,7 +146,7 @@ def master_cfg_text(builders: list[BuilderSpec], slaves: list[str], db_url: str 
         "c['schedulers'].append(ForceScheduler(name='force',",
         "                                      builderNames=[b[0] for b in BUILDERS]))",
         "c['status'] = [WebStatus(http_port='tcp:8010:interface=127.0.0.1',",
-        "                         change_hook_dialects={'base': True})]",
+        "                         change_hook_dialects={'base': {'allow_properties': True}})]",
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (.ci/run): install what the tests need
-# (PostgreSQL server, git, Apache httpd for the reverse-proxy test, the .venv), run ruff,
-# start one throwaway PostgreSQL cluster for the whole run and run pytest against it.
+# (PostgreSQL server, git, subversion, Apache httpd for the reverse-proxy test, the .venv),
+# run ruff, start one throwaway PostgreSQL cluster for the whole run and run pytest against it.
 # Arguments go to pytest.
 #
 # PostgreSQL tests must run, not skip: if the cluster cannot be started this fails.
@@ -18,6 +18,8 @@ have_sbin() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have_pg_server || missing+=(postgresql)
 command -v git >/dev/null || missing+=(git)
+# tests/changes run SVNPoller against real repositories (svnadmin create, file:// URLs)
+{ command -v svn >/dev/null && command -v svnadmin >/dev/null; } || missing+=(subversion)
 # tests/e2e/test_reverse_proxy.py runs Debian's apache2 with mod_proxy_http
 { have_sbin apache2 && [ -e /usr/lib/apache2/modules/mod_proxy_http.so ]; } \
   || missing+=(apache2)
@@ -48,7 +50,7 @@ fi
 
 # --- the virtualenv ---
 . scripts/venv.sh
-ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright'
+ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright, hypothesis, bcrypt'
 
 # --- lint ---
 .venv/bin/ruff check bbweb tests examples

@@ -1,5 +1,7 @@
 """Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
 
+from bbweb.changes.gitpoller import GitPoller
+from bbweb.changes.svnpoller import SVNPoller
 from bbweb.config.builders import BuilderConfig, BuildSlave
 from bbweb.config.errors import ConfigErrors
 from bbweb.config.master import MasterConfig, load_master_config
@@ -40,4 +42,5 @@ __all__ = [
     "RETRY",
     "Results", "SKIPPED", "SUCCESS", "Scheduler", "ShellCommand", "SingleBranchScheduler",
     "Test", "WARNINGS", "WebStatus", "WithProperties", "load_master_config",
+    "GitPoller", "SVNPoller",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,59 @@ def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
     return cfg
 
 
+def _assignment_line(path: Path, key: str) -> Location | None:
+    """Where master.cfg assigns or extends ``c[key]`` (for errors about a value that
+    carries no location of its own)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for lineno, line in enumerate(lines, 1):
+        if f"[{key!r}]" in line or f'["{key}"]' in line:
+            return Location(str(path), lineno)
+    return None
+
+
+# What cannot be a change source: a value, a class that was not instantiated, a function.
+_NOT_SOURCES = (str, bytes, int, float, dict, list, tuple, set, frozenset, type(None), type,
+                types.FunctionType, types.BuiltinFunctionType, types.ModuleType)
+
+
+def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path: Path
+                    ) -> list[Any]:
+    """``c['change_source']``: one change source or a list of them. Pollers
+    (:class:`bbweb.changes.PollingChangeSource`) need distinct names; another object is
+    only shown on the pages (its ``describe()``), with a warning that nothing polls it."""
+    from bbweb.changes import PollingChangeSource  # bbweb.changes imports bbweb.config
+
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    sources: list[Any] = []
+    seen: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, _NOT_SOURCES):
+            errors.add(f"c['change_source'] contains {type(item).__name__} {item!r:.60}, "
+                       "expected a change source such as GitPoller(...) or SVNPoller(...) "
+                       "(changes pushed by repositories come in through /change_hook or "
+                       "'bbweb sendchange')",
+                       _where(item) or _assignment_line(path, "change_source"))
+            continue
+        if not isinstance(item, PollingChangeSource):
+            warnings.append(f"{path}: c['change_source'] contains {type(item).__name__}, "
+                            "which is not a poller (GitPoller, SVNPoller, or a subclass of "
+                            "bbweb.changes.PollingChangeSource): it is listed on the pages, "
+                            "but nothing polls it")
+            sources.append(item)
+            continue
+        if item.name in seen:
+            errors.add(f"two change sources are named {item.name!r} (the first at "
+                       f"{_where(seen[item.name]) or path}); give one of them its own "
+                       "name=", _where(item))
+            continue
+        seen[item.name] = item
+        sources.append(item)
+    return sources
+
+
 def load_master_config(basedir: str | os.PathLike[str],
                        filename: str = CONFIG_FILENAME) -> MasterConfig:
     """Execute and validate BASEDIR/master.cfg; raise :class:`ConfigErrors` listing every
@@ -236,10 +290,8 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
         if not sched.builderNames and not isinstance(sched, ForceScheduler):
             errors.add(f"scheduler {sched.name!r} has no builderNames", _where(sched))
 
-    sources = raw.get("change_source", [])
-    if not isinstance(sources, list | tuple):
-        sources = [sources]
-    cfg.change_sources = list(sources)
+    cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
+                                         path)
 
     status = raw.get("status", [])
     if not isinstance(status, list | tuple):

@@ -6,7 +6,8 @@ table match the configuration, collect the event consumers. Then loop:
 * without the lock: try to take it, otherwise log who holds it and poll again;
 * with the lock: renew it every ``renew_interval``, fire scheduler timers every
   ``tick_interval``, reap silent workers every ``liveness_interval``, while one thread per
-  consumer dispatches events;
+  consumer dispatches events and one thread per change-source poller polls
+  (:mod:`bbweb.daemon.pollers`);
 * lock lost (renewal found someone else's row): stop dispatching at once and go back to
   waiting for it;
 * stop (``stop_event``, SIGINT or SIGTERM): let the events being handled finish, release
@@ -32,6 +33,7 @@ from bbweb.daemon.consumers import ConsumerError, collect_consumers
 from bbweb.daemon.dispatch import Dispatcher
 from bbweb.daemon.liveness import reap_lost_workers
 from bbweb.daemon.lock import DaemonLock, LeaseLost, default_holder
+from bbweb.daemon.pollers import PollerService
 from bbweb.daemon.timers import fire_timers, has_timers
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
@@ -84,10 +86,11 @@ class MasterDaemon:
         self.db = db
         self.options = options
         self.lock = DaemonLock(db, holder, lease=options.lease)
+        self.pollers = PollerService(db, cfg, self.lock)
         self.dispatcher = Dispatcher(
-            db, consumers, self.lock, poll_interval=options.dispatch_interval,
-            batch_size=options.batch_size, retry_initial=options.retry_initial,
-            retry_max=options.retry_max)
+            db, [*consumers, *self.pollers.consumers()], self.lock,
+            poll_interval=options.dispatch_interval, batch_size=options.batch_size,
+            retry_initial=options.retry_initial, retry_max=options.retry_max)
         self._waiting_for: str | None = None
         self._ever_held = False
         self._has_timers = has_timers(cfg)
@@ -132,6 +135,7 @@ class MasterDaemon:
             now = time.monotonic()
             self._next_renew = now + self.options.renew_interval
             self._next_tick = self._next_liveness = now
+            self.pollers.start()  # before dispatch: poll requests are served by pollers
             self.dispatcher.start()
             return True
         try:
@@ -149,6 +153,9 @@ class MasterDaemon:
         if self.dispatcher.running:
             log.info("stopping event dispatch: %s", why)
             self.dispatcher.stop(self.options.shutdown_timeout)
+        if self.pollers.running:  # after dispatch: a poll request in flight completes
+            log.info("stopping the pollers: %s", why)
+            self.pollers.stop(self.options.shutdown_timeout)
 
     def _lost(self, detail: str) -> None:
         log.error("lost the daemon lock (%s): stopping dispatch and waiting to take it "

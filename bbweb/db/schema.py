@@ -381,3 +381,29 @@ scheduler_state = sa.Table(
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("value", JsonText, nullable=False),
 )
+
+# Webhook deliveries already processed (change hooks whose dialect reports a delivery id,
+# e.g. GitHub's X-GitHub-Delivery): a redelivery of the same (dialect, id) is acknowledged
+# without storing its changes again. The unique constraint is what makes two concurrent
+# deliveries of the same id safe; rows older than a retention period are pruned on insert.
+hook_deliveries = sa.Table(
+    "hook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dialect", sa.String(100), nullable=False),
+    sa.Column("delivery_id", sa.String(255), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("changeids", JsonText, nullable=False, server_default="[]"),  # JSON list
+    sa.UniqueConstraint("dialect", "delivery_id"),
+    sa.Index("ix_hook_deliveries_received_at", "received_at"),
+)
+
+# What each polling change source (GitPoller, SVNPoller) remembers between polls, e.g. the
+# last revision seen per branch; written in the transaction that stores its changes.
+poller_state = sa.Table(
+    "poller_state",
+    metadata,
+    sa.Column("poller", sa.Text, primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", JsonText, nullable=False),
+)

@@ -1,69 +1,183 @@
 """HTTP Basic protection of ``/change_hook`` (WebStatus ``change_hook_auth``).
 
-Accepted forms, as Buildbot users wrote them: a ``('user', 'password')`` pair (the seed's
-example), or a list of "strcred" strings: ``"memory:USER:PASS[:USER2:PASS2…]"`` and
-``"file:PATH"`` (one ``user:password`` per line, relative to the basedir).
+Accepted forms:
+
+* ``('user', 'password')``: one pair (the seed's example);
+* a list of pairs ``[('u1', 'p1'), ('u2', 'p2')]``;
+* an htpasswd file path, ``'hooks.htpasswd'`` or ``'htpasswd:hooks.htpasswd'`` (relative
+  to the basedir), as written by Apache's ``htpasswd`` (bcrypt ``-B``, MD5 ``-m``, SHA-1
+  ``-s``, crypt ``-d``), verified with passlib; the file is re-read when it changes;
+* Buildbot's "strcred" strings: ``"memory:USER:PASS[:USER2:PASS2…]"`` and ``"file:PATH"``
+  (one plain-text ``user:password`` per line, relative to the basedir);
+
+or a list mixing any of these. Every request to any dialect must then carry HTTP Basic
+credentials that one of them accepts; otherwise the answer is 401 with
+``WWW-Authenticate: Basic realm="Protected area"`` (the seed's realm). Passwords are
+compared in constant time (digests of equal length, every entry checked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
 import os
+import re
+import threading
 from typing import Any
 
 from flask import Response, request
+
+log = logging.getLogger("bbweb.change_hook")
+
+REALM = "Protected area"
+_KIND = re.compile(r"^([a-z]+):(.*)$", re.S)
+_STRCRED_KINDS = ("memory", "file", "htpasswd")
+
+
+def _is_pair(value: Any) -> bool:
+    return (isinstance(value, tuple | list) and len(value) == 2
+            and all(isinstance(v, str) for v in value))
+
+
+def _entries(value: Any) -> list[Any]:
+    """The configured value as a list of entries (a pair, or a string)."""
+    if isinstance(value, tuple) and _is_pair(value):
+        return [value]
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _classify(item: str) -> tuple[str, str]:
+    """('memory'|'file'|'htpasswd', rest) for a string entry; ('?', kind) if unknown."""
+    m = _KIND.match(item)
+    if m is None:
+        return "htpasswd", item  # a bare path
+    kind, rest = m.group(1), m.group(2)
+    if kind in _STRCRED_KINDS:
+        return kind, rest
+    return "?", kind
 
 
 def validate_hook_auth(value: Any) -> str | None:
     """A message saying what is wrong with a ``change_hook_auth`` value, or None."""
     if value is None:
         return None
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value:
-        return "change_hook_auth must be ('user', 'password') or a list of 'memory:…'/'file:…'"
-    for item in value:
+    usage = ("change_hook_auth must be ('user', 'password'), a list of such pairs, an "
+             "htpasswd file path, or a list of 'memory:…'/'file:…' strings")
+    if not isinstance(value, str | list | tuple) or not value:
+        return usage
+    for item in _entries(value):
+        if _is_pair(item):
+            if not item[0]:
+                return "change_hook_auth: a user name cannot be empty"
+            continue
         if not isinstance(item, str):
-            return ("change_hook_auth entries must be strings like 'memory:user:pass' or "
-                    "'file:path' (credential checker objects are not supported)")
-        kind, _, rest = item.partition(":")
+            return (f"{usage} (credential checker objects are not supported; "
+                    f"got {type(item).__name__})")
+        kind, rest = _classify(item)
         if kind == "memory":
             parts = rest.split(":")
             if len(parts) < 2 or len(parts) % 2:
                 return f"change_hook_auth {item!r}: use memory:USER:PASS[:USER:PASS…]"
-        elif kind == "file":
-            if not rest:
-                return f"change_hook_auth {item!r}: file: needs a path"
+        elif kind in ("file", "htpasswd"):
+            if not rest.strip():
+                return f"change_hook_auth {item!r}: {kind}: needs a path"
         else:
-            return f"change_hook_auth {item!r}: unknown kind {kind!r} (memory or file)"
+            return (f"change_hook_auth {item!r}: unknown kind {rest!r} (memory, file or "
+                    "htpasswd; a bare string is an htpasswd file path)")
     return None
 
 
-def _credentials(value: Any, basedir: str) -> list[tuple[str, str]]:
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        return [value]
-    if isinstance(value, str):
-        value = [value]
+def _resolve(path: str, basedir: str) -> str:
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.join(basedir, path)
+
+
+def _plain_file(path: str) -> list[tuple[str, str]]:
     creds: list[tuple[str, str]] = []
-    for item in value:
-        kind, _, rest = item.partition(":")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.rstrip("\r\n")
+                if line and not line.startswith("#") and ":" in line:
+                    user, _, password = line.partition(":")
+                    creds.append((user, password))
+    except OSError as exc:
+        log.error("change_hook_auth: cannot read %s (%s); nobody gets in through it", path,
+                  exc.strerror or exc)
+    return creds
+
+
+_htpasswd_cache: dict[str, Any] = {}
+_htpasswd_lock = threading.Lock()
+
+
+def _htpasswd(path: str) -> Any:
+    """passlib's HtpasswdFile for ``path``, reloaded when the file changed; None if it
+    cannot be read."""
+    from passlib.apache import HtpasswdFile
+
+    with _htpasswd_lock:
+        try:
+            ht = _htpasswd_cache.get(path)
+            if ht is None:
+                ht = _htpasswd_cache[path] = HtpasswdFile(path)
+            else:
+                ht.load_if_changed()
+            return ht
+        except (OSError, ValueError) as exc:
+            _htpasswd_cache.pop(path, None)
+            log.error("change_hook_auth: cannot read htpasswd file %s (%s); nobody gets in "
+                      "through it", path, exc)
+            return None
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+def _check_htpasswd(path: str, user: str, password: str) -> bool:
+    ht = _htpasswd(path)
+    if ht is None:
+        return False
+    try:
+        ok = ht.check_password(user, password)
+    except Exception as exc:  # e.g. a bcrypt entry and no bcrypt backend installed
+        log.error("change_hook_auth: cannot verify %s's entry in %s: %s", user, path, exc)
+        return False
+    return bool(ok)
+
+
+def credentials_ok(value: Any, basedir: str, user: str, password: str) -> bool:
+    """Whether ``user``/``password`` is accepted by the configured ``change_hook_auth``."""
+    user_d, password_d = _digest(user), _digest(password)
+    ok = False
+    pairs: list[tuple[str, str]] = []
+    for item in _entries(value):
+        if _is_pair(item):
+            pairs.append((item[0], item[1]))
+            continue
+        kind, rest = _classify(item)
         if kind == "memory":
             parts = rest.split(":")
-            creds.extend(zip(parts[::2], parts[1::2], strict=True))
+            pairs.extend(zip(parts[::2], parts[1::2], strict=True))
         elif kind == "file":
-            path = rest if os.path.isabs(rest) else os.path.join(basedir, rest)
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    for line in fh:
-                        line = line.rstrip("\r\n")
-                        if line and not line.startswith("#") and ":" in line:
-                            user, _, password = line.partition(":")
-                            creds.append((user, password))
-            except OSError:
-                continue  # unreadable file: nobody gets in through it
-    return creds
+            pairs.extend(_plain_file(_resolve(rest, basedir)))
+        elif kind == "htpasswd":
+            ok |= _check_htpasswd(_resolve(rest, basedir), user, password)
+    for u, p in pairs:
+        # every entry, both comparisons, equal-length digests: no early exit to time
+        ok |= hmac.compare_digest(user_d, _digest(u)) & hmac.compare_digest(password_d,
+                                                                           _digest(p))
+    return ok
+
+
+def challenge() -> Response:
+    return Response("Authentication required\n", status=401, mimetype="text/plain",
+                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"',
+                             "X-Content-Type-Options": "nosniff"})
 
 
 def check_hook_auth(value: Any, basedir: str) -> Response | None:
@@ -71,15 +185,9 @@ def check_hook_auth(value: Any, basedir: str) -> Response | None:
     if value is None:
         return None
     auth = request.authorization
-    if auth is not None and auth.type == "basic":
-        user = (auth.username or "").encode()
-        password = (auth.password or "").encode()
-        ok = False
-        for u, p in _credentials(value, basedir):
-            # evaluate both comparisons every time: no early exit on the user name
-            ok |= hmac.compare_digest(user, u.encode()) & hmac.compare_digest(password,
-                                                                               p.encode())
-        if ok:
+    if auth is not None and auth.type == "basic" and auth.username:
+        if credentials_ok(value, basedir, auth.username, auth.password or ""):
             return None
-    return Response("Authentication required\n", status=401, mimetype="text/plain",
-                    headers={"WWW-Authenticate": 'Basic realm="Protected area"'})
+        log.warning("change hook: wrong credentials for user %r from %s", auth.username[:64],
+                    request.remote_addr)
+    return challenge()

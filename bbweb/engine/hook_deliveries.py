@@ -1,0 +1,77 @@
+"""Webhook deliveries already processed, so that a redelivery is not stored twice.
+
+Forges retry deliveries (GitHub's "Redeliver" button, Bitbucket retries after a timeout)
+with the same delivery id. A dialect that reports the id (``delivery_id(request)``) gets
+each (dialect, id) processed once: :func:`record_delivery` inserts the row in the same
+transaction that stores the changes, and the unique constraint on (dialect, delivery_id)
+makes a second, possibly concurrent, delivery fail with :class:`AlreadyProcessed` whatever
+the timing. Rows older than :data:`RETENTION_SECONDS` are pruned on insert, so the table
+stays bounded (forges stop redelivering long before that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bbweb.db.schema import hook_deliveries
+
+RETENTION_SECONDS = 30 * 24 * 3600
+MAX_ID_LENGTH = 255  # the column's size; longer ids are stored as a digest
+
+
+class AlreadyProcessed(Exception):
+    """This (dialect, delivery id) was stored before."""
+
+
+def normalize_delivery_id(value: object) -> str | None:
+    """The id to store: stripped text, a digest if too long; None for "no id"."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > MAX_ID_LENGTH:
+        return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    return text
+
+
+def record_delivery(conn: Connection, dialect: str, delivery_id: str,
+                    now: float | None = None) -> int:
+    """Claim (dialect, delivery_id) inside the caller's write transaction; returns the row
+    id. Raises AlreadyProcessed when it was claimed before (or by a concurrent request that
+    committed first)."""
+    now = time.time() if now is None else now
+    prune(conn, now)
+    try:
+        with conn.begin_nested():  # a savepoint: the caller's transaction stays usable
+            return int(conn.execute(hook_deliveries.insert().values(
+                dialect=dialect, delivery_id=delivery_id, received_at=now,
+                changeids="[]")).inserted_primary_key[0])
+    except sa.exc.IntegrityError:
+        raise AlreadyProcessed(f"{dialect} delivery {delivery_id}") from None
+
+
+def set_changeids(conn: Connection, rowid: int, changeids: list[int]) -> None:
+    conn.execute(hook_deliveries.update().where(hook_deliveries.c.id == rowid)
+                 .values(changeids=json.dumps(changeids)))
+
+
+def prune(conn: Connection, now: float | None = None,
+          retention: float = RETENTION_SECONDS) -> int:
+    """Forget deliveries older than ``retention`` seconds; returns how many."""
+    now = time.time() if now is None else now
+    return conn.execute(hook_deliveries.delete()
+                        .where(hook_deliveries.c.received_at < now - retention)).rowcount
+
+
+def find_delivery(conn: Connection, dialect: str, delivery_id: str) -> list[int] | None:
+    """The change ids a processed delivery created, or None if it is unknown."""
+    row = conn.execute(sa.select(hook_deliveries.c.changeids).where(
+        hook_deliveries.c.dialect == dialect,
+        hook_deliveries.c.delivery_id == delivery_id)).first()
+    return None if row is None else json.loads(row.changeids)
