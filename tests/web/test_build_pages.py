@@ -14,7 +14,8 @@ from bbweb.engine import builds as eb
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
-from bbweb.engine.force import force_build
+from tests.support.history import claim, force
+from tests.support.history import run as run_build
 
 CFG = """
 from bbweb.config import *
@@ -49,34 +50,10 @@ def text_of(resp) -> str:
     return resp.get_data(as_text=True)
 
 
-def claim(master, slave: str, t: float):
-    with master.db.write() as conn:
-        sid = es.slave_id(conn, slave) or es.ensure_slave(conn, slave)
-        claimed = eb.claim_build_request(conn, master.config, slave, sid, now=t)
-    assert claimed is not None
-    return claimed
 
 
-def run_build(master, buildid: int, rcs: dict[str, int], t: float,
-              props: dict[str, Any] | None = None, log: list | None = None) -> float:
-    """Play the worker for a whole build; each step gets rc from ``rcs`` (default 0)."""
-    cfg = master.config
-    while True:
-        with master.db.write() as conn:
-            spec = eb.next_step(conn, cfg, buildid, now=t)
-        if spec is None:
-            return t
-        with master.db.write() as conn:
-            eb.append_step_log(conn, cfg, spec["id"], "stdio",
-                               log or [("h", "$ make\n"), ("o", "ok\n")])
-            eb.finish_step(conn, cfg, spec["id"], rcs.get(spec["name"], 0),
-                           properties=props, now=t + 1)
-        t += 2
 
 
-def force(master, builder: str, **kw: Any) -> None:
-    with master.db.write() as conn:
-        force_build(conn, master.config, [builder], scheduler="force", **kw)
 
 
 def scenario(master) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from bbweb.engine import builds as eb
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
-from bbweb.engine.force import force_build
+from tests.support.history import claim, force, run
 
 CFG = """
 from bbweb.config import *
@@ -54,33 +54,10 @@ SLAVE1_INFO = {"host": "host1.example.org", "admin": "Admin <admin@example.org>"
 T0 = 1_700_000_000.0
 
 
-def run(master, buildid: int, rcs: dict[str, int], t: float,
-        props: dict[str, Any] | None = None) -> None:
-    """Play the worker for a whole build: each step gets rc from ``rcs`` (default 0)."""
-    while True:
-        with master.db.write() as conn:
-            spec = eb.next_step(conn, master.config, buildid, now=t)
-        if spec is None:
-            return
-        with master.db.write() as conn:
-            eb.append_step_log(conn, master.config, spec["id"], "stdio",
-                               [("h", "$ make\n"), ("o", "ok\n")])
-            eb.finish_step(conn, master.config, spec["id"], rcs.get(spec["name"], 0),
-                           properties=props, now=t + 1)
-        t += 2
 
 
-def claim(master, slave: str, t: float):
-    with master.db.write() as conn:
-        sid = es.slave_id(conn, slave)
-        claimed = eb.claim_build_request(conn, master.config, slave, sid, now=t)
-    assert claimed is not None
-    return claimed
 
 
-def force(master, builder: str, **kw: Any) -> None:
-    with master.db.write() as conn:
-        force_build(conn, master.config, [builder], scheduler="force", **kw)
 
 
 def build_scenario(master) -> dict[str, Any]:
