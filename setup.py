@@ -26,7 +26,7 @@ setup(
         "psycopg[binary]>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40", "hypothesis>=6",
+        "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40", "hypothesis>=6", "feedparser>=6",
                  "wheel"],
     },
     entry_points={

@@ -50,7 +50,7 @@ fi
 
 # --- the virtualenv ---
 . scripts/venv.sh
-ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright, hypothesis, bcrypt'
+ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright, hypothesis, bcrypt, feedparser'
 
 # --- lint ---
 .venv/bin/ruff check bbweb tests examples

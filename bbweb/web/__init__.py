@@ -9,11 +9,13 @@ def register_blueprints(app: Flask) -> None:
     """Mount the URL families this site's configuration enables."""
     from bbweb.app import site
     from bbweb.web import (
+        badges,
         builders,
         builds,
         buildslaves,
         change_hook,
         changes,
+        feeds,
         health,
         json_api,
         logs,
@@ -34,6 +36,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
     if "json" in s.config.web.provide_feeds:
         app.register_blueprint(json_api.bp, url_prefix="/json")
+    wanted_feeds = [f for f in ("rss", "atom") if f in s.config.web.provide_feeds]
+    if wanted_feeds:
+        app.register_blueprint(feeds.make_blueprint(wanted_feeds))
+    app.register_blueprint(badges.bp)
     _mount_pages(app)
     # last: files from public_html answer only what no page claims
     app.register_blueprint(static_files.bp)
