@@ -158,6 +158,7 @@ def builders() -> Response:
                                         search=DEFAULT_MAXSEARCH, running=running)
         shown = [lst[0] for lst in last.values() if lst]
         overview.load_table_details(conn, shown)
+        etas = _running_etas(conn, [rows[n] for n in names if summaries[n].current_builds])
     entries = []
     for name in names:
         summary = summaries[name]
@@ -170,7 +171,7 @@ def builders() -> Response:
             "text": " ".join(str(t) for t in build.text) if build else "",
             "summary": summary,
         })
-    return render_page("builders.html", "Builders", builders=entries,
+    return render_page("builders.html", "Builders", builders=entries, etas=etas,
                        branches=sorted(b for b in (branches or ()) if b is not None),
                        num_building=sum(1 for e in entries
                                         if e["summary"].state == "building"),
@@ -203,6 +204,18 @@ def builder_or_subpage(subpath: str) -> Response:
         if head in cfg.builders:
             return not_found(f"No such page under builder {head!r}.")
     return not_found(f"No such builder {name!r}.")
+
+
+def _running_etas(conn: Any, building: list[BuilderInfo]) -> dict[tuple[str, int], float | None]:
+    """(builder, number) -> seconds left, for the running builds of ``building``. Two
+    queries, bounded by the running builds and each builder's newest builds."""
+    if not building:
+        return {}
+    now = time.time()
+    expected = estimates.expected_durations(conn, building)
+    runs = queries.running_builds(conn, builderids=[b.id for b in building], details=False)
+    return {(b.builder, b.number): estimates.eta_seconds(expected.get(b.builderid),
+                                                          b.started_at, now) for b in runs}
 
 
 def _current_entry(build: BuildInfo, now: float, expected: float | None = None

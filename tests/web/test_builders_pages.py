@@ -192,7 +192,7 @@ def test_builders_lists_every_builder_with_last_build_and_activity(scenario, web
     assert '<td class="LastBuild box success"><a href="./builders/runtests/builds/1">#1</a>' \
         in runtests
     assert 'class="Activity box building">building<br>' in runtests
-    assert '<a href="./builders/runtests/builds/2">#2</a> ETA: no estimate' in runtests
+    assert '<a href="./builders/runtests/builds/2">#2</a> ETA: any moment now' in runtests
     assert "2 pending" in runtests
     # the trailing-slash form is the same page, one level deeper
     html2 = page(web, "/builders/")

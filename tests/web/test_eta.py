@@ -49,6 +49,9 @@ def test_eta_from_recent_successful_builds(master, client):
     assert re.search(r"ETA: \d\d:\d\d:\d\d \[1 mins, (19|20|21) secs\]", current), current
     build = client.get("/builders/docs/builds/3").get_data(as_text=True)
     assert re.search(r"ETA: \d\d:\d\d:\d\d \[1 mins, (19|20|21) secs\]", build)
+    summary = client.get("/builders").get_data(as_text=True)
+    assert re.search(r'builds/3">#3</a> ETA: \d\d:\d\d:\d\d \[1 mins, (19|20|21) secs\]',
+                     summary)
 
 
 def test_no_eta_without_history_and_overdue_builds(master, client):
