@@ -244,20 +244,19 @@ def builds_by_id(conn: Connection, buildids: Iterable[int], *,
 def running_builds(conn: Connection, *, builderids: Iterable[int] | None = None,
                    slaveids: Iterable[int] | None = None, details: bool = True
                    ) -> list[BuildInfo]:
-    """Unfinished builds (optionally of some builders / slaves), oldest first."""
+    """Unfinished builds (optionally of some builders / slaves), oldest first.
+
+    Only ``finished_at IS NULL`` goes to the database (the running-builds index: rows =
+    builds running anywhere, a handful); the builder and slave filters are applied here.
+    Given ``builderid = ?`` as well, SQLite picks the (builderid, number) index and walks
+    the builder's whole history."""
+    bids = None if builderids is None else set(builderids)
+    sids = None if slaveids is None else set(slaveids)
+    if bids == set() or sids == set():
+        return []
     query = _build_query().where(builds.c.finished_at.is_(None))
-    if builderids is not None:
-        bids = list(builderids)
-        if not bids:
-            return []
-        query = query.where(builds.c.builderid.in_(bids))
-    if slaveids is not None:
-        sids = list(slaveids)
-        if not sids:
-            return []
-        query = query.where(builds.c.slaveid.in_(sids))
-    found = [_build(r) for r in conn.execute(query.order_by(builds.c.started_at,
-                                                            builds.c.id))]
+    found = [_build(r) for r in conn.execute(query.order_by(builds.c.started_at, builds.c.id))
+             if (bids is None or r.builderid in bids) and (sids is None or r.slaveid in sids)]
     if details:
         load_build_details(conn, found)
     return found
