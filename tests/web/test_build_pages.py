@@ -389,8 +389,9 @@ def segment(name: str) -> str:
 # -- queries do not grow with history -----------------------------------------------------------
 
 def test_query_count_does_not_grow_with_history(make_master):
+    from tests.support.querycount import counting
     from tests.web.test_json_queries import CFG as QCFG
-    from tests.web.test_json_queries import add_builds, counting
+    from tests.web.test_json_queries import add_builds
 
     master = make_master(QCFG)
     app = master.app()

@@ -4,9 +4,7 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.force import force_build
 from tests.support.history import claim, force, run
+from tests.support.querycount import counting
 
 CFG = """
 from bbweb.config import *
@@ -552,21 +551,6 @@ def finish_live_state(master, buildid: int) -> None:
         while (nxt := eb.next_step(conn, cfg, claimed.buildid)) is not None:
             eb.finish_step(conn, cfg, nxt["id"], 0)
 
-
-@contextlib.contextmanager
-def counting(app) -> Iterator[list[str]]:
-    engine = app.extensions["bbweb"].db.engine
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
-            statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
 
 
 COUNTED_PAGES = [

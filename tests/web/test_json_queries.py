@@ -3,11 +3,7 @@ statements a request runs is the same for a builder with 5 builds and with 60.""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import pytest
-import sqlalchemy as sa
 
 from bbweb.engine import builds as eb
 from bbweb.engine import slaves as es
@@ -15,6 +11,7 @@ from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.force import force_build
 from bbweb.status import queries
+from tests.support.querycount import counting
 
 CFG = """
 from bbweb.config import *
@@ -49,21 +46,6 @@ def add_builds(master, count: int, start: int) -> None:
                 eb.append_step_log(conn, cfg, spec["id"], "stdio", [("o", "x\n")])
                 eb.finish_step(conn, cfg, spec["id"], i % 2)
 
-
-@contextlib.contextmanager
-def counting(app) -> Iterator[list[str]]:
-    engine = app.extensions["bbweb"].db.engine
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
-            statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
 
 
 PAGES = [
