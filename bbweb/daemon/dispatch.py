@@ -53,7 +53,8 @@ class ConsumerRunner:
                  batch_size: int = DEFAULT_BATCH_SIZE,
                  retry_initial: float = DEFAULT_RETRY_INITIAL,
                  retry_max: float = DEFAULT_RETRY_MAX,
-                 predecessor: ConsumerRunner | None = None) -> None:
+                 predecessor: ConsumerRunner | None = None,
+                 halt: threading.Event | None = None) -> None:
         self.db = db
         self.consumer = consumer
         self.name: str = consumer.consumer_name
@@ -67,6 +68,9 @@ class ConsumerRunner:
         # waits for it, so a consumer never handles two events at once
         self.predecessor = predecessor
         self._stop = threading.Event()
+        # the daemon's own stop event: seen between events at once, without waiting for
+        # the daemon's main loop to wake up and call stop()
+        self._halt = halt
         self._thread = threading.Thread(target=self._run, name=f"bbweb-consumer:{self.name}",
                                         daemon=True)
 
@@ -90,6 +94,11 @@ class ConsumerRunner:
         return self._thread.is_alive()
 
     # -- the thread ----------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        if self._halt is not None and self._halt.is_set():
+            self._stop.set()
+        return self._stop.is_set()
 
     def _backoff(self, failures: int) -> float:
         return backoff_delay(failures, self.retry_initial, self.retry_max)
@@ -159,7 +168,7 @@ class ConsumerRunner:
     def _follow(self) -> None:
         read_failures = 0  # consecutive failures to read events
         handle_failures = 0  # consecutive failures to handle the next event
-        while not self._stop.is_set():
+        while not self._stopping():
             if not self.lock.valid():
                 if not self.lock.held:
                     raise LeaseLost("the daemon lock was lost")
@@ -184,7 +193,7 @@ class ConsumerRunner:
                 self._stop.wait(self.poll_interval)
                 continue
             for event in batch:
-                if self._stop.is_set() or not self.lock.valid():
+                if self._stopping() or not self.lock.valid():
                     break
                 try:
                     self.consumer.handle_event(event)
@@ -231,8 +240,9 @@ class Dispatcher:
     """Starts and stops one :class:`ConsumerRunner` per consumer."""
 
     def __init__(self, db: Database, consumers: list[Any], lock: DaemonLock,
-                 **runner_options: Any) -> None:
+                 halt: threading.Event | None = None, **runner_options: Any) -> None:
         self.db = db
+        self.halt = halt
         self.consumers = list(consumers)
         self.lock = lock
         self.runner_options = runner_options
@@ -249,6 +259,7 @@ class Dispatcher:
             return
         self.runners = [ConsumerRunner(self.db, c, self.lock,
                                        predecessor=self._stragglers.get(c.consumer_name),
+                                       halt=self.halt,
                                        **self.runner_options)
                         for c in self.consumers]
         self._stragglers = {}

@@ -101,6 +101,7 @@ class MasterDaemon:
         return self.lock.holder
 
     def run(self, stop_event: threading.Event) -> int:
+        self.dispatcher.halt = stop_event  # no event starts once a stop is asked for
         try:
             while not stop_event.is_set():
                 if not self.lock.held:
