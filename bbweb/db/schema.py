@@ -139,6 +139,7 @@ buildset_sourcestamps = sa.Table(
         sa.ForeignKey("sourcestamps.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    sa.Index("ix_buildset_sourcestamps_sourcestamp", "sourcestampid"),
 )
 
 buildset_properties = sa.Table(
