@@ -45,6 +45,25 @@ def hook_cfg(dialects: dict[str, Any]) -> str:
                                f"change_hook_dialects={dialects!r}")
 
 
+def dialect_site(make_master: Any, dialect: str) -> Any:
+    """A factory ``(options=None) -> (master, client)`` for a master with only ``dialect``
+    enabled (``True`` when no options are given)."""
+    def factory(options: Any = None) -> tuple[Any, Any]:
+        m = make_master(hook_cfg({dialect: options if options is not None else True}))
+        return m, m.app().test_client()
+    return factory
+
+
+def fuzz_settings() -> Any:
+    """Hypothesis settings shared by the dialects' fuzz tests (a master per test function
+    is fine; deadlines are not, on a loaded CI machine)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
 def sign(secret: str | bytes, body: bytes, algorithm: str) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, body, getattr(hashlib, algorithm)).hexdigest()

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 try:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # the fuzz tests skip
     st = None
@@ -19,6 +19,8 @@ except ImportError:  # the fuzz tests skip
 from bbweb.plugins.hooks.bitbucket import BitbucketHook
 from tests.plugins.hooks import (
     ALLOWED_STATUSES,
+    dialect_site,
+    fuzz_settings,
     hook_cfg,
     json_strategy,
     mutate,
@@ -37,10 +39,7 @@ CLOUD_HASH = "141977fedf5cf35aa290ac87d4b5177ac4cd9de1"
 
 @pytest.fixture
 def make_bitbucket(make_master):  # type: ignore[no-untyped-def]
-    def factory(options=None):  # type: ignore[no-untyped-def]
-        m = make_master(hook_cfg({"bitbucket": options if options is not None else True}))
-        return m, m.app().test_client()
-    return factory
+    return dialect_site(make_master, "bitbucket")
 
 
 @pytest.fixture
@@ -268,9 +267,7 @@ if st is None:
     def test_fuzz_needs_hypothesis():
         pytest.skip("hypothesis is not installed (pip install hypothesis)")
 else:
-    FUZZ = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+    FUZZ = fuzz_settings()
     REAL = [payload("bitbucket/post-git.buildbot-0.8.9.json"),
             payload("bitbucket/cloud-push.go-scm.json")]
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 
 try:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # the fuzz tests skip
     st = None
@@ -19,7 +19,8 @@ from bbweb.plugins.hooks.github import GitHubHook
 from tests.conftest import DEFAULT_CFG
 from tests.plugins.hooks import (
     ALLOWED_STATUSES,
-    hook_cfg,
+    dialect_site,
+    fuzz_settings,
     json_strategy,
     mutate,
     nothing_stored,
@@ -40,10 +41,7 @@ def epoch(iso: str) -> float:
 
 @pytest.fixture
 def make_github(make_master):  # type: ignore[no-untyped-def]
-    def factory(options=None):  # type: ignore[no-untyped-def]
-        m = make_master(hook_cfg({"github": options if options is not None else True}))
-        return m, m.app().test_client()
-    return factory
+    return dialect_site(make_master, "github")
 
 
 @pytest.fixture
@@ -535,9 +533,7 @@ if st is None:
     def test_fuzz_needs_hypothesis():
         pytest.skip("hypothesis is not installed (pip install hypothesis)")
 else:
-    FUZZ = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+    FUZZ = fuzz_settings()
     EVENTS = st.sampled_from(["push", "pull_request", "ping", "", "release"])
     REAL = [payload("github/push-2-commits.buildbot-0.8.9.json"),
             payload("github/push-1-commit.go-scm.json"), json.loads(pr_payload())]

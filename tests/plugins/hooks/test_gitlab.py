@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 try:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # the fuzz tests skip
     st = None
@@ -16,6 +16,8 @@ except ImportError:  # the fuzz tests skip
 from bbweb.plugins.hooks.gitlab import GitLabHook
 from tests.plugins.hooks import (
     ALLOWED_STATUSES,
+    dialect_site,
+    fuzz_settings,
     hook_cfg,
     json_strategy,
     mutate,
@@ -213,10 +215,7 @@ TAG_CREATE = r"""{
 
 @pytest.fixture
 def make_gitlab(make_master):  # type: ignore[no-untyped-def]
-    def factory(options=None):  # type: ignore[no-untyped-def]
-        m = make_master(hook_cfg({"gitlab": options if options is not None else True}))
-        return m, m.app().test_client()
-    return factory
+    return dialect_site(make_master, "gitlab")
 
 
 @pytest.fixture
@@ -347,9 +346,7 @@ if st is None:
     def test_fuzz_needs_hypothesis():
         pytest.skip("hypothesis is not installed (pip install hypothesis)")
 else:
-    FUZZ = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+    FUZZ = fuzz_settings()
     EVENTS = st.sampled_from(["Push Hook", "Tag Push Hook", "System Hook", None])
 
     @FUZZ

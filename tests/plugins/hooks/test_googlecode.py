@@ -8,7 +8,7 @@ import json
 import pytest
 
 try:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 except ImportError:  # the fuzz tests skip
     st = None
@@ -16,6 +16,8 @@ except ImportError:  # the fuzz tests skip
 from bbweb.plugins.hooks.googlecode import GoogleCodeHook
 from tests.plugins.hooks import (
     ALLOWED_STATUSES,
+    dialect_site,
+    fuzz_settings,
     hook_cfg,
     json_strategy,
     mutate,
@@ -35,10 +37,7 @@ REVISION = "68e5df283a8e751cdbf95516b20357b2c46f93d4"
 
 @pytest.fixture
 def make_googlecode(make_master):  # type: ignore[no-untyped-def]
-    def factory(options=None):  # type: ignore[no-untyped-def]
-        m = make_master(hook_cfg({"googlecode": options if options is not None else True}))
-        return m, m.app().test_client()
-    return factory
+    return dialect_site(make_master, "googlecode")
 
 
 @pytest.fixture
@@ -158,9 +157,7 @@ if st is None:
     def test_fuzz_needs_hypothesis():
         pytest.skip("hypothesis is not installed (pip install hypothesis)")
 else:
-    FUZZ = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+    FUZZ = fuzz_settings()
 
     @FUZZ
     @given(data=json_strategy())
