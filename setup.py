@@ -12,7 +12,8 @@ setup(
     description="Buildbot-style CI status web and build coordinator as a Flask WSGI service",
     packages=find_packages(include=["bbweb", "bbweb.*"]),
     include_package_data=True,
-    package_data={"bbweb": ["templates/**/*", "static/**/*", "db/migrations/**/*", "config/*.tmpl"]},
+    package_data={"bbweb": ["templates/**/*", "static/**/*", "db/migrations/**/*",
+                            "config/*.tmpl"]},
     python_requires=">=3.11",
     install_requires=[
         "flask>=3.0",

@@ -1,4 +1,6 @@
-"""gunicorn entry point: ``gunicorn wsgi:app`` (basedir from ``BBWEB_BASEDIR``, default ./master)."""
+"""gunicorn entry point: ``gunicorn wsgi:app``.
+
+The master's basedir comes from ``BBWEB_BASEDIR`` (default ``./master``)."""
 
 from bbweb.app import create_app
 

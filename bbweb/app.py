@@ -169,7 +169,9 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
                                    pages=pages, plugin_failures=failures)
 
     from bbweb.web import register_blueprints
+    from bbweb.web.authz import init_app as init_auth
 
+    init_auth(app)  # sessions, logins, the site-wide ``view`` check
     register_blueprints(app)
     return app
 

@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what would be sent and send nothing")
     p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_sendchange)
+
+    from bbweb.auth.cli import add_parsers as add_auth_parsers  # user, badge-token
+    add_auth_parsers(sub)
     return parser
 
 

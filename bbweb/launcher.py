@@ -1,7 +1,9 @@
 """``bbweb start``: web (gunicorn), daemon and a local worker as one foreground command.
 
 The three run as child processes, exactly as they would on separate hosts; this module
-only starts them, forwards Ctrl-C/SIGTERM, and stops the rest if one of them dies.
+only starts them, forwards Ctrl-C/SIGTERM, and stops the rest if one of them dies. The
+daemon exiting with code 0 on its own is the end of a clean shutdown (the root page's
+button): everything stops and ``bbweb start`` exits 0.
 """
 
 from __future__ import annotations
@@ -131,6 +133,12 @@ def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> i
         while not stopping:
             for name, proc in procs.items():
                 code = proc.poll()
+                if code is not None and name == "daemon" and code == 0:
+                    # the daemon stops by itself only after a clean shutdown
+                    print("bbweb: clean shutdown finished (no build is running); stopping",
+                          flush=True)
+                    stopping = True
+                    break
                 if code is not None:
                     print(f"bbweb: the {name} process exited with code {code}; stopping",
                           file=sys.stderr, flush=True)

@@ -53,7 +53,7 @@ fi
 ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright, hypothesis, bcrypt, feedparser'
 
 # --- lint ---
-.venv/bin/ruff check bbweb tests examples
+.venv/bin/ruff check bbweb tests examples bench setup.py wsgi.py
 
 # --- one PostgreSQL cluster for the whole run ---
 # The server lives as long as this coprocess's stdin: closing it (the trap below, or this

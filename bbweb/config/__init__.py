@@ -1,9 +1,21 @@
 """Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
 
+from bbweb.auth import Authz, BasicAuth, HTPasswdAprAuth, HTPasswdAuth, UsersAuth
 from bbweb.changes.gitpoller import GitPoller
 from bbweb.changes.svnpoller import SVNPoller
 from bbweb.config.builders import BuilderConfig, BuildSlave
 from bbweb.config.errors import ConfigErrors
+from bbweb.config.forcefields import (
+    AnyPropertyParameter,
+    BooleanParameter,
+    ChoiceStringParameter,
+    CodebaseParameter,
+    FixedParameter,
+    IntParameter,
+    StringParameter,
+    TextParameter,
+    UserNameParameter,
+)
 from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.config.properties import Interpolate, Property, WithProperties
 from bbweb.config.schedulers import (
@@ -43,4 +55,8 @@ __all__ = [
     "Results", "SKIPPED", "SUCCESS", "Scheduler", "ShellCommand", "SingleBranchScheduler",
     "Test", "WARNINGS", "WebStatus", "WithProperties", "load_master_config",
     "GitPoller", "SVNPoller",
+    "Authz", "BasicAuth", "HTPasswdAuth", "HTPasswdAprAuth", "UsersAuth",
+    # ForceScheduler fields (also in bbweb.schedulers.forcesched, 0.8's module)
+    "AnyPropertyParameter", "BooleanParameter", "ChoiceStringParameter", "CodebaseParameter",
+    "FixedParameter", "IntParameter", "StringParameter", "TextParameter", "UserNameParameter",
 ]

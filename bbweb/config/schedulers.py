@@ -204,9 +204,9 @@ class AnyBranchScheduler(_ChangeScheduler):
 
 
 class ForceScheduler(BaseScheduler):
-    """Builds started from the web force form or the API (reason, branch, revision,
-    properties). The form's parameter objects arrive with the force-form issue; plain
-    defaults are accepted now."""
+    """Builds started from the web force form: who, why, the sources of each codebase and
+    properties, each a parameter from :mod:`bbweb.config.forcefields` that renders one
+    form field and validates what is submitted."""
 
     kind = "force"
 
@@ -215,16 +215,51 @@ class ForceScheduler(BaseScheduler):
                  repository: Any = None, project: Any = None, properties: Any = None,
                  codebases: Any = None, reasonString: str = "A build was forced by '%(owner)s'"
                  ": %(reason)s", buttonName: str | None = None, **kwargs: Any) -> None:
+        from bbweb.config import forcefields as ff
+
         super().__init__(name, builderNames, codebases=codebases, **kwargs)
-        self.reason_param = reason
-        self.username_param = username
+
+        def param(value: Any, default: ff.BaseParameter, what: str) -> Any:
+            if value is None:
+                return default
+            if value is False:
+                return False
+            if isinstance(value, ff.BaseParameter):
+                return value
+            config_error(f"ForceScheduler {name!r}: {what} must be a parameter "
+                         "(e.g. StringParameter) or False")
+
+        self.reason_param = param(reason, ff.StringParameter(
+            "reason", label="reason", default="force build", size=20), "reason")
+        if self.reason_param is False:
+            self.reason_param = ff.FixedParameter("reason", default="")
+        self.username_param = param(username, ff.UserNameParameter(), "username") or None
         self.branch_param = branch
         self.revision_param = revision
         self.repository_param = repository
         self.project_param = project
-        self.property_params = list(properties or [])
+        self.codebase_params = ff.default_codebases(branch, revision, repository, project,
+                                                    codebases)
+        if properties is None:
+            properties = [ff.AnyPropertyParameter(f"property{i}") for i in range(1, 5)]
+        if not isinstance(properties, list | tuple) or not all(
+                isinstance(p, ff.BaseParameter) for p in properties):
+            config_error(f"ForceScheduler {name!r}: properties must be a list of parameters")
+        self.property_params = list(properties)
+        for p in [self.reason_param, *self.codebase_params, *self.property_params]:
+            p.set_prefix("")
+        if self.username_param:
+            self.username_param.set_prefix("")
         self.reasonString = reasonString
         self.buttonName = buttonName or "Force Build"
+
+    def parse_form(self, form: Any, owner: str | None) -> Any:
+        """A :class:`~bbweb.config.forcefields.ForceRequest` from the submitted form
+        (``form``: name -> list of values); raises ``ValidationError``."""
+        from bbweb.config.forcefields import collect_force_request
+
+        return collect_force_request(self.username_param, self.reason_param,
+                                     self.codebase_params, self.property_params, form, owner)
 
 
 _CRON_FIELDS = {

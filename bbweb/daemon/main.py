@@ -34,6 +34,7 @@ from bbweb.daemon.dispatch import Dispatcher
 from bbweb.daemon.liveness import reap_lost_workers
 from bbweb.daemon.lock import DaemonLock, LeaseLost, default_holder
 from bbweb.daemon.pollers import PollerService
+from bbweb.daemon.shutdown import clean_shutdown_due, forget_clean_shutdown
 from bbweb.daemon.timers import fire_timers, has_timers
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
@@ -95,6 +96,7 @@ class MasterDaemon:
         self._ever_held = False
         self._has_timers = has_timers(cfg)
         self._next_renew = self._next_tick = self._next_liveness = 0.0
+        self.clean_shutdown_done = False  # set when a clean shutdown ended the run
 
     @property
     def holder(self) -> str:
@@ -109,6 +111,9 @@ class MasterDaemon:
                         stop_event.wait(self.options.lock_poll_interval)
                     continue
                 stop_event.wait(self._step())
+                if self.clean_shutdown_done:
+                    log.info("clean shutdown: no build is running any more; stopping")
+                    break
         finally:
             self._deactivate("the daemon is stopping")
             if self._ever_held:
@@ -193,6 +198,8 @@ class MasterDaemon:
                     self._next_liveness = now + opts.liveness_interval
                     self._guarded("worker liveness", reap_lost_workers, self.db, self.cfg,
                                   lock=self.lock, heartbeat_timeout=opts.heartbeat_timeout)
+                    self.clean_shutdown_done = bool(self._guarded(
+                        "clean shutdown check", clean_shutdown_due, self.db))
             except LeaseLost:
                 self._lost(self._holder_description())
                 return 0.0
@@ -293,6 +300,7 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
                 return 1
             with db.write() as conn:
                 sync_builders(conn, cfg)
+            forget_clean_shutdown(db)
         except Exception:
             log.exception("cannot start the daemon: the status database is unusable")
             return 1

@@ -189,7 +189,12 @@ buildrequests = sa.Table(
     sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("complete_at", sa.Float),
     sa.Column("results", sa.SmallInteger),
+    # a cancelled request is complete with results CANCELLED; who and why are kept (0005)
+    sa.Column("cancelled_at", sa.Float),
+    sa.Column("cancelled_by", sa.Text),
+    sa.Column("cancel_reason", sa.Text),
     sa.Index("ix_buildrequests_pending", "builderid", "complete", "claimed_at"),
+    sa.Index("ix_buildrequests_cancelled", "builderid", "cancelled_at"),
 )
 
 slaves = sa.Table(
@@ -203,6 +208,15 @@ slaves = sa.Table(
     sa.Column("connected_at", sa.Float),
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("graceful", sa.Boolean, nullable=False, server_default=sa.false()),
+    # who paused the slave / asked for its graceful shutdown, and when (0005)
+    sa.Column("paused_by", sa.Text),
+    sa.Column("paused_at", sa.Float),
+    sa.Column("graceful_by", sa.Text),
+    sa.Column("graceful_at", sa.Float),
+    # ping: the master asks (requested_at), the worker answers on its next contact
+    sa.Column("ping_requested_at", sa.Float),
+    sa.Column("ping_requested_by", sa.Text),
+    sa.Column("ping_answered_at", sa.Float),
 )
 
 builds = sa.Table(
@@ -220,10 +234,14 @@ builds = sa.Table(
     sa.Column("text", JsonText, nullable=False, server_default="[]"),
     # set by a stop request; the worker learns it on its next heartbeat or log post
     sa.Column("stop_requested", sa.Text),
+    sa.Column("stopped_by", sa.Text),  # who asked for the stop (0005)
+    sa.Column("stop_requested_at", sa.Float),
     sa.UniqueConstraint("builderid", "number"),
     sa.Index("ix_builds_slave", "slaveid", "finished_at"),
     sa.Index("ix_builds_request", "buildrequestid"),
     sa.Index("ix_builds_unfinished", "finished_at"),
+    # the waterfall: a builder's builds by start time, from any point in the past
+    sa.Index("ix_builds_builder_started", "builderid", "started_at"),
 )
 
 build_properties = sa.Table(
@@ -332,6 +350,8 @@ events = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("payload", JsonText, nullable=False),
+    # the waterfall's slave events: one kind, a time range
+    sa.Index("ix_events_kind_created", "kind", "created_at"),
 )
 
 event_counter = sa.Table(
@@ -407,4 +427,15 @@ poller_state = sa.Table(
     sa.Column("poller", sa.Text, primary_key=True),
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("value", JsonText, nullable=False),
+)
+
+# Master-wide switches set from the web (0005): ``clean_shutdown`` while a clean shutdown
+# is pending (value: JSON with the reason). The daemon clears it when it starts.
+master_state = sa.Table(
+    "master_state",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", JsonText, nullable=False),
+    sa.Column("set_by", sa.Text),
+    sa.Column("set_at", sa.Float),
 )

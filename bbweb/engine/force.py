@@ -17,8 +17,14 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
                 reason: str = "", owner: str = "", branch: str | None = None,
                 revision: str | None = None, repository: str = "", project: str = "",
                 properties: dict[str, Any] | None = None,
-                scheduler: str | None = None) -> tuple[int, dict[str, int]]:
+                scheduler: str | None = None,
+                codebases: dict[str, dict[str, str]] | None = None
+                ) -> tuple[int, dict[str, int]]:
     """Create a buildset for ``builder_names`` with the given sources and properties.
+
+    ``codebases`` (codebase -> branch/revision/repository/project, from a validated force
+    form) gives one sourcestamp per codebase instead of the single one described by
+    ``branch``, ``revision``, ``repository`` and ``project``.
 
     When ``scheduler`` names a ForceScheduler, only its builders may be forced through it
     (a user cannot reach other builders by editing the form).
@@ -38,12 +44,19 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
         if not isinstance(name, str) or not name:
             raise BuildsetError("property names must be non-empty strings")
     full_reason = reason_template % {"owner": owner or "<unknown>", "reason": reason}
-    ssid = create_sourcestamp(conn, branch=branch or None, revision=revision or None,
-                              repository=repository or "", project=project or "")
+    if codebases:
+        ssids = [create_sourcestamp(conn, branch=ss.get("branch") or None,
+                                    revision=ss.get("revision") or None,
+                                    repository=ss.get("repository") or "",
+                                    project=ss.get("project") or "", codebase=cb)
+                 for cb, ss in sorted(codebases.items())]
+    else:
+        ssids = [create_sourcestamp(conn, branch=branch or None, revision=revision or None,
+                                    repository=repository or "", project=project or "")]
     props: dict[str, tuple[Any, str]] = {k: (v, SOURCE) for k, v in (properties or {}).items()}
     props["reason"] = (reason, SOURCE)
     props["owner"] = (owner, SOURCE)
     if scheduler:
         props["scheduler"] = (scheduler, "Scheduler")
-    return create_buildset(conn, cfg, sourcestampids=[ssid], builder_names=builder_names,
+    return create_buildset(conn, cfg, sourcestampids=ssids, builder_names=builder_names,
                            reason=full_reason, scheduler=scheduler, properties=props)

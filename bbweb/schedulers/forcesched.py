@@ -1,5 +1,22 @@
 """``buildbot.schedulers.forcesched``."""
 
+from bbweb.config.forcefields import (
+    AnyPropertyParameter,
+    BaseParameter,
+    BooleanParameter,
+    ChoiceStringParameter,
+    CodebaseParameter,
+    FixedParameter,
+    IntParameter,
+    NestedParameter,
+    StringParameter,
+    TextParameter,
+    UserNameParameter,
+    ValidationError,
+)
 from bbweb.config.schedulers import ForceScheduler
 
-__all__ = ["ForceScheduler"]
+__all__ = ["AnyPropertyParameter", "BaseParameter", "BooleanParameter",
+           "ChoiceStringParameter", "CodebaseParameter", "FixedParameter", "ForceScheduler",
+           "IntParameter", "NestedParameter", "StringParameter", "TextParameter",
+           "UserNameParameter", "ValidationError"]

@@ -8,12 +8,15 @@ read.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from bbweb.config.errors import Location, caller_location, config_error
+
+log = logging.getLogger("bbweb.config")
 
 DEFAULT_FEEDS = ("atom", "json", "rss")
 
@@ -219,12 +222,12 @@ class WebStatus:
         elif not _positive_int(maxRotatedFiles):
             config_error("WebStatus: maxRotatedFiles must be a positive integer")
         self.allowForce = allowForce
+        self.authz = _effective_authz(authz, auth, allowForce)
         self.public_html = public_html
         self.numbuilds = numbuilds
         self.num_events = num_events
         self.num_events_max = num_events_max
         self.auth = auth
-        self.authz = authz
         self.order_console_by_time = bool(order_console_by_time)
         self.changecommentlink = changecommentlink
         self.revlink = revlink
@@ -236,6 +239,30 @@ class WebStatus:
         self.change_hook_auth = change_hook_auth
         self.provide_feeds = list(provide_feeds)
         self.jinja_loaders = list(jinja_loaders or [])
+
+
+def _effective_authz(authz: Any, auth: Any, allowForce: Any) -> Any:
+    """The site's :class:`~bbweb.auth.authz.Authz`, including 0.8's deprecated forms:
+    ``allowForce=True`` (everything allowed to everyone, or to logged-in users with
+    ``auth=``); no ``authz`` at all gives read-only ``Authz()``."""
+    from bbweb.auth.authz import Authz
+
+    if authz is not None:
+        if not isinstance(authz, Authz):
+            config_error(f"WebStatus: authz={authz!r} is not an Authz(...) object")
+        if allowForce is not None or auth is not None:
+            config_error("WebStatus: give either authz=Authz(...) or the deprecated "
+                         "allowForce=/auth=, not both (put auth= inside Authz)")
+        return authz
+    if allowForce:
+        log.warning("WebStatus(allowForce=True) is deprecated: use authz=Authz(...)")
+        if auth is not None:
+            return Authz(auth=auth, default_action="auth")
+        return Authz(default_action=True)
+    if auth is not None:
+        log.warning("WebStatus: auth= without allowForce=True is ignored; give "
+                    "authz=Authz(auth=..., forceBuild='auth', ...) instead")
+    return Authz()
 
 
 def Waterfall(*args: Any, **kwargs: Any) -> WebStatus:

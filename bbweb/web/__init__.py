@@ -15,7 +15,9 @@ def register_blueprints(app: Flask) -> None:
         buildslaves,
         change_hook,
         changes,
+        console,
         feeds,
+        grid,
         health,
         json_api,
         logs,
@@ -31,6 +33,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(root.bp)
     for pages in (builders, builds, logs, changes, buildslaves):
         app.register_blueprint(pages.bp)
+    from bbweb.web import waterfall  # /waterfall, /waterfall/help
+    app.register_blueprint(waterfall.bp)
+    app.register_blueprint(grid.bp)
+    app.register_blueprint(console.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(worker_api.bp, url_prefix="/api/worker")
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
@@ -40,6 +46,11 @@ def register_blueprints(app: Flask) -> None:
     if wanted_feeds:
         app.register_blueprint(feeds.make_blueprint(wanted_feeds))
     app.register_blueprint(badges.bp)
+    from bbweb.web import actions, actions_force  # force, stop, cancel, ping, shutdown…
+    app.register_blueprint(actions.bp)
+    app.register_blueprint(actions_force.bp)
+    from bbweb.web.auth_pages import register as register_auth_pages  # login…, /users
+    register_auth_pages(app)
     _mount_pages(app)
     # last: files from public_html answer only what no page claims
     app.register_blueprint(static_files.bp)

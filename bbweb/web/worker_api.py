@@ -19,9 +19,11 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, g, jsonify, request
 
 from bbweb.app import site
-from bbweb.db.schema import builders, builds, slaves, steps
+from bbweb.db.schema import builders, builds, master_state, slaves, steps
+from bbweb.engine import actions_slaves
 from bbweb.engine import builds as engine_builds
 from bbweb.engine import slaves as engine_slaves
+from bbweb.engine.actions import CLEAN_SHUTDOWN
 
 bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
@@ -84,7 +86,8 @@ def hello() -> Any:
         return _error(400, "info must be an object")
     s = site()
     with s.db.write() as conn:
-        engine_slaves.slave_connected(conn, g.worker_name, info)
+        sid = engine_slaves.slave_connected(conn, g.worker_name, info)
+        actions_slaves.clear_graceful(conn, sid)
     return jsonify({"builders": s.config.builders_for_slave(g.worker_name),
                     "heartbeat_interval": engine_slaves.heartbeat_interval(s.config,
                                                                            g.worker_name)})
@@ -99,8 +102,26 @@ def heartbeat() -> Any:
         rows = conn.execute(sa.select(builds.c.id, builds.c.stop_requested).where(
             builds.c.slaveid == sid, builds.c.finished_at.is_(None),
             builds.c.stop_requested.isnot(None))).all()
-    return jsonify({"commands": [{"type": "stop", "build_id": r.id, "reason": r.stop_requested}
-                                 for r in rows]})
+        ping = actions_slaves.pending_ping(conn, sid)
+    commands = [{"type": "stop", "build_id": r.id, "reason": r.stop_requested} for r in rows]
+    if ping is not None:
+        commands.append({"type": "ping", "token": ping})
+    return jsonify({"commands": commands})
+
+
+@bp.post("/pong")
+@worker_auth
+def pong() -> Any:
+    """The worker's answer to a ping it was handed (by a heartbeat or a claim)."""
+    token = _body().get("token")
+    if not isinstance(token, int | float) or isinstance(token, bool):
+        return _error(400, "token must be the number the ping command carried")
+    s = site()
+    with s.db.write() as conn:
+        sid = engine_slaves.slave_id(conn, g.worker_name)
+        answered = sid is not None and actions_slaves.answer_ping(conn, sid, g.worker_name,
+                                                                  float(token))
+    return jsonify({"answered": answered})
 
 
 @bp.post("/goodbye")
@@ -140,10 +161,21 @@ def claim() -> Any:
         if _client_gone():
             return Response(status=204)
         with s.db.read() as conn:
-            paused = conn.execute(sa.select(slaves.c.paused, slaves.c.graceful)
-                                  .where(slaves.c.id == sid)).one()
-            pending = not (paused.paused or paused.graceful) and \
+            state = conn.execute(sa.select(slaves.c.paused, slaves.c.graceful,
+                                           slaves.c.ping_requested_at,
+                                           slaves.c.ping_answered_at)
+                                 .where(slaves.c.id == sid)).one()
+            stopping = conn.execute(sa.select(master_state.c.name).where(
+                master_state.c.name == CLEAN_SHUTDOWN)).first() is not None
+            pending = not (state.paused or state.graceful or stopping) and \
                 engine_builds.has_pending_work(conn, ids)
+        if state.graceful:
+            # asked to shut down gracefully, and idle (it is claiming): tell it to go
+            log.info("worker %s is told to shut down gracefully", name)
+            return jsonify({"build": None, "shutdown": True})
+        if state.ping_requested_at is not None and state.ping_answered_at is None:
+            return jsonify({"build": None, "commands": [
+                {"type": "ping", "token": state.ping_requested_at}]})
         if pending:
             with s.db.write() as conn:
                 claimed = engine_builds.claim_build_request(conn, s.config, name, sid)

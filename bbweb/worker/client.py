@@ -95,8 +95,14 @@ class MasterClient:
         return (self.call("/heartbeat", {"running": running}) or {}).get("commands", [])
 
     def claim(self, wait: float) -> dict[str, Any] | None:
-        answer = self.call("/claim", {"wait": wait}, timeout=wait + 30)
-        return answer["build"] if answer else None
+        """Long-poll for work. The answer (None when the wait ran out) may carry
+        ``build`` (run it), ``commands`` (e.g. a ping to answer) or ``shutdown`` (the
+        worker was asked to shut down gracefully: exit)."""
+        return self.call("/claim", {"wait": wait}, timeout=wait + 30)
+
+    def pong(self, token: float) -> bool:
+        """Answer a ping command (``token`` is what the command carried)."""
+        return bool((self.call("/pong", {"token": token}, timeout=10) or {}).get("answered"))
 
     def next_step(self, buildid: int) -> dict[str, Any] | None:
         return (self.call(f"/builds/{buildid}/next_step") or {}).get("step")

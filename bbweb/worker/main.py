@@ -92,12 +92,19 @@ class Worker:
         try:
             while not self.shutdown.is_set():
                 try:
-                    build = self.client.claim(self.opts.claim_wait)
+                    answer = self.client.claim(self.opts.claim_wait)
                 except MasterGone as exc:
                     log.warning("%s; still trying", exc)
                     continue
-                if build is not None:
-                    self._run_build(build)
+                if answer is None:
+                    continue
+                for command in answer.get("commands") or []:
+                    self._obey(command, self.client)
+                if answer.get("shutdown"):
+                    log.info("the master asked this worker to shut down gracefully")
+                    break
+                if answer.get("build"):
+                    self._run_build(answer["build"])
         except ShutdownRequested:
             pass
         except AuthenticationError as exc:
@@ -136,11 +143,22 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for command in commands:
-                if command.get("type") == "stop" and command.get("build_id") == \
-                        self.current_build:
-                    log.info("the master asks to stop build %s: %s",
-                             command.get("build_id"), command.get("reason"))
-                    self.stop_build.set()
+                self._obey(command, client)
+
+    def _obey(self, command: dict[str, Any], client: MasterClient) -> None:
+        """A command from the master (heartbeat or claim answer): stop the current build,
+        or answer a ping at once (the round trip the web page shows)."""
+        kind = command.get("type")
+        if kind == "stop" and command.get("build_id") == self.current_build:
+            log.info("the master asks to stop build %s: %s", command.get("build_id"),
+                     command.get("reason"))
+            self.stop_build.set()
+        elif kind == "ping" and isinstance(command.get("token"), int | float):
+            try:
+                client.pong(float(command["token"]))
+                log.info("answered a ping from the master")
+            except (MasterGone, NotOurs, RuntimeError) as exc:
+                log.warning("could not answer a ping: %s", exc)
 
     # -- builds ------------------------------------------------------------------------------
     def _run_build(self, build: dict[str, Any]) -> None:

@@ -124,11 +124,11 @@ def start_live_master(basedir: Path, cfg_text: str, db_url: str,
         if live.procs["web"].poll() is not None:
             raise AssertionError("gunicorn exited:\n" + live.log_text("web"))
         try:
-            return requests.get(url + "/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(url + "/health", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # starting, or a busy machine
             return False
 
-    wait_for(web_up, 30, what="the web server to answer /health")
+    wait_for(web_up, 60, what="the web server to answer /health")
     return live
 
 

@@ -1,0 +1,12 @@
+"""Authorization (``Authz``) and authentication back ends for the web status.
+
+``from bbweb.auth import Authz, BasicAuth, HTPasswdAuth, HTPasswdAprAuth, UsersAuth`` —
+also reachable as 0.8 spelled them, ``bbweb.status.web.authz`` and
+``bbweb.status.web.auth``, and through ``from bbweb.config import *``.
+"""
+
+from bbweb.auth.authz import ACTIONS, Authz
+from bbweb.auth.backends import BasicAuth, HTPasswdAprAuth, HTPasswdAuth, IAuth, UsersAuth
+
+__all__ = ["ACTIONS", "Authz", "BasicAuth", "HTPasswdAprAuth", "HTPasswdAuth", "IAuth",
+           "UsersAuth"]

@@ -1,0 +1,261 @@
+"""``/waterfall`` and ``/waterfall/help`` (web spec §4): time runs down the page, one column
+per builder plus the changes and the time columns.
+
+The view parses the arguments (bad numbers are a 400 page, never a server error), asks
+:mod:`bbweb.status.waterfall` for the builder heads and the rows, and renders. Differences
+from 0.8 are listed in ``docs/compat.md``: builder names are escaped, ``category=`` no
+longer empties the changes column, the next page neither repeats nor skips a row, and
+``num_events`` counts rows exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from flask import Blueprint, Response, request
+from markupsafe import Markup
+from werkzeug.datastructures import MultiDict
+
+from bbweb.app import site
+from bbweb.config.master import MasterConfig
+from bbweb.status import overview
+from bbweb.status import waterfall as wf
+from bbweb.status.builder import Results as RESULT_NAMES
+from bbweb.web import decorations, timefmt
+from bbweb.web.builders import builder_infos, natural_key, not_found
+from bbweb.web.rendering import render_page, result_class, to_root
+
+bp = Blueprint("waterfall", __name__)
+
+METHODS = ["GET", "POST"]
+NO_CACHE = {"Cache-Control": "no-cache"}
+HARD_MAX_EVENTS = 2000  # num_events ceiling when WebStatus sets no num_events_max
+RELOAD_CHOICES = [("none", "None"), ("60", "60 seconds"), ("300", "5 minutes"),
+                  ("600", "10 minutes")]
+_INT = re.compile(r"\s*[-+]?\d+\s*")
+_TIME = re.compile(r"\s*[-+]?\d+(?:\.\d+)?\s*")
+
+
+class BadArgument(ValueError):
+    """A query argument that cannot mean anything; its message names the argument."""
+
+
+def _values(args: MultiDict, *names: str) -> list[str]:
+    """Non-empty values of the (repeatable) arguments, first occurrence order, deduplicated."""
+    return list(dict.fromkeys(v for n in names for v in args.getlist(n) if v.strip()))
+
+
+def _number(args: MultiDict, name: str, *, integer: bool = True) -> float | None:
+    raw = args.get(name, "")
+    if not raw.strip():
+        return None
+    if not (_INT if integer else _TIME).fullmatch(raw):
+        kind = "an integer" if integer else "a time in seconds since the epoch"
+        raise BadArgument(f"{name} must be {kind}, not {raw!r}")
+    value = float(raw) if not integer else int(raw)
+    if abs(value) > 1e12:
+        raise BadArgument(f"{name} is out of range: {raw!r}")
+    return value
+
+
+def _flag(args: MultiDict, name: str) -> bool:
+    return args.get(name, "").strip().lower() == "true"
+
+
+@dataclass
+class WaterfallArgs:
+    """The page's arguments, checked."""
+
+    builders: list[str]
+    categories: list[str]
+    branches: list[str]
+    committers: list[str]
+    projects: list[str]
+    failures_only: bool
+    show_events: bool
+    last_time: float | None
+    first_time: float | None
+    show_time: float | None
+    num_events: int
+    nobubble: bool
+
+
+def parse_args(args: MultiDict, cfg: MasterConfig) -> WaterfallArgs:
+    """Check the arguments; raises :class:`BadArgument` with a message for the 400 page."""
+    web = cfg.web
+    num = _number(args, "num_events")
+    if num is None:
+        num_events = web.num_events
+    elif num <= 0:
+        raise BadArgument(f"num_events must be a positive integer, not {args['num_events']!r}")
+    else:
+        num_events = int(num)
+    num_events = min(num_events, web.num_events_max or max(HARD_MAX_EVENTS, web.num_events))
+    show_time = _number(args, "show_time")
+    if show_time is not None and show_time < 0:
+        raise BadArgument("show_time must not be negative")
+    nobubble = _number(args, "nobubble")
+    return WaterfallArgs(
+        builders=_values(args, "builder", "show"),
+        categories=_values(args, "category"),
+        branches=_values(args, "branch"),
+        committers=_values(args, "committer"),
+        projects=_values(args, "project"),
+        failures_only=_flag(args, "failures_only"),
+        show_events=_flag(args, "show_events"),
+        last_time=_number(args, "last_time", integer=False),
+        first_time=_number(args, "first_time", integer=False),
+        show_time=show_time,
+        num_events=num_events,
+        nobubble=bool(nobubble),
+    )
+
+
+def bad_request(message: str) -> Response:
+    return render_page("error.html", "Bad Request", status=400, message=message)
+
+
+def _url(args: MultiDict, drop: tuple[str, ...] = (), **replace: str) -> str:
+    """``waterfall?…`` with the current arguments, some dropped or replaced."""
+    items = [(k, v) for k, v in args.items(multi=True)
+             if k not in drop and k not in replace and k != "alert_msg"]
+    items.extend(replace.items())
+    return "waterfall" + ("?" + urlencode(items) if items else "")
+
+
+def _next_last_time(when: float) -> str:
+    """The next page's ``last_time``: just older than the bottom row, so that row is neither
+    repeated nor a row skipped."""
+    if when == int(when):
+        return str(int(when) - 1)
+    return f"{(int(when * 1000) - 1) / 1000:.3f}"
+
+
+def change_revision(change: Any) -> Markup:
+    """A change's short revision, linked through its own revlink or the site's."""
+    s = site()
+    url = change.revlink or decorations.revision_url(
+        change.revision, change.repository, s.config.web.revlink, s.config.revlink)
+    return decorations.shortrev_markup(change.revision, url)
+
+
+def change_summary(change: Any) -> Markup:
+    """The first line of a change's comment (cut at 80 characters) with the site's
+    ``changecommentlink`` applied."""
+    line = (change.comments or "").strip().splitlines()[0:1]
+    text = line[0] if line else ""
+    if len(text) > 80:
+        text = text[:77] + "..."
+    s = site()
+    return decorations.comment_markup(text, s.config.web.changecommentlink, change.project)
+
+
+RESULT_CLASSES = {i: result_class(i) for i in range(len(RESULT_NAMES))}
+
+
+def box_urls(grid: list[list[wf.Cell]], root: str
+             ) -> tuple[dict[int, str], dict[int, str], dict[str, str]]:
+    """Links of the boxes on the page, each name quoted once: build id -> build page,
+    step id -> step page, log name -> its path segment."""
+    builder_urls: dict[str, str] = {}
+    build_urls: dict[int, str] = {}
+    step_urls: dict[int, str] = {}
+    segments: dict[str, str] = {}
+    for row in grid:
+        for cell in row:
+            e = cell.event
+            if e is None or e.build is None:
+                continue
+            b = e.build
+            if b.id not in build_urls:
+                if b.builder not in builder_urls:
+                    builder_urls[b.builder] = f"{root}builders/{quote(b.builder, safe='')}"
+                build_urls[b.id] = f"{builder_urls[b.builder]}/builds/{b.number}"
+            if e.step is not None:
+                step_urls[e.step.id] = (f"{build_urls[b.id]}/steps/"
+                                        f"{quote(e.step.name, safe='')}")
+                for lg in e.step.logs:
+                    if lg.name not in segments:
+                        segments[lg.name] = quote(lg.name, safe="")
+    return build_urls, step_urls, segments
+
+
+@bp.route("/waterfall", methods=METHODS)
+def waterfall() -> Response:
+    s = site()
+    cfg = s.config
+    try:
+        a = parse_args(request.args, cfg)
+    except BadArgument as exc:
+        return bad_request(str(exc))
+    unknown = [n for n in a.builders if n not in cfg.builders]
+    if unknown:
+        return not_found(f"No such builder {unknown[0]!r}.")
+    names = a.builders or list(cfg.builders)
+    if a.categories:
+        names = [n for n in names if cfg.builders[n].category in a.categories]
+    names = sorted(names, key=natural_key)
+    branches = overview.branch_filter(a.branches)
+    filters = wf.Filters(branches=branches, committers=set(a.committers) or None,
+                         projects=set(a.projects) or None)
+    now = time.time()
+    lower = wf.lower_bound(last_time=a.last_time, first_time=a.first_time,
+                           show_time=a.show_time, now=now,
+                           implicit=bool(a.branches or a.committers))
+    with s.db.read() as conn:
+        rows = builder_infos(conn, names)
+        heads, etas = wf.builder_heads(conn, cfg, rows, names, branches=branches,
+                                       need_failing=a.failures_only, now=now)
+        if a.failures_only:
+            names = [n for n in names if heads[n].failing]
+        page = wf.load(conn, [rows[n] for n in names],
+                       {n: cfg.builders[n].slavenames for n in names}, filters, now=now,
+                       num_events=a.num_events, last_time=a.last_time, lower=lower,
+                       show_events=a.show_events)
+    grid = wf.layout_table(page.rows.chunks, page.rows.next_events, nobubble=a.nobubble,
+                           today=now)
+    root = to_root()
+    build_urls, step_urls, segments = box_urls(grid, root)
+    raw_reload = request.args.get("reload", "")
+    reloading = raw_reload.isdigit() and int(raw_reload) > 0  # as the layout's refresh
+    query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "alert_msg"])
+    title = f"BuildBot: {cfg.title}" if cfg.title else "BuildBot"
+    return render_page(
+        "waterfall.html", title, headers=NO_CACHE,
+        heads=[heads[n] for n in names], etas=etas, grid=grid, tz=timefmt.tz_name(now),
+        next_page=(_url(request.args, last_time=_next_last_time(page.bottom))
+                   if page.more and page.bottom is not None else None),
+        stop_reload=_url(request.args, drop=("reload",)) if reloading else None,
+        help_url="waterfall/help" + ("?" + query if query else ""),
+        change_revision=change_revision, change_summary=change_summary,
+        url_link=decorations.link, result_classes=RESULT_CLASSES, build_urls=build_urls,
+        step_urls=step_urls, segments=segments)
+
+
+@bp.route("/waterfall/help", methods=METHODS)
+def help() -> Response:  # noqa: A001 - the page is called help
+    cfg = site().config
+    args = request.args
+    all_builders = sorted(cfg.builders, key=natural_key)
+    shown = set(_values(args, "builder", "show"))
+    categories = sorted({b.category for b in cfg.builders.values() if b.category})
+    reload_now = args.get("reload", "").strip()
+    times = list(RELOAD_CHOICES)
+    if reload_now and reload_now not in {v for v, _ in times}:
+        times.insert(0, (reload_now, f"{reload_now} seconds"))
+    return render_page(
+        "waterfall_help.html", "Waterfall Help",
+        show_events_checked=_flag(args, "show_events"),
+        failures_only=_flag(args, "failures_only"),
+        branches=_values(args, "branch"), committers=_values(args, "committer"),
+        projects=_values(args, "project"),
+        show_builders=shown, all_builders=all_builders,
+        show_categories=set(_values(args, "category")), all_categories=categories,
+        times=times, current_reload_time=reload_now or "none",
+        num_events=args.get("num_events", ""), show_time=args.get("show_time", ""),
+        last_time=args.get("last_time", ""), first_time=args.get("first_time", ""),
+        nobubble=args.get("nobubble", ""), default_num_events=cfg.web.num_events)

@@ -1,0 +1,131 @@
+"""HTPasswdAuth / HTPasswdAprAuth against files written by Apache's own ``htpasswd``
+(Debian's apache2-utils) in every format it writes, through the login form."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.auth.conftest import login
+
+HTPASSWD = shutil.which("htpasswd")
+pytestmark = pytest.mark.skipif(HTPASSWD is None, reason="htpasswd (apache2-utils) missing")
+
+# flag -> (user, password, what the stored hash starts with or None for DES/plain)
+FORMATS = {
+    "-m": ("md5user", "md5 pass wörd", "$apr1$"),
+    "-s": ("shauser", "sha-secret", "{SHA}"),
+    "-B": ("bcryptuser", "bcrypt-secret", "$2y$"),
+    "-d": ("cryptuser", "crypt12", None),
+    "-p": ("plainuser", "plain-secret", None),
+}
+
+
+def htpasswd(path: Path, flag: str, user: str, password: str) -> None:
+    args = [HTPASSWD, "-b", flag]
+    if not path.exists():
+        args.append("-c")
+    if flag == "-B":
+        args += ["-C", "5"]  # a cheap cost keeps the test fast
+    subprocess.run(args + [str(path), user, password], check=True, capture_output=True)
+
+
+@pytest.fixture
+def htfile(tmp_path: Path) -> Path:
+    path = tmp_path / "site.htpasswd"
+    for flag, (user, password, _prefix) in FORMATS.items():
+        htpasswd(path, flag, user, password)
+    return path
+
+
+def test_the_file_has_every_format(htfile: Path) -> None:
+    lines = dict(line.split(":", 1) for line in htfile.read_text().splitlines())
+    for _flag, (user, _password, prefix) in FORMATS.items():
+        if prefix:
+            assert lines[user].startswith(prefix)
+    assert lines["plainuser"] == "plain-secret"
+    assert len(lines["cryptuser"]) == 13
+
+
+@pytest.mark.parametrize("cls", ["HTPasswdAuth", "HTPasswdAprAuth"])
+@pytest.mark.parametrize("flag", list(FORMATS))
+def test_each_format_logs_in(make_app, htfile: Path, cls: str, flag: str) -> None:
+    user, password, _prefix = FORMATS[flag]
+    _m, app = make_app(f"Authz(auth={cls}({str(htfile)!r}), forceBuild='auth')")
+    c = app.test_client()
+    assert login(c, user, password).headers["Location"] == "./"
+    assert f'<span class="user">{user}</span>' in c.get("/about").get_data(as_text=True)
+    bad = app.test_client()
+    assert login(bad, user, password + "x").headers["Location"] == "./authfail"
+    assert login(bad, user, "").headers["Location"] == "./authfail"
+    # another user's password is not this user's
+    other = "shauser" if user != "shauser" else "md5user"
+    assert login(bad, other, password).headers["Location"] == "./authfail"
+
+
+def test_unknown_user_fails(make_app, htfile: Path) -> None:
+    _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(htfile)!r}))")
+    c = app.test_client()
+    assert login(c, "nobody", "md5 pass wörd").headers["Location"] == "./authfail"
+    assert login(c, "md5user:x", "md5 pass wörd").headers["Location"] == "./authfail"
+
+
+def test_file_is_reread_when_it_changes(make_app, htfile: Path) -> None:
+    _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(htfile)!r}))")
+    c = app.test_client()
+    assert login(c, "newcomer", "hello-there").headers["Location"] == "./authfail"
+    htpasswd(htfile, "-B", "newcomer", "hello-there")
+    assert login(c, "newcomer", "hello-there").headers["Location"] == "./"
+    subprocess.run([HTPASSWD, "-D", str(htfile), "newcomer"], check=True,
+                   capture_output=True)
+    assert login(app.test_client(), "newcomer", "hello-there").headers["Location"] \
+        == "./authfail"
+    # a changed password
+    htpasswd(htfile, "-m", "md5user", "changed")
+    assert login(app.test_client(), "md5user", "md5 pass wörd").headers["Location"] \
+        == "./authfail"
+    assert login(app.test_client(), "md5user", "changed").headers["Location"] == "./"
+
+
+def test_malformed_line_is_skipped_and_logged(make_app, htfile: Path, caplog) -> None:
+    good = htfile.read_text()
+    htfile.write_text("garbage line without colon\n" + good + ":nouser\n")
+    _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(htfile)!r}))")
+    with caplog.at_level(logging.WARNING, logger="bbweb.auth"):
+        assert login(app.test_client(), "shauser", "sha-secret").headers["Location"] \
+            == "./"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"{htfile} line 1 " in m for m in messages), messages
+    n = len(good.splitlines()) + 2
+    assert any(f"{htfile} line {n} " in m for m in messages), messages
+
+
+def test_missing_file_is_a_config_error(make_master, tmp_path: Path) -> None:
+    from bbweb.config.errors import ConfigErrors
+    from tests.auth.conftest import authz_cfg
+
+    with pytest.raises(ConfigErrors) as err:
+        make_master(authz_cfg("Authz(auth=HTPasswdAuth('no-such.htpasswd'))"))
+    assert "master.cfg:" in str(err.value) and "no such file" in str(err.value)
+
+
+def test_relative_path_is_relative_to_the_basedir(make_master, tmp_path: Path) -> None:
+    from tests.auth.conftest import authz_cfg, with_probe
+
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    htpasswd(basedir / "users.htpasswd", "-B", "rel", "ative")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # not the basedir
+    try:
+        m = make_master(authz_cfg("Authz(auth=HTPasswdAuth('users.htpasswd'))"))
+    finally:
+        os.chdir(cwd)
+    app = with_probe(m.app())
+    assert login(app.test_client(), "rel", "ative").headers["Location"] == "./"
+    app.extensions["bbweb"].db.dispose()
