@@ -7,13 +7,16 @@ from sqlalchemy.engine import Connection
 
 from bbweb.config.master import MasterConfig
 from bbweb.db.schema import builders
+from bbweb.engine import events
 
 
 def sync_builders(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
     """Make the builders table match the configuration (insert new, update category and
     builddir, mark removed ones inactive) and return name -> id.
 
-    History of removed builders is kept: they only become inactive.
+    History of removed builders is kept: they only become inactive. Each difference is
+    also an event (``builder.created`` / ``builder.updated`` / ``builder.removed``), which
+    the waterfall shows with ``show_events=true`` as 0.8 showed its reconfig events.
     """
     existing = {r.name: r for r in conn.execute(sa.select(builders)).all()}
     for name, bc in cfg.builders.items():
@@ -22,12 +25,15 @@ def sync_builders(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
             conn.execute(builders.insert().values(name=name, category=bc.category,
                                                   builddir=bc.builddir, next_number=0,
                                                   active=True))
+            events.emit(conn, "builder.created", builder=name)
         elif (row.category, row.builddir, row.active) != (bc.category, bc.builddir, True):
             conn.execute(builders.update().where(builders.c.id == row.id)
                          .values(category=bc.category, builddir=bc.builddir, active=True))
+            events.emit(conn, "builder.updated", builder=name)
     for name, row in existing.items():
         if name not in cfg.builders and row.active:
             conn.execute(builders.update().where(builders.c.id == row.id).values(active=False))
+            events.emit(conn, "builder.removed", builder=name)
     return builder_ids(conn, cfg)
 
 
