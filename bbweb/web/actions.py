@@ -31,6 +31,7 @@ from bbweb.web.authz import (
     current_user_info,
     current_username,
     deny,
+    refuse_unless_allowed,
     safe_next,
 )
 from bbweb.web.builders import builder_infos, page_root
@@ -256,22 +257,18 @@ def _stop_change(names: list[str] | None, page: str, per_request: bool) -> Respo
 
 @bp.route("/builders/_all/stopchangeall", methods=METHODS)
 def stop_change_all() -> Response:
-    resp = action_guard("stopChange")
-    if resp:
-        return resp
-    if not action_allowed("stopChange"):
-        return deny("stopChange")
+    refused = refuse_unless_allowed("stopChange")
+    if refused:
+        return refused
     return _stop_change(None, "builders", per_request=False)
 
 
 @bp.route("/builders/_all/cancelpendingall", methods=METHODS)
 @bp.route("/builders/_selected/cancelpendingselected", methods=METHODS)
 def cancel_pending_many() -> Response:
-    resp = action_guard("cancelAllPendingBuilds")
-    if resp:
-        return resp
-    if not action_allowed("cancelAllPendingBuilds"):
-        return deny("cancelAllPendingBuilds")
+    refused = refuse_unless_allowed("cancelAllPendingBuilds")
+    if refused:
+        return refused
     everything = request.path.rstrip("/").endswith("cancelpendingall")
     names = None if everything else selected_builders()
     if names == []:
@@ -293,11 +290,9 @@ def cancel_pending_many() -> Response:
 @bp.route("/builders/_all/stopall", methods=METHODS)
 @bp.route("/builders/_selected/stopselected", methods=METHODS)
 def stop_many() -> Response:
-    resp = action_guard("stopAllBuilds")
-    if resp:
-        return resp
-    if not action_allowed("stopAllBuilds"):
-        return deny("stopAllBuilds")
+    refused = refuse_unless_allowed("stopAllBuilds")
+    if refused:
+        return refused
     everything = request.path.rstrip("/").endswith("stopall")
     names = None if everything else selected_builders()
     if names == []:
@@ -392,11 +387,9 @@ def pause(name: str) -> Response:
 @bp.route("/shutdown", methods=METHODS)
 @bp.route("/cancel_shutdown", methods=METHODS)
 def clean_shutdown() -> Response:
-    resp = action_guard("cleanShutdown")
-    if resp:
-        return resp
-    if not action_allowed("cleanShutdown"):
-        return deny("cleanShutdown")
+    refused = refuse_unless_allowed("cleanShutdown")
+    if refused:
+        return refused
     cancel = request.path.rstrip("/").endswith("cancel_shutdown")
     user = acting_user()
     with site().db.write() as conn:

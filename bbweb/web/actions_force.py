@@ -20,7 +20,13 @@ from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
 from bbweb.status import actions as status_actions
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
-from bbweb.web.authz import action_allowed, action_guard, current_username, deny
+from bbweb.web.authz import (
+    action_allowed,
+    action_guard,
+    current_username,
+    deny,
+    refuse_unless_allowed,
+)
 from bbweb.web.builders import builder_infos, natural_key
 
 bp = Blueprint("actions_force", __name__)
@@ -148,11 +154,9 @@ def force(name: str) -> Response:
 @bp.route("/builders/_all/forceall", methods=METHODS)
 @bp.route("/builders/_selected/forceselected", methods=METHODS)
 def force_many() -> Response:
-    resp = action_guard("forceAllBuilds")
-    if resp:
-        return resp
-    if not action_allowed("forceAllBuilds"):
-        return deny("forceAllBuilds")
+    refused = refuse_unless_allowed("forceAllBuilds")
+    if refused:
+        return refused
     sched, problem = _scheduler("builders")
     if problem or sched is None:
         return problem  # type: ignore[return-value]

@@ -241,6 +241,15 @@ def action_guard(action: str) -> Response | None:
     return None
 
 
+def refuse_unless_allowed(action: str) -> Response | None:
+    """:func:`action_guard` plus the Authz decision, for actions that act on no single
+    object (force all, stop all, cancel all...): None when the view may go on."""
+    refused = action_guard(action)
+    if refused is None and not action_allowed(action):
+        refused = deny(action)
+    return refused
+
+
 def _quote(text: str) -> str:
     from urllib.parse import quote
 
