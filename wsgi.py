@@ -2,6 +2,6 @@
 
 The master's basedir comes from ``BBWEB_BASEDIR`` (default ``./master``)."""
 
-from bbweb.app import create_app
+from bbweb.app import serving_app
 
-app = create_app()
+app = serving_app()

@@ -53,7 +53,7 @@ def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int,
         "--env", f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}",
         "--error-logfile", "-",
         "--chdir", str(basedir),
-        "bbweb.app:create_app()",
+        "bbweb.app:serving_app()",
     ]
 
 

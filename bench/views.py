@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 from _common import banner, percentile, safe_url  # noqa: E402
 
-from bbweb.app import create_app  # noqa: E402
+from bbweb.app import create_app, freeze_startup_objects  # noqa: E402
 from bbweb.config.master import load_master_config  # noqa: E402
 from bbweb.db.connection import normalize_db_url  # noqa: E402
 from bbweb.db.schema import builders, builds  # noqa: E402
@@ -75,6 +75,7 @@ def open_app(basedir: str, db_url: str | None) -> Any:
     if db_url:
         cfg.db_url = normalize_db_url(db_url, basedir)
     app = create_app(basedir, config=cfg, testing=False)
+    freeze_startup_objects()  # as bbweb.app.serving_app does for gunicorn
     # an exception reaches measure() (reported in one line) instead of a logged traceback
     app.config["PROPAGATE_EXCEPTIONS"] = True
     return app

@@ -19,9 +19,14 @@ from typing import Any
 
 from bbweb.config.errors import config_error
 
-# Buildbot's default c['validation'] patterns for forced property names and values.
-PROPERTY_NAME_RE = re.compile(r"^[\w\.\-\/\~:]*$")
-PROPERTY_VALUE_RE = re.compile(r"^[\w\.\-\/\~:]*$")
+# c['validation']: what a forced build's branch, revision and property names and values
+# must match (Buildbot's defaults; a config may replace any of them).
+DEFAULT_VALIDATION = {
+    "branch": r"^[\w.+/~-]*$",
+    "revision": r"^[ \w\.\-\/]*$",
+    "property_name": r"^[\w\.\-\/\~:]*$",
+    "property_value": r"^[\w\.\-\/\~:]*$",
+}
 MAX_VALUE_LENGTH = 10_000  # a form value longer than this is refused, not stored
 
 
@@ -214,11 +219,9 @@ class AnyPropertyParameter(NestedParameter):
         pvalue = self.fields[1].parse(form)
         if not pname and not str(pvalue).strip():
             return {}
-        if not pname or not PROPERTY_NAME_RE.fullmatch(pname) or \
-                not PROPERTY_VALUE_RE.fullmatch(str(pvalue)):
+        if not pname:
             raise ValidationError(f"bad property name='{pname}', value='{pvalue}' "
-                                  "(names and values may contain letters, digits and "
-                                  "_ . - / ~ :)")
+                                  "(a value needs a name)")
         return {pname: pvalue}
 
 
@@ -279,10 +282,15 @@ def default_codebases(branch: Any, revision: Any, repository: Any, project: Any,
 
 def collect_force_request(username_param: BaseParameter | None, reason_param: BaseParameter,
                           codebases: list[CodebaseParameter], property_params: list[Any],
-                          form: Mapping[str, list[str]], owner: str | None
+                          form: Mapping[str, list[str]], owner: str | None,
+                          validation: Mapping[str, re.Pattern[str]] | None = None
                           ) -> ForceRequest:
     """Validate a submitted force form. ``owner`` is the logged-in user (then the
-    username field is ignored); raises :class:`ValidationError`."""
+    username field is ignored); ``validation`` is c['validation'] (branch, revision,
+    property_name, property_value patterns; Buildbot's defaults when None); raises
+    :class:`ValidationError`."""
+    patterns = {**{k: re.compile(v) for k, v in DEFAULT_VALIDATION.items()},
+                **(validation or {})}
     if owner is None and username_param is not None:
         owner = str(username_param.parse(form) or "")
     reason = str(reason_param.parse(form) or "")
@@ -291,10 +299,22 @@ def collect_force_request(username_param: BaseParameter | None, reason_param: Ba
         values = cb.parse(form)
         stamps[cb.codebase] = {k: (str(v) if v is not None else "") for k, v in values.items()
                                if k in ("branch", "revision", "repository", "project")}
+        for key in ("branch", "revision"):
+            given = stamps[cb.codebase].get(key, "")
+            if given and not patterns[key].search(given):
+                raise ValidationError(f"bad {key} '{given}' (it must match "
+                                      f"{patterns[key].pattern!r})")
     props: dict[str, Any] = {}
     for param in property_params:
         value = param.parse(form)
         if isinstance(param, AnyPropertyParameter):
+            for pname, pvalue in value.items():
+                if not (patterns["property_name"].search(pname)
+                        and patterns["property_value"].search(str(pvalue))):
+                    raise ValidationError(
+                        f"bad property name='{pname}', value='{pvalue}' (names must match "
+                        f"{patterns['property_name'].pattern!r}, values "
+                        f"{patterns['property_value'].pattern!r})")
             props.update(value)
         elif isinstance(param, NestedParameter):
             props[param.name] = value

@@ -8,6 +8,7 @@ message names the file and line to fix.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 import types
@@ -17,6 +18,7 @@ from typing import Any
 
 from bbweb.config.builders import BuilderConfig, BuildSlave
 from bbweb.config.errors import ConfigErrors, Location, pop_config_file, push_config_file
+from bbweb.config.forcefields import DEFAULT_VALIDATION
 from bbweb.config.schedulers import BaseScheduler, ForceScheduler
 from bbweb.db.connection import default_db_url, normalize_db_url
 from bbweb.status.html import WebStatus
@@ -36,7 +38,7 @@ KNOWN_KEYS = {
 IGNORED_KEYS = {"slavePortnum", "protocols", "manhole", "debugPassword", "multiMaster",
                 "user_managers", "buildCacheSize", "changeCacheSize", "eventHorizon",
                 "prioritizeBuilders", "logHorizon", "buildHorizon", "changeHorizon",
-                "logMaxSize", "logMaxTailSize", "logCompressionMethod", "validation"}
+                "logMaxSize", "logMaxTailSize", "logCompressionMethod"}
 
 
 @dataclass
@@ -55,6 +57,8 @@ class MasterConfig:
     change_sources: list[Any] = field(default_factory=list)
     status: list[Any] = field(default_factory=list)
     revlink: Any = None
+    validation: dict[str, re.Pattern[str]] = field(
+        default_factory=lambda: {k: re.compile(v) for k, v in DEFAULT_VALIDATION.items()})
     properties: dict[str, Any] = field(default_factory=dict)
     caches: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
@@ -196,6 +200,28 @@ def load_master_config(basedir: str | os.PathLike[str],
     return build_master_config(raw, base, path)
 
 
+def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
+                      where: str) -> None:
+    """c['validation']: a dict of the four pattern names to regexes (strings or compiled);
+    the ones not given keep Buildbot's defaults."""
+    if not isinstance(value, dict):
+        errors.add(f"{where}: c['validation'] must be a dict of "
+                   f"{', '.join(DEFAULT_VALIDATION)} -> regular expression")
+        return
+    for key, pattern in value.items():
+        if key not in DEFAULT_VALIDATION:
+            errors.add(f"{where}: c['validation'] has an unknown key {key!r} (known: "
+                       f"{', '.join(DEFAULT_VALIDATION)})")
+            continue
+        if isinstance(pattern, re.Pattern):
+            cfg.validation[key] = pattern
+            continue
+        try:
+            cfg.validation[key] = re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            errors.add(f"{where}: c['validation'][{key!r}] is not a regular expression: {exc}")
+
+
 def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> MasterConfig:
     """Validate a BuildmasterConfig dict (already executed)."""
     errors = ConfigErrors()
@@ -244,6 +270,7 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
             errors.add(f"{where}: c['logCompressionLimit'] must be a non-negative integer "
                        "or False")
     cfg.metrics = raw.get("metrics")
+    _check_validation(raw.get("validation", {}), cfg, errors, where)
     cfg.revlink = raw.get("revlink")
     if cfg.revlink is not None and not callable(cfg.revlink):
         errors.add(f"{where}: c['revlink'] must be callable (e.g. a RevlinkMatch)")

@@ -253,13 +253,14 @@ class ForceScheduler(BaseScheduler):
         self.reasonString = reasonString
         self.buttonName = buttonName or "Force Build"
 
-    def parse_form(self, form: Any, owner: str | None) -> Any:
+    def parse_form(self, form: Any, owner: str | None, validation: Any = None) -> Any:
         """A :class:`~bbweb.config.forcefields.ForceRequest` from the submitted form
         (``form``: name -> list of values); raises ``ValidationError``."""
         from bbweb.config.forcefields import collect_force_request
 
         return collect_force_request(self.username_param, self.reason_param,
-                                     self.codebase_params, self.property_params, form, owner)
+                                     self.codebase_params, self.property_params, form, owner,
+                                     validation)
 
 
 _CRON_FIELDS = {

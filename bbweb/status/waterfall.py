@@ -1,13 +1,6 @@
-"""The waterfall (web spec §4): what the page reads, and how time becomes rows.
-
-**Layout** (pure functions, unit-testable without a database). Every column (changes, one
-per builder) is a stream of events, newest first: changes, build-start boxes, steps, point
-events (a slave connecting) and the empty spacers that stand for idle time. Rows are made
-by :func:`bucket`: take the newest head of all streams, put every event that started within
-``WINDOW`` seconds of it into the row, repeat. :func:`layout_table` turns the rows into
-table rows: each row is as tall as its fullest cell, cells are bottom-justified, the last
-slot of a column is filled with the event just below the page, and empty slots are absorbed
-by the box below them (``rowspan``) so that a step's box stretches over its duration.
+"""What the waterfall (web spec §4) reads: the builds, steps, changes and slave events of
+one page, and the two rows above the grid. How they become rows is
+:mod:`bbweb.status.waterfall_layout`.
 
 **Reading** (:func:`load`). The page shows ``num_events`` rows at most, so it reads only the
 newest few builds of each builder (an index range on ``(builderid, started_at)``, all
@@ -17,16 +10,20 @@ cut short is only trusted down to its oldest event read (its *horizon*): when th
 would reach below it, the streams in the way are read again with a larger limit (at most
 ``MAX_ROUNDS`` times, each ``GROWTH`` times larger) and the rows are made again. So what a
 page costs depends on how dense its own time span is, never on how much history exists.
+
+Only the columns a box shows are read, into small slotted records (:class:`Build`,
+:class:`Step`): the steps of builds that end up below the page are read for the layout's
+sake only, so their JSON text is decoded, and their logs read, only for the steps shown.
 """
 
 from __future__ import annotations
 
-import heapq
+import functools
 import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,260 +34,63 @@ from bbweb.db import schema
 from bbweb.db.schema import builds, changes, events, logs, sourcestamp_changes, steps
 from bbweb.status import estimates, overview, queries
 from bbweb.status.builder import FAILURE, SUCCESS
-from bbweb.status.records import (
-    BuilderInfo,
-    BuilderSummary,
-    BuildInfo,
-    ChangeInfo,
-    LogInfo,
-    StepInfo,
+from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo
+from bbweb.status.waterfall_layout import (
+    MAX_BOXES,
+    WINDOW,
+    Bucketing,
+    Event,
+    bucket,
+    builder_stream,
+    change_stream,
+    point_event,
+    with_spacers,
 )
 
-WINDOW = 10.0  # events starting this close to a row's newest event share its row
-GAP = 2.0  # idle time longer than this is shown as an empty spacer
 IMPLICIT_SPAN = 24 * 3600.0  # lower bound when only branch/committer filters narrow the page
-MAX_BOXES = 4000  # a page ends after the row that reaches this many boxes
 MAX_ROUNDS = 6
 GROWTH = 4
 POINT_KINDS = ("slave.connected", "slave.disconnected")
 SEARCH = 200  # builds looked at for the "last build" row when a branch filter is set
 
 
-# -- events and streams -------------------------------------------------------------------------
+# -- records ------------------------------------------------------------------------------------
 
-@dataclass(eq=False)
-class Event:
-    """One box of a column. ``finish`` is None while it runs; a point event finishes when it
-    starts. ``rank`` orders events that start at the same moment (a build's steps above its
-    start box)."""
+@dataclass(eq=False, slots=True)
+class Step:
+    """A step as its box shows it. ``text`` and ``urls`` are decoded, and ``logs`` read, by
+    :func:`load` for the steps shown only (``text_json``/``urls_json`` hold them till
+    then). ``logs`` are ``(name, viewable)`` pairs: a log with content, or still being
+    written, links to its page."""
 
-    kind: str  # build | step | change | point | spacer
-    start: float
-    finish: float | None
-    rank: int = 0
-    build: BuildInfo | None = None
-    step: StepInfo | None = None
-    change: ChangeInfo | None = None
-    text: tuple[str, ...] = ()
-
-
-def build_events(build: BuildInfo) -> list[Event]:
-    """A build's boxes: its started steps (finished hidden ones left out) and its start box."""
-    out = [Event("build", build.started_at, build.finished_at, 0, build=build)]
-    for st in build.steps:
-        if st.started_at is None or (st.hidden and st.finished_at is not None):
-            continue
-        out.append(Event("step", st.started_at, st.finished_at, st.number + 1,
-                         build=build, step=st))
-    return out
+    id: int
+    buildid: int
+    number: int
+    name: str
+    started_at: float | None
+    finished_at: float | None
+    results: int | None
+    hidden: bool
+    text_json: str | None = None
+    urls_json: str | None = None
+    text: Any = ()
+    # no container made per step read: most are read for the layout only
+    urls: dict[str, Any] | None = None
+    logs: Sequence[tuple[str, bool]] = ()
 
 
-def builder_stream(found: Iterable[BuildInfo], points: Iterable[Event] = ()) -> list[Event]:
-    """A builder column, newest first: steps above their build's start box, point events
-    interleaved by time."""
-    evs = [e for b in found for e in build_events(b)]
-    evs.extend(points)
-    evs.sort(key=lambda e: (e.start, e.rank), reverse=True)
-    return evs
+@dataclass(eq=False, slots=True)
+class Build:
+    """A build as the grid shows it: its start box and its steps."""
 
-
-def change_stream(found: Iterable[ChangeInfo]) -> list[Event]:
-    """The changes column, newest first. A change is a point in time."""
-    evs = [Event("change", c.when, c.when, c.number, change=c) for c in found]
-    evs.sort(key=lambda e: (e.start, e.rank), reverse=True)
-    return evs
-
-
-def point_event(when: float, *text: str) -> Event:
-    return Event("point", when, when, text=tuple(text))
-
-
-def with_spacers(stream: Sequence[Event], now: float) -> list[Event]:
-    """``stream`` with an empty spacer wherever nothing happened for more than ``GAP``
-    seconds: between an event's end and the start of the next newer one, and between the
-    newest event's end and ``now``. Running events end "now"."""
-    out: list[Event] = []
-    newer_start = now
-    for e in stream:
-        end = now if e.finish is None else e.finish
-        if newer_start - end > GAP:
-            out.append(Event("spacer", end, newer_start))
-        out.append(e)
-        newer_start = e.start
-    return out
-
-
-# -- rows ---------------------------------------------------------------------------------------
-
-@dataclass
-class Chunk:
-    """One row of the waterfall: per column the events it holds (newest first) and ``when``,
-    the earliest start among them (the time shown and the next page's ``last_time``)."""
-
-    when: float
-    cells: list[Sequence[Event]]
-
-
-@dataclass
-class Bucketing:
-    chunks: list[Chunk]
-    next_events: list[Event | None]  # per column: the first event below the page
-    stopped: str  # rows | boxes | lower | horizon | exhausted
-    stop_low: float | None = None  # with "horizon": the window's lower edge
-    top: float = 0.0  # the newest event's start
-    boxes: int = 0
-
-
-def bucket(columns: Sequence[Sequence[Event]], *, now: float, num_events: int,
-           last_time: float | None = None, lower: float | None = None,
-           horizons: Sequence[float | None] | None = None,
-           max_boxes: int = MAX_BOXES) -> Bucketing:
-    """Cut the columns (each newest first) into rows.
-
-    Start at the newest head event; the row takes, in every column, each head event that
-    started less than ``WINDOW`` seconds before it. Rows whose earliest event is newer than
-    ``last_time`` are made but not kept. Stop after ``num_events`` kept rows, after the row
-    that reaches ``max_boxes`` boxes, when the next row would start before ``lower``, when
-    nothing is left, or when a row would reach below a column's horizon (the oldest start
-    its data is complete down to)."""
-    n = len(columns)
-    known = [h for h in (horizons or ()) if h is not None]
-    horizon = max(known) if known else None
-    lens = [len(col) for col in columns]
-    pos = [0] * n
-    chunks: list[Chunk] = []
-    boxes = 0
-    stopped = "exhausted"
-    stop_low = None
-    # the columns by their head event, newest first: a row visits only the columns it takes
-    # events from
-    heap = [(-col[0].start, i) for i, col in enumerate(columns) if col]
-    heapq.heapify(heap)
-    top = -heap[0][0] if heap else now
-    empty: tuple[Event, ...] = ()
-    while heap:
-        t = -heap[0][0]
-        if lower is not None and t < lower:
-            stopped = "lower"
-            break
-        low = t - WINDOW
-        if horizon is not None and horizon > low:
-            stopped, stop_low = "horizon", low
-            break
-        cells: list[Sequence[Event]] = [empty] * n
-        earliest = t
-        taken = 0
-        while heap and -heap[0][0] > low:
-            i = heapq.heappop(heap)[1]
-            col, p, end = columns[i], pos[i], lens[i]
-            start = p
-            while p < end and col[p].start > low:
-                p += 1
-            cells[i] = col[start:p]
-            taken += p - start
-            pos[i] = p
-            if col[p - 1].start < earliest:
-                earliest = col[p - 1].start
-            if p < end:
-                heapq.heappush(heap, (-col[p].start, i))
-        if last_time is None or earliest <= last_time:
-            chunks.append(Chunk(earliest, cells))
-            boxes += taken
-            if len(chunks) >= num_events:
-                stopped = "rows"
-                break
-            if boxes >= max_boxes:
-                stopped = "boxes"
-                break
-    nxt = [columns[i][pos[i]] if pos[i] < len(columns[i]) else None for i in range(n)]
-    return Bucketing(chunks, nxt, stopped, stop_low, top, boxes)
-
-
-# -- table --------------------------------------------------------------------------------------
-
-@dataclass(eq=False)
-class Cell:
-    """A ``<td>`` of the event grid. ``kind`` is an event kind, ``time`` or ``empty``;
-    ``filler`` marks the box of an event below the page (the bottom row's filling)."""
-
-    kind: str
-    top: int
-    rowspan: int = 1
-    event: Event | None = None
-    clock: str = ""
-    day: str = ""  # weekday and date, only when the date changed since the row above
-    date: str = ""
-    filler: bool = False
-
-
-def _day(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(ts))
-
-
-def time_cells(chunks: Sequence[Chunk], today: float) -> list[tuple[str, str, str]]:
-    """(clock, weekday, date) per row; weekday and date only where the date differs from the
-    one printed above (the first row compares with today, so today's date is never shown)."""
-    out = []
-    shown = _day(today)
-    for chunk in chunks:
-        lt = time.localtime(chunk.when)
-        clock = time.strftime("%H:%M:%S", lt)
-        day = _day(chunk.when)
-        if day != shown:
-            out.append((clock, time.strftime("%a", lt), time.strftime("%d %b %Y", lt)))
-            shown = day
-        else:
-            out.append((clock, "", ""))
-    return out
-
-
-def _stretches(column: int, cell: Cell) -> bool:
-    # the changes column (1) keeps changes one row tall; only its empty spacers stretch
-    return column != 1 or cell.kind in ("spacer", "empty")
-
-
-def layout_table(chunks: Sequence[Chunk], next_events: Sequence[Event | None], *,
-                 nobubble: bool = False, today: float | None = None) -> list[list[Cell]]:
-    """The event grid's table rows, each a list of cells in column order (time, changes,
-    builders…; columns covered by a ``rowspan`` from above have no cell)."""
-    ncols = 1 + (len(chunks[0].cells) if chunks else len(next_events))
-    slots: list[list[Event | tuple[str, str, str] | None]] = [[] for _ in range(ncols)]
-    for chunk, stamp in zip(chunks, time_cells(chunks, time.time() if today is None else today),
-                            strict=True):
-        height = max(1, *(len(c) for c in chunk.cells)) if chunk.cells else 1
-        slots[0].extend([None] * (height - 1) + [stamp])
-        for j, cell in enumerate(chunk.cells, start=1):
-            slots[j].extend([None] * (height - len(cell)) + list(cell))
-    nrows = len(slots[0])
-    fillers: set[int] = set()
-    for j in range(1, ncols):
-        nxt = next_events[j - 1] if j - 1 < len(next_events) else None
-        if nrows and slots[j][-1] is None and nxt is not None:
-            slots[j][-1] = nxt
-            fillers.add(j)
-    rows: list[list[Cell]] = [[] for _ in range(nrows)]
-    for j in range(ncols):
-        placed: list[Cell] = []
-        current: Cell | None = None
-        for r in range(nrows - 1, -1, -1):
-            slot = slots[j][r]
-            if slot is None:
-                if not nobubble and current is not None and _stretches(j, current):
-                    current.top = r
-                    current.rowspan += 1
-                else:
-                    current = Cell("empty", r)
-                    placed.append(current)
-            elif isinstance(slot, tuple):
-                current = Cell("time", r, clock=slot[0], day=slot[1], date=slot[2])
-                placed.append(current)
-            else:
-                current = Cell(slot.kind, r, event=slot,
-                               filler=(j in fillers and r == nrows - 1))
-                placed.append(current)
-        for cell in reversed(placed):
-            rows[cell.top].append(cell)
-    return rows
+    id: int
+    builderid: int
+    builder: str
+    number: int
+    reason: str
+    started_at: float
+    finished_at: float | None
+    steps: list[Step] = field(default_factory=list)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -315,56 +115,76 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
+GROUP = 200  # builders per statement: SQLite allows 500 terms in a compound select
+
+
+@functools.lru_cache(maxsize=GROUP)
+def _builds_union(n: int) -> sa.Select | sa.CompoundSelect:
+    """For ``n`` builders: ``UNION ALL`` of each one's newest ``:limit_i`` builds started in
+    ``[:lo, :hi_i]``, an index range scan on ``(builderid, started_at)`` each. Building a
+    statement of a few hundred clauses costs more than running it, so it is built once per
+    ``n`` and bound to values on each use (an open bound is an infinite one). A memo of
+    immutable statements, the same in every process."""
+    parts = [sa.select(builds.c.id, builds.c.builderid, builds.c.number, builds.c.reason,
+                       builds.c.started_at, builds.c.finished_at)
+             .where(builds.c.builderid == sa.bindparam(f"builder_{i}"),
+                    builds.c.started_at <= sa.bindparam(f"hi_{i}"),
+                    builds.c.started_at >= sa.bindparam("lo"))
+             .order_by(builds.c.started_at.desc())
+             .limit(sa.bindparam(f"limit_{i}"))
+             for i in range(n)]
+    return parts[0] if n == 1 else sa.union_all(*(p.subquery().select() for p in parts))
+
+
 def _newest_builds(conn: Connection, wanted: Sequence[tuple[BuilderInfo, int, float | None]],
-                   lo: float | None) -> dict[int, list[BuildInfo]]:
+                   lo: float | None) -> dict[int, list[Build]]:
     """builderid -> its newest ``limit`` builds started in [lo, hi], newest first, for each
     (builder, limit, hi): one ``UNION ALL`` of index range scans on
-    ``(builderid, started_at)``."""
-    out: dict[int, list[BuildInfo]] = {b.id: [] for b, _limit, _hi in wanted}
+    ``(builderid, started_at)`` per ``GROUP`` builders."""
+    out: dict[int, list[Build]] = {b.id: [] for b, _limit, _hi in wanted}
     names = {b.id: b.name for b, _limit, _hi in wanted}
-    parts = []
-    for b, limit, hi in wanted:
-        q = sa.select(builds).where(builds.c.builderid == b.id)
-        if hi is not None:
-            q = q.where(builds.c.started_at <= hi)
-        if lo is not None:
-            q = q.where(builds.c.started_at >= lo)
-        parts.append(q.order_by(builds.c.started_at.desc()).limit(limit))
-    if not parts:
-        return out
-    for first in range(0, len(parts), 200):  # SQLite allows 500 terms in a compound select
-        group = parts[first:first + 200]
-        stmt = group[0] if len(group) == 1 else sa.union_all(
-            *(p.subquery().select() for p in group))
-        for r in conn.execute(stmt):
-            out[r.builderid].append(BuildInfo(
-                id=r.id, builderid=r.builderid, builder=names[r.builderid], number=r.number,
-                buildrequestid=r.buildrequestid, slave=None, reason=r.reason or "",
-                started_at=r.started_at, finished_at=r.finished_at, results=r.results,
-                text=[], stop_requested=r.stop_requested))  # the grid never shows it
+    for first in range(0, len(wanted), GROUP):
+        group = wanted[first:first + GROUP]
+        params: dict[str, Any] = {"lo": -math.inf if lo is None else lo}
+        for i, (b, limit, hi) in enumerate(group):
+            params[f"builder_{i}"] = b.id
+            params[f"hi_{i}"] = math.inf if hi is None else hi
+            params[f"limit_{i}"] = limit
+        for bid, builderid, number, reason, started, finished in conn.execute(
+                _builds_union(len(group)), params):
+            out[builderid].append(Build(bid, builderid, names[builderid], number,
+                                        reason or "", started, finished))
     for lst in out.values():
         lst.sort(key=lambda b: (b.started_at, b.number), reverse=True)
     return out
 
 
-def _steps(conn: Connection, buildids: Sequence[int], raw: dict[int, tuple[str, str]]
-           ) -> dict[int, list[StepInfo]]:
-    """buildid -> its started steps, in order. Their text and URLs are left in ``raw``
-    (step id -> JSON texts) and decoded by :func:`_finish_shown` for the steps shown only;
-    logs are read there too."""
-    out: dict[int, list[StepInfo]] = {}
+# one statement whatever the number of builds (an expanding IN), built once
+_STEPS = (sa.select(steps.c.id, steps.c.buildid, steps.c.number, steps.c.name,
+                    steps.c.started_at, steps.c.finished_at, steps.c.results, steps.c.hidden,
+                    steps.c.text, steps.c.urls)
+          .where(steps.c.buildid.in_(sa.bindparam("buildids", expanding=True)),
+                 steps.c.started_at.isnot(None))
+          .order_by(steps.c.buildid, steps.c.number))
+_LOGS = (sa.select(logs.c.stepid, logs.c.name, logs.c.num_chunks, logs.c.complete)
+         .join(steps, steps.c.id == logs.c.stepid)
+         .where(steps.c.buildid.in_(sa.bindparam("buildids", expanding=True)))
+         .order_by(logs.c.stepid, logs.c.id))
+
+
+def _steps(conn: Connection, buildids: Sequence[int]) -> dict[int, list[Step]]:
+    """buildid -> its started steps, in order; their text, URLs and logs not decoded or read
+    yet (:func:`_finish_shown` does it for the steps shown)."""
+    out: dict[int, list[Step]] = {}
     if not buildids:
         return out
-    cols = [steps.c.id, steps.c.buildid, steps.c.number, steps.c.name, steps.c.started_at,
-            steps.c.finished_at, steps.c.results, steps.c.text, steps.c.urls, steps.c.hidden]
-    for r in conn.execute(sa.select(*cols).where(steps.c.buildid.in_(sorted(buildids)),
-                                                 steps.c.started_at.isnot(None))
-                          .order_by(steps.c.buildid, steps.c.number)):
-        out.setdefault(r.buildid, []).append(StepInfo(
-            id=r.id, buildid=r.buildid, number=r.number, name=r.name,
-            started_at=r.started_at, finished_at=r.finished_at, results=r.results,
-            text=[], urls={}, statistics={}, hidden=bool(r.hidden)))
-        raw[r.id] = (r.text, r.urls)
+    for row in conn.execute(_STEPS, {"buildids": sorted(buildids)}):
+        step = Step(*row)
+        mine = out.get(step.buildid)
+        if mine is None:
+            out[step.buildid] = [step]
+        else:
+            mine.append(step)
     return out
 
 
@@ -384,7 +204,7 @@ def _build_authors(conn: Connection, buildids: Sequence[int]) -> dict[int, set[s
     return out
 
 
-def _matching(conn: Connection, found: list[BuildInfo], filters: Filters) -> set[int]:
+def _matching(conn: Connection, found: list[Build], filters: Filters) -> set[int]:
     """Ids of the builds in ``found`` that pass the filters: a branch of theirs is wanted, a
     wanted committer wrote one of their changes, their ``project`` property is wanted. One
     query per kind of filter."""
@@ -452,24 +272,29 @@ def _slave_events(conn: Connection, limit: int, hi: float | None, lo: float | No
     return out
 
 
-def _finish_shown(conn: Connection, found: Iterable[BuildInfo],
-                  raw: dict[int, tuple[str, str]]) -> None:
+def _finish_shown(conn: Connection, found: Iterable[Build]) -> None:
     """Decode the text and URLs of the shown builds' steps and read their logs (one
-    query)."""
+    query). Most steps say the same few things, so each distinct JSON text is decoded
+    once."""
     by_step = {st.id: st for b in found for st in b.steps}
     if not by_step:
         return
-    for sid, st in by_step.items():
-        text, urls = raw.get(sid, ("", ""))
-        st.text = _json(text, [])
-        st.urls = _json(urls, {}) if urls and urls != "{}" else {}
+    texts: dict[str | None, Any] = {}
+    for st in by_step.values():
+        raw = st.text_json
+        text = texts.get(raw)
+        if text is None:
+            text = texts[raw] = _json(raw, [])
+        st.text = text
+        raw = st.urls_json
+        if raw and raw != "{}":
+            urls = _json(raw, {})
+            st.urls = urls if isinstance(urls, dict) else None
     ids = sorted({st.buildid for st in by_step.values()})
-    for r in conn.execute(sa.select(logs).join(steps, steps.c.id == logs.c.stepid)
-                          .where(steps.c.buildid.in_(ids)).order_by(logs.c.stepid, logs.c.id)):
-        st = by_step.get(r.stepid)
+    for stepid, name, num_chunks, complete in conn.execute(_LOGS, {"buildids": ids}):
+        st = by_step.get(stepid)
         if st is not None:
-            st.logs.append(LogInfo(id=r.id, name=r.name, num_chunks=r.num_chunks,
-                                   num_bytes=r.num_bytes, complete=bool(r.complete)))
+            st.logs = [*st.logs, (name, bool(num_chunks) or not complete)]
 
 
 @dataclass
@@ -517,7 +342,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
 
     Statements: per round one for builds, one for their steps, one per build filter, one
     for changes and one for slave events (each only when that read must grow), then one for
-    the logs of the steps shown; usually one round."""
+    the logs of the steps shown; one or two rounds usually."""
     blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
     ncols = len(builder_list) + 1
     first = max(4, math.ceil(num_events / ncols) + 2)
@@ -526,10 +351,9 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
     build_src = {b.id: _Source(min(first, build_cap), build_cap) for b in blist}
     change_src = _Source(min(first, point_cap), point_cap)
     event_src = _Source(min(num_events + 2, point_cap), point_cap)
-    found: dict[int, list[BuildInfo]] = {b.id: [] for b in blist}
+    found: dict[int, list[Build]] = {b.id: [] for b in blist}
     keep: set[int] = set()
     have_steps: set[int] = set()
-    raw_steps: dict[int, tuple[str, str]] = {}
     change_list: list[ChangeInfo] = []
     slave_events: list[tuple[float, str, str]] = []
     todo_builds = list(blist)
@@ -538,6 +362,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
     rounds = 0
     while True:
         rounds += 1
+        asked = {b.id for b in todo_builds}
         if todo_builds:
             # a grown read continues below what was read (ties at the old horizon read again)
             asks = []
@@ -551,7 +376,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
             got = _newest_builds(conn, asks, lower)
             new_builds = [bld for b in todo_builds for bld in got[b.id]
                           if bld.id not in have_steps]
-            step_map = _steps(conn, [bld.id for bld in new_builds], raw_steps)
+            step_map = _steps(conn, [bld.id for bld in new_builds])
             for bld in new_builds:
                 bld.steps = step_map.get(bld.id, [])
                 have_steps.add(bld.id)
@@ -573,7 +398,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
         columns = [with_spacers(change_stream(change_list), now)]
         horizons: list[float | None] = [change_src.horizon]
         for b in builder_list:
-            if b.id not in streams or todo_events or b in todo_builds:
+            if b.id not in streams or todo_events or b.id in asked:
                 points = [point_event(t, slave, kind.split(".", 1)[1])
                           for t, slave, kind in slave_events
                           if slave in slavenames.get(b.name, ())] if show_events else []
@@ -613,7 +438,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
                     for e in cell if e.build is not None}
     shown_builds.update({e.build.id: e.build for e in result.next_events
                          if e is not None and e.build is not None})
-    _finish_shown(conn, shown_builds.values(), raw_steps)
+    _finish_shown(conn, shown_builds.values())
     return Waterfall(list(builder_list), result, rounds)
 
 
@@ -639,6 +464,8 @@ def _failed_tests(conn: Connection, buildids: Sequence[int]) -> dict[int, int]:
         return out
     for r in conn.execute(sa.select(steps.c.buildid, steps.c.statistics)
                           .where(steps.c.buildid.in_(sorted(buildids)))):
+        if not r.statistics or r.statistics == "{}":
+            continue
         value = _json(r.statistics, {})
         n = value.get("tests-failed") if isinstance(value, dict) else None
         if isinstance(n, int | float) and not isinstance(n, bool):
@@ -704,7 +531,5 @@ def lower_bound(*, last_time: float | None, first_time: float | None,
     return None
 
 
-__all__ = ["Bucketing", "BuilderHead", "Cell", "Chunk", "Event", "Filters", "Waterfall",
-           "bucket", "build_events", "builder_heads", "builder_stream", "change_stream",
-           "layout_table", "load", "lower_bound", "point_event", "time_cells",
-           "with_spacers"]
+__all__ = ["Build", "BuilderHead", "Filters", "Step", "Waterfall", "builder_heads", "load",
+           "lower_bound"]

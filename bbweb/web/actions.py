@@ -168,8 +168,7 @@ def rebuild(name: str, number: int) -> Response:
 def _legacy_properties() -> dict[str, str]:
     """``property1name``/``property1value``, … (0.8's rebuild form), consecutive, up to
     the first empty name; checked with the force form's property patterns."""
-    from bbweb.config.forcefields import PROPERTY_NAME_RE, PROPERTY_VALUE_RE
-
+    patterns = site().config.validation
     out: dict[str, str] = {}
     i = 1
     while True:
@@ -177,7 +176,8 @@ def _legacy_properties() -> dict[str, str]:
         if not pname:
             return out
         pvalue = request.form.get(f"property{i}value") or ""
-        if not PROPERTY_NAME_RE.fullmatch(pname) or not PROPERTY_VALUE_RE.fullmatch(pvalue):
+        if not (patterns["property_name"].search(pname)
+                and patterns["property_value"].search(pvalue)):
             raise engine.ActionError(f"could not rebuild: bad property name='{pname}', "
                                      f"value='{pvalue}'")
         out[pname] = pvalue

@@ -112,7 +112,7 @@ def _force(sched: ForceScheduler, names: list[str], page: str) -> Response:
     form = {k: request.form.getlist(k) for k in request.form}
     owner = acting_user() if current_username() is not None else None
     try:
-        wanted = sched.parse_form(form, owner)
+        wanted = sched.parse_form(form, owner, site().config.validation)
     except ValidationError as exc:
         return back(page, f"Nothing forced: {exc}", "error")
     s = site()

@@ -100,6 +100,35 @@ def test_bad_force_input_schedules_nothing(open_master, oclient, field, value, m
     assert pending(open_master) == []
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("branch", "has space", "bad branch 'has space'"),
+    ("revision", "abc;rm", "bad revision 'abc;rm'"),
+    ("property1_value", "two words", "bad property name='p', value='two words'"),
+])
+def test_default_validation_patterns_refuse(open_master, oclient, field, value, message):
+    form = {"forcescheduler": "force", "reason": "r", "property1_name": "p", field: value}
+    post(oclient, "/builders/runtests/force", form, "/builders/runtests")
+    shown = flashes(oclient, "/builders/runtests")
+    assert "Nothing forced" in shown and message in shown
+    assert pending(open_master) == []
+
+
+def test_configured_validation_patterns_apply(make_master):
+    master = make_master(OPEN_CFG + "\nc['validation'] = {'branch': r'^release/[0-9.]+$',"
+                                    " 'property_value': r'^[a-z ]*$'}\n")
+    client = master.app().test_client()
+    post(client, "/builders/runtests/force", {"forcescheduler": "force", "branch": "main"},
+         "/builders/runtests")
+    shown = flashes(client, "/builders/runtests")
+    assert "bad branch 'main'" in shown and "release/" in shown
+    post(client, "/builders/runtests/force", {
+        "forcescheduler": "force", "branch": "release/2.1", "property1_name": "note",
+        "property1_value": "two words"}, "/builders/runtests")
+    assert "Forced a build of runtests" in flashes(client, "/builders/runtests")
+    [brid] = pending(master)
+    assert props_of(master, brid)["note"][0] == "two words"
+
+
 def test_force_messages_are_escaped_and_scheduler_is_checked(open_master, oclient):
     post(oclient, "/builders/runtests/force",
          {"forcescheduler": "force", "reason": "<script>alert(1)</script>"},

@@ -164,3 +164,23 @@ def test_create_master_sample_is_valid(tmp_path, capsys):
     assert "local-worker" in cfg.slaves
     assert (tmp_path / "m" / "master.cfg").stat().st_mode & 0o077 == 0
     assert main(["create-master", str(tmp_path / "m")]) == 1  # does not clobber
+
+
+def test_validation_patterns_are_checked(tmp_path, capsys):
+    write(tmp_path, """
+        c['builders'] = [BuilderConfig(name='b', slavenames=['s1'], factory=f)]
+        c['validation'] = {'branch': '([unclosed', 'colour': '.*'}
+    """)
+    code, out = check(tmp_path, capsys)
+    assert code == 1
+    assert "c['validation']['branch'] is not a regular expression" in out
+    assert "c['validation'] has an unknown key 'colour'" in out
+    write(tmp_path, """
+        import re
+        c['builders'] = [BuilderConfig(name='b', slavenames=['s1'], factory=f)]
+        c['validation'] = {'revision': re.compile(r'^[0-9a-f]{40}$')}
+    """)
+    cfg = load_master_config(str(tmp_path))
+    assert cfg.validation["revision"].pattern == "^[0-9a-f]{40}$"
+    assert cfg.validation["branch"].search("release/1.0")  # the others keep their defaults
+    assert not any("validation" in w for w in cfg.warnings)

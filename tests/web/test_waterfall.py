@@ -6,20 +6,24 @@ test says which box sits in which column and row."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
+from bbweb.db import schema
 from bbweb.engine import builds as eb
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.status import waterfall as wf
+from bbweb.status import waterfall_layout as wl
 from bbweb.status.records import BuildInfo, ChangeInfo, StepInfo
 from tests.support.history import claim, force, run
 from tests.support.querycount import counting
@@ -170,14 +174,14 @@ def page(client: Any, url: str, status: int = 200) -> str:
 
 # -- the layout rules (no database) -------------------------------------------------------------
 
-def ev(kind: str, start: float, finish: float | None = None, **kw: Any) -> wf.Event:
-    return wf.Event(kind, start, start if finish is None else finish, **kw)
+def ev(kind: str, start: float, finish: float | None = None, **kw: Any) -> wl.Event:
+    return wl.Event(kind, start, start if finish is None else finish, **kw)
 
 
 def test_events_ten_seconds_apart_share_a_row_across_columns():
     a = [ev("point", 100), ev("point", 95), ev("point", 80)]
     b = [ev("point", 92), ev("point", 60)]
-    rows = wf.bucket([a, b], now=200, num_events=10)
+    rows = wl.bucket([a, b], now=200, num_events=10)
     assert [[len(c) for c in ch.cells] for ch in rows.chunks] == [[2, 1], [1, 0], [0, 1]]
     assert [ch.when for ch in rows.chunks] == [92, 80, 60]
     assert rows.stopped == "exhausted" and rows.next_events == [None, None]
@@ -185,28 +189,28 @@ def test_events_ten_seconds_apart_share_a_row_across_columns():
 
 def test_rows_are_limited_and_bounded_in_time():
     col = [ev("point", t) for t in (100, 80, 60, 40, 20)]
-    rows = wf.bucket([col], now=200, num_events=2)
+    rows = wl.bucket([col], now=200, num_events=2)
     assert [ch.when for ch in rows.chunks] == [100, 80] and rows.stopped == "rows"
     assert rows.next_events[0].start == 60
     # rows newer than last_time are made, not kept
-    assert [ch.when for ch in wf.bucket([col], now=200, num_events=9, last_time=70).chunks] \
+    assert [ch.when for ch in wl.bucket([col], now=200, num_events=9, last_time=70).chunks] \
         == [60, 40, 20]
-    rows = wf.bucket([col], now=200, num_events=9, lower=50)
+    rows = wl.bucket([col], now=200, num_events=9, lower=50)
     assert [ch.when for ch in rows.chunks] == [100, 80, 60] and rows.stopped == "lower"
     # a column read only down to 65 must not let a row reach below it: the row at 60 would
     # take events from (50, 60]
-    rows = wf.bucket([col], now=200, num_events=9, horizons=[65])
+    rows = wl.bucket([col], now=200, num_events=9, horizons=[65])
     assert [ch.when for ch in rows.chunks] == [100, 80] and rows.stopped == "horizon"
     # the box budget ends the page after the row that reaches it
-    assert len(wf.bucket([col], now=200, num_events=9, max_boxes=2).chunks) == 2
+    assert len(wl.bucket([col], now=200, num_events=9, max_boxes=2).chunks) == 2
 
 
 def test_spacers_stand_for_idle_time_and_running_events_do_not_get_one():
     stream = [ev("step", 90, 95), ev("step", 50, 89), ev("build", 40, 60)]
-    spaced = wf.with_spacers(stream, now=100)
+    spaced = wl.with_spacers(stream, now=100)
     assert [(e.kind, e.start, e.finish) for e in spaced] == [
         ("spacer", 95, 100), ("step", 90, 95), ("step", 50, 89), ("build", 40, 60)]
-    assert [e.kind for e in wf.with_spacers([wf.Event("step", 90, None)], now=100)] == ["step"]
+    assert [e.kind for e in wl.with_spacers([wl.Event("step", 90, None)], now=100)] == ["step"]
 
 
 def _build(number: int, start: float, steps: list[tuple[float, float | None, bool]]
@@ -222,16 +226,16 @@ def _build(number: int, start: float, steps: list[tuple[float, float | None, boo
 
 def test_builder_stream_puts_steps_above_their_build_and_skips_hidden_finished_steps():
     b = _build(1, 100, [(100, 101, False), (102, 103, True), (104, None, True)])
-    stream = wf.builder_stream([b], [wf.point_event(103, "slave1", "connected")])
+    stream = wl.builder_stream([b], [wl.point_event(103, "slave1", "connected")])
     assert [(e.kind, e.step.name if e.step else "") for e in stream] == [
         ("step", "s2"), ("point", ""), ("step", "s0"), ("build", "")]
 
 
-def _chunks(*rows: tuple[float, list[list[wf.Event]]]) -> list[wf.Chunk]:
-    return [wf.Chunk(when, cells) for when, cells in rows]
+def _chunks(*rows: tuple[float, list[list[wl.Event]]]) -> list[wl.Chunk]:
+    return [wl.Chunk(when, cells) for when, cells in rows]
 
 
-def _layout(rows: list[list[wf.Cell]]) -> dict[int, list[tuple[int, int, str]]]:
+def _layout(rows: list[list[wl.Cell]]) -> dict[int, list[tuple[int, int, str]]]:
     """column -> [(top, rowspan, kind)] read back from table rows (as a browser would)."""
     taken: set[tuple[int, int]] = set()
     out: dict[int, list[tuple[int, int, str]]] = {}
@@ -250,7 +254,7 @@ def test_cells_are_bottom_justified_and_boxes_stretch_upwards():
     step = ev("step", 100, 130)
     chunks = _chunks((99, [[], [ev("step", 101, 102), ev("build", 99, 130)]]),
                      (90, [[ev("change", 90)], [step]]))
-    cols = _layout(wf.layout_table(chunks, [None, None], today=100))
+    cols = _layout(wl.layout_table(chunks, [None, None], today=100))
     # time column: one box per chunk, as tall as the chunk
     assert cols[0] == [(0, 2, "time"), (2, 1, "time")]
     # changes column: nothing in the first chunk (one empty spacer), the change at the bottom
@@ -259,26 +263,96 @@ def test_cells_are_bottom_justified_and_boxes_stretch_upwards():
     # a one-event cell in a two-row chunk sits at the bottom; the box stretches over the gap
     chunks = _chunks((99, [[ev("change", 99)], [ev("step", 99)]]),
                      (80, [[ev("change", 85), ev("change", 80)], [ev("build", 80)]]))
-    cols = _layout(wf.layout_table(chunks, [None, None], today=100))
+    cols = _layout(wl.layout_table(chunks, [None, None], today=100))
     assert cols[2] == [(0, 1, "step"), (1, 2, "build")]
     # changes never stretch: the empty slot above the lower change becomes a spacer
     assert cols[1] == [(0, 1, "change"), (1, 1, "change"), (2, 1, "change")]
     chunks = _chunks((99, [[ev("change", 99), ev("change", 98)], [ev("step", 99)]]),
                      (80, [[], [ev("build", 80)]]))
-    cols = _layout(wf.layout_table(chunks, [None, None], today=100))
+    cols = _layout(wl.layout_table(chunks, [None, None], today=100))
     assert cols[1][:2] == [(0, 1, "change"), (1, 1, "change")]
     assert cols[2] == [(0, 2, "step"), (2, 1, "build")]
     # nobubble: every empty slot is its own empty cell
-    cols = _layout(wf.layout_table(chunks, [None, None], nobubble=True, today=100))
+    cols = _layout(wl.layout_table(chunks, [None, None], nobubble=True, today=100))
     assert cols[2] == [(0, 1, "empty"), (1, 1, "step"), (2, 1, "build")]
 
 
 def test_the_bottom_row_is_filled_with_the_event_below_the_page():
     chunks = _chunks((99, [[ev("change", 99)], []]))
     below = ev("step", 50, 120)
-    rows = wf.layout_table(chunks, [None, below], today=100)
+    rows = wl.layout_table(chunks, [None, below], today=100)
     assert [c.kind for c in rows[0]] == ["time", "change", "step"]
     assert rows[0][2].filler and rows[0][2].event is below
+
+
+def _slot_layout(chunks: list[wl.Chunk], next_events: list[wl.Event | None], nobubble: bool,
+                 today: float) -> list[list[tuple[Any, ...]]]:
+    """The layout rules spelled out slot by slot (the oracle for :func:`wl.layout_table`,
+    which works box by box): fill a rows x columns matrix bottom-justified per chunk, put
+    the event below the page in an empty last slot, then walk each column upwards letting
+    an empty slot join the box below it (not a change's)."""
+    ncols = 1 + (len(chunks[0].cells) if chunks else len(next_events))
+    slots: list[list[Any]] = [[] for _ in range(ncols)]
+    for chunk, stamp in zip(chunks, wl.time_cells(chunks, today), strict=True):
+        height = max([1, *(len(c) for c in chunk.cells)])
+        slots[0] += [None] * (height - 1) + [("time", *stamp)]
+        for j, cell in enumerate(chunk.cells, start=1):
+            slots[j] += [None] * (height - len(cell)) + list(cell)
+    nrows = len(slots[0])
+    fillers = set()
+    for j in range(1, ncols):
+        if nrows and slots[j][-1] is None and next_events[j - 1] is not None:
+            slots[j][-1] = next_events[j - 1]
+            fillers.add(j)
+    rows: list[list[tuple[Any, ...]]] = [[] for _ in range(nrows)]
+    for j in range(ncols):
+        placed: list[list[Any]] = []
+        below: list[Any] | None = None
+        for r in range(nrows - 1, -1, -1):
+            slot = slots[j][r]
+            if slot is None:
+                if not nobubble and below is not None and (j != 1 or below[0] in ("spacer",
+                                                                                  "empty")):
+                    below[1] -= 1
+                    below[2] += 1
+                    continue
+                below = ["empty", r, 1, None, "", "", "", False]
+            elif isinstance(slot, tuple):
+                below = ["time", r, 1, None, *slot[1:], False]
+            else:
+                below = [slot.kind, r, 1, slot, "", "", "", j in fillers and r == nrows - 1]
+            placed.append(below)
+        for cell in reversed(placed):
+            rows[cell[1]].append(tuple(cell))
+    return rows
+
+
+def test_the_table_follows_the_slot_by_slot_rules_on_random_pages():
+    import random
+
+    rnd = random.Random(1234)
+    kinds = {0: ("change", "change", "spacer"), 1: ("step", "step", "build", "spacer", "point")}
+    for _case in range(400):
+        ncols = rnd.randint(1, 5)
+        t = 10_000.0
+        chunks = []
+        for _ in range(rnd.randint(0, 7)):
+            cells = []
+            for col in range(ncols):
+                evs = []
+                for _k in range(rnd.choice((0, 0, 1, 1, 2, 3))):
+                    t -= rnd.random()
+                    evs.append(wl.Event(rnd.choice(kinds[min(col, 1)]), t, t + 5))
+                cells.append(evs)
+            chunks.append(wl.Chunk(t, cells))
+            t -= 20
+        below = [rnd.choice((None, wl.Event(rnd.choice(kinds[min(c, 1)]), 1.0, 2.0)))
+                 for c in range(ncols)]
+        nobubble = rnd.random() < 0.3
+        got = [[(c.kind, c.top, c.rowspan, c.event, c.clock, c.day, c.date, c.filler)
+                for c in row] for row in wl.layout_table(chunks, below, nobubble=nobubble,
+                                                         today=10_000.0)]
+        assert got == _slot_layout(chunks, below, nobubble, 10_000.0), (chunks, below, nobubble)
 
 
 def test_the_time_column_shows_the_date_when_it_changes():
@@ -286,7 +360,7 @@ def test_the_time_column_shows_the_date_when_it_changes():
     yesterday = today - 86400
     chunks = _chunks((today, [[ev("change", today)]]), (today - 60, [[ev("change", 1)]]),
                      (yesterday, [[ev("change", 1)]]), (yesterday - 60, [[ev("change", 1)]]))
-    stamps = wf.time_cells(chunks, today)
+    stamps = wl.time_cells(chunks, today)
     assert stamps[0] == ("12:00:00", "", "") and stamps[1] == ("11:59:00", "", "")
     assert stamps[2] == ("12:00:00", "Mon", "04 Mar 2024")
     assert stamps[3] == ("11:59:00", "", "")
@@ -296,7 +370,7 @@ def test_change_stream_is_newest_first():
     c = [ChangeInfo(number=n, author="a", comments="", branch=None, revision=None,
                     revlink=None, when=w, category=None, repository="", codebase="",
                     project="", src=None, is_dir=False) for n, w in ((1, 5.0), (2, 9.0))]
-    assert [e.change.number for e in wf.change_stream(c)] == [2, 1]
+    assert [e.change.number for e in wl.change_stream(c)] == [2, 1]
 
 
 def test_lower_bound_rules():
@@ -581,6 +655,29 @@ def test_hostile_text_is_escaped(web, history):
     help_html = page(web, "/waterfall/help?branch=%3Cscript%3E&committer=%22%3E%3Cb%3E")
     assert "<script>" not in help_html and '"><b>' not in help_html
     assert page(web, "/waterfall?builder=%3Cscript%3E", status=404).count("<script>") == 0
+
+
+def test_step_links_texts_and_log_names_are_escaped(web, history, wmaster):
+    """A step's URLs (the worker's ``addURL``), text and log names come from the build:
+    each is escaped, and a URL with a scheme a browser would run is not a link."""
+    steps = schema.steps
+    with wmaster.db.write() as conn:
+        sid = conn.execute(sa.select(steps.c.id).join(schema.builds)
+                           .where(schema.builds.c.number == 0, steps.c.name == "test")
+                           .order_by(steps.c.id)).scalars().first()
+        conn.execute(sa.update(steps).where(steps.c.id == sid).values(
+            text=json.dumps(["test", EVIL]),
+            urls=json.dumps({"coverage": "http://cov.example.org/?a=1&b=<2>",
+                             EVIL: "javascript:alert(1)"})))
+        eb.append_step_log(conn, wmaster.config, sid, EVIL, [("o", "x\n")])
+    box = grid_of(page(web, "/waterfall?builder=runtests")).find("runtests", EVIL)
+    html = page(web, "/waterfall?builder=runtests")
+    assert "<script>" not in html
+    assert box.text.splitlines()[:2] == ["test", EVIL]
+    assert "http://cov.example.org/?a=1&b=<2>" in box.hrefs
+    assert "javascript:alert(1)" not in html
+    log_link = "./builders/runtests/builds/0/steps/test/logs/" + quote(EVIL, safe="")
+    assert log_link in box.hrefs
 
 
 def test_help_form_is_prefilled(web):
