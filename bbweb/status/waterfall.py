@@ -50,7 +50,18 @@ from bbweb.status.waterfall_layout import (
 IMPLICIT_SPAN = 24 * 3600.0  # lower bound when only branch/committer filters narrow the page
 MAX_ROUNDS = 6
 GROWTH = 4
-POINT_KINDS = ("slave.connected", "slave.disconnected")
+# builder point events (``show_events=true``): slave comings and goings and actions on
+# slaves go in the columns of the slave's builders, reconfigurations in the builder's own
+# column, a clean shutdown of the master in every column
+SLAVE_KINDS = {"slave.connected": "connected", "slave.disconnected": "disconnected",
+               "slave.paused": "paused", "slave.unpaused": "unpaused",
+               "slave.graceful_shutdown": "graceful shutdown", "slave.ping": "ping",
+               "slave.pong": "pong"}
+BUILDER_KINDS = {"builder.created": "builder created",
+                 "builder.updated": "config updated", "builder.removed": "builder removed"}
+MASTER_KINDS = {"master.clean_shutdown": "master shutting down",
+                "master.clean_shutdown_cancelled": "shutdown cancelled"}
+POINT_KINDS = (*SLAVE_KINDS, *BUILDER_KINDS, *MASTER_KINDS)
 SEARCH = 200  # builds looked at for the "last build" row when a branch filter is set
 
 
@@ -249,11 +260,42 @@ def _newest_changes(conn: Connection, limit: int, hi: float | None, lo: float | 
                        is_dir=bool(r.is_dir)) for r in rows]
 
 
-def _slave_events(conn: Connection, limit: int, hi: float | None, lo: float | None
-                  ) -> list[tuple[float, str, str]]:
-    """The newest ``limit`` slave connects/disconnects in [lo, hi] as (time, slave, kind),
-    newest first: per kind a backward range of the ``(kind, created_at)`` index, so no
-    sort of every such event ever recorded."""
+@dataclass(frozen=True, slots=True)
+class PointEvent:
+    """One builder point event: when, and the lines of its box."""
+
+    when: float
+    kind: str
+    slaves: tuple[str, ...] = ()
+    builder: str | None = None
+    text: tuple[str, ...] = ()
+
+    def applies_to(self, builder: str, slavenames: Sequence[str]) -> bool:
+        if self.kind in MASTER_KINDS:
+            return True
+        if self.builder is not None:
+            return self.builder == builder
+        return any(sl in slavenames for sl in self.slaves)
+
+
+def _point_text(kind: str, payload: dict[str, Any]) -> tuple[str, ...]:
+    """The box's lines: what happened, to which slave, by whom."""
+    what = SLAVE_KINDS.get(kind) or BUILDER_KINDS.get(kind) or MASTER_KINDS[kind]
+    slave = payload.get("slave")
+    lines = [slave, what] if isinstance(slave, str) else [what]
+    if kind == "slave.pong" and isinstance(payload.get("seconds"), int | float):
+        lines.append(f"{payload['seconds']:.2f} s")
+    user = payload.get("user")
+    if isinstance(user, str) and user:
+        lines.append(f"by {user}")
+    return tuple(lines)
+
+
+def _point_events(conn: Connection, limit: int, hi: float | None, lo: float | None
+                  ) -> list[PointEvent]:
+    """The newest ``limit`` point events in [lo, hi], newest first: per kind a backward
+    range of the ``(kind, created_at)`` index, so no sort of every such event ever
+    recorded."""
     parts = []
     for kind in POINT_KINDS:
         q = sa.select(events.c.kind, events.c.created_at, events.c.payload).where(
@@ -266,9 +308,16 @@ def _slave_events(conn: Connection, limit: int, hi: float | None, lo: float | No
     rows = sorted(conn.execute(sa.union_all(*parts)), key=lambda r: r.created_at, reverse=True)
     out = []
     for r in rows[:limit]:
-        slave = _json(r.payload, {}).get("slave")
-        if isinstance(slave, str):
-            out.append((r.created_at, slave, r.kind))
+        payload = _json(r.payload, {})
+        if not isinstance(payload, dict):
+            continue
+        slaves = payload.get("slaves") if r.kind == "slave.ping" else [payload.get("slave")]
+        builder = payload.get("builder") if r.kind in BUILDER_KINDS else None
+        out.append(PointEvent(
+            r.created_at, r.kind,
+            tuple(sl for sl in slaves or () if isinstance(sl, str)),
+            builder if isinstance(builder, str) else None,
+            _point_text(r.kind, payload)))
     return out
 
 
@@ -355,7 +404,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
     keep: set[int] = set()
     have_steps: set[int] = set()
     change_list: list[ChangeInfo] = []
-    slave_events: list[tuple[float, str, str]] = []
+    slave_events: list[PointEvent] = []
     todo_builds = list(blist)
     todo_changes, todo_events = True, show_events
     streams: dict[int, tuple[list[Event], bool]] = {}
@@ -392,16 +441,16 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
             change_src.horizon = (change_list[-1].when
                                   if len(change_list) >= change_src.limit else None)
         if todo_events:
-            slave_events = _slave_events(conn, event_src.limit, last_time, lower)
-            event_src.horizon = (slave_events[-1][0]
+            slave_events = _point_events(conn, event_src.limit, last_time, lower)
+            event_src.horizon = (slave_events[-1].when
                                  if len(slave_events) >= event_src.limit else None)
         columns = [with_spacers(change_stream(change_list), now)]
         horizons: list[float | None] = [change_src.horizon]
         for b in builder_list:
             if b.id not in streams or todo_events or b.id in asked:
-                points = [point_event(t, slave, kind.split(".", 1)[1])
-                          for t, slave, kind in slave_events
-                          if slave in slavenames.get(b.name, ())] if show_events else []
+                mine = slavenames.get(b.name, ())
+                points = [point_event(pe.when, *pe.text) for pe in slave_events
+                          if pe.applies_to(b.name, mine)] if show_events else []
                 shown = [bld for bld in found.get(b.id, []) if bld.id in keep]
                 streams[b.id] = (with_spacers(builder_stream(shown, points), now),
                                  bool(points))

@@ -569,6 +569,26 @@ def test_show_events(web, history):
     assert all("slave2" not in b.text for b in g.column("docs"))
 
 
+def test_show_events_actions_reconfig_and_master_shutdown(web, history, wmaster):
+    """Pausing a slave shows in its builders' columns, the builders' creation in their own
+    column, a clean shutdown of the master in every column — each with who did it."""
+    from bbweb.engine import actions, actions_slaves
+
+    with wmaster.db.write() as conn:
+        actions_slaves.set_paused(conn, "slave2", True, "Ann <ann@example.org>")
+        actions.request_clean_shutdown(conn, "admin")
+    assert not [b for b in grid_of(page(web, "/waterfall")).boxes if b.cls == "Event box"]
+    g = grid_of(page(web, "/waterfall?show_events=true"))
+    runtests = [b.text for b in g.column("runtests") if b.cls == "Event box"]
+    docs = [b.text for b in g.column("docs") if b.cls == "Event box"]
+    assert "slave2\npaused\nby Ann <ann@example.org>" in runtests
+    assert not any("paused" in t for t in docs)  # slave2 does not serve docs
+    assert "builder created" in runtests and "builder created" in docs
+    for name in COLUMNS[1:]:
+        assert "master shutting down\nby admin" in [
+            b.text for b in g.column(name) if b.cls == "Event box"], name
+
+
 def test_next_page_and_last_time(web, history):
     html = page(web, "/waterfall?num_events=3&builder=runtests")
     g = grid_of(html)
