@@ -5,7 +5,9 @@ A page costs the same handful of queries whatever the history and however many b
 it shows:
 
 * builder rows and their state (running builds, pending-request counts in one grouped
-  query, connected slaves) through :func:`bbweb.status.queries.builder_summaries`;
+  query, connected slaves) through :func:`bbweb.status.queries.builder_summaries`, and
+  ``waiting`` for idle builders with an upcoming scheduled build
+  (:mod:`bbweb.status.upcoming`, one query only when timed schedulers feed them);
 * the newest ``width`` builds of every builder in **one** query, an explicit
   ``(builderid, number)`` index range per builder (build numbers are contiguous, so
   ``number >= next_number - width`` is exactly the newest ``width`` started builds);
@@ -35,7 +37,7 @@ from sqlalchemy.engine import Connection
 from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import buildrequests, builds, sourcestamps
-from bbweb.status import queries
+from bbweb.status import queries, upcoming
 from bbweb.status.records import BuilderInfo, BuilderSummary
 
 DEFAULT_WIDTH = 5
@@ -299,8 +301,10 @@ def grid(conn: Connection, cfg: MasterConfig, rows: dict[str, BuilderInfo],
          names: Sequence[str], width: int, branches: set[str | None] | None = None) -> Grid:
     """The grid of the builders ``names`` (in that order; ``rows`` are their database
     rows), ``width`` stamps wide. Five queries whatever the history and the number of
-    builders (six with a branch filter that few recent builds match)."""
-    summaries = queries.builder_summaries(conn, cfg, names, rows=rows)
+    builders (six with a branch filter that few recent builds match), plus one when a
+    Nightly or Periodic scheduler feeds them (their state is ``waiting`` when idle)."""
+    summaries = upcoming.with_waiting(queries.builder_summaries(conn, cfg, names, rows=rows),
+                                      upcoming.upcoming_builds(conn, cfg, names))
     present = [rows[n] for n in names if n in rows]
     found = recent_builds(conn, present, width, branches)
     load_stamps(conn, [b for lst in found.values() for b in lst])

@@ -32,9 +32,10 @@ from sqlalchemy.engine import Connection
 from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import builds, changes, events, logs, sourcestamp_changes, steps
-from bbweb.status import estimates, overview, queries
+from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.builder import FAILURE, SUCCESS
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo
+from bbweb.status.upcoming import Upcoming
 from bbweb.status.waterfall_layout import (
     MAX_BOXES,
     WINDOW,
@@ -504,6 +505,7 @@ class BuilderHead:
     last: BuildInfo | None
     failed_tests: int = 0
     failing: bool = False
+    upcoming: list[Upcoming] = field(default_factory=list)  # scheduled builds, soonest first
 
 
 def _failed_tests(conn: Connection, buildids: Sequence[int]) -> dict[int, int]:
@@ -527,9 +529,13 @@ def builder_heads(conn: Connection, cfg: MasterConfig, rows: dict[str, BuilderIn
                   need_failing: bool = False, now: float | None = None
                   ) -> tuple[dict[str, BuilderHead], dict[tuple[str, int], float | None]]:
     """The heads of ``names`` and the ETAs of their running builds ((builder, number) ->
-    seconds left). A fixed handful of queries whatever the history."""
+    seconds left). A head's state is ``waiting`` when the builder is idle and a Nightly
+    or Periodic scheduler feeding it will fire (its ``upcoming`` times). A fixed handful
+    of queries whatever the history."""
     now = time.time() if now is None else now
     summaries = queries.builder_summaries(conn, cfg, names, rows=rows)
+    scheduled = upcoming.upcoming_builds(conn, cfg, names, now=now)
+    summaries = upcoming.with_waiting(summaries, scheduled)
     running = {rows[n].id: len(summaries[n].current_builds) for n in names}
     last = overview.finished_builds(conn, [rows[n] for n in names], 1, branches=branches,
                                     search=SEARCH, running=running)
@@ -562,7 +568,8 @@ def builder_heads(conn: Connection, cfg: MasterConfig, rows: dict[str, BuilderIn
                    or bool(newest and newest[0].results != SUCCESS)
                    or bid in red)
         heads[name] = BuilderHead(name, summaries[name], build,
-                                  tests.get(build.id, 0) if build else 0, failing)
+                                  tests.get(build.id, 0) if build else 0, failing,
+                                  scheduled.get(name, []))
     return heads, etas
 
 

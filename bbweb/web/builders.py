@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.app import site
-from bbweb.status import estimates, overview, queries
+from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo, in_int_range
 from bbweb.web.rendering import bare_text, render_page, to_root
 
@@ -153,6 +153,8 @@ def builders() -> Response:
     with s.db.read() as conn:
         rows = builder_infos(conn, names)
         summaries = queries.builder_summaries(conn, cfg, names, rows=rows)
+        scheduled = upcoming.upcoming_builds(conn, cfg, names)
+        summaries = upcoming.with_waiting(summaries, scheduled)
         running = {rows[n].id: len(summaries[n].current_builds) for n in names}
         last = overview.finished_builds(conn, rows.values(), 1, branches=branches,
                                         search=DEFAULT_MAXSEARCH, running=running)
@@ -172,6 +174,7 @@ def builders() -> Response:
             "summary": summary,
         })
     return render_page("builders.html", "Builders", builders=entries, etas=etas,
+                       upcoming=scheduled,
                        branches=sorted(b for b in (branches or ()) if b is not None),
                        num_building=sum(1 for e in entries
                                         if e["summary"].state == "building"),

@@ -307,6 +307,7 @@ def waterfall() -> Response:
     return render_page(
         "waterfall.html", title, headers=NO_CACHE,
         heads=[heads[n] for n in names], etas=etas, grid_rows=grid_rows, empty=not grid,
+        upcoming={n: heads[n].upcoming for n in names},
         tz=timefmt.tz_name(now),
         next_page=(_url(request.args, last_time=_next_last_time(page.bottom))
                    if page.more and page.bottom is not None else None),
