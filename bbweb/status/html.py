@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.status.records import is_int_text
 
 log = logging.getLogger("bbweb.config")
 
@@ -67,7 +68,7 @@ def parse_http_port(value: int | str | None, option: str = "http_port"
         raise ValueError(f"{option} must be {_TCP_FORMS}")
     if isinstance(value, int):
         port, host = value, "0.0.0.0"
-    elif isinstance(value, str) and value.isdigit():
+    elif isinstance(value, str) and is_int_text(value):
         port, host = int(value), "0.0.0.0"
     elif isinstance(value, str):
         m = _STRPORT.match(value)
@@ -117,7 +118,7 @@ def parse_distrib_port(value: int | str | None
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"distrib_port must be {forms}")
     if isinstance(value, str) and not (value.startswith("tcp:") and _STRPORT.match(value)
-                                       or value.isdigit()):
+                                       or is_int_text(value)):
         raise ValueError(f"distrib_port {value!r} is not understood: use {forms}")
     return parse_http_port(value, option="distrib_port")
 

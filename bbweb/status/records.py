@@ -21,6 +21,12 @@ def in_int_range(n: int) -> bool:
     return INT_MIN <= n <= INT_MAX
 
 
+def is_int_text(text: str) -> bool:
+    """``text`` is a plain non-negative integer in ASCII digits. (``str.isdigit`` alone
+    accepts "²", which ``int()`` then refuses: a 500 instead of a 400.)"""
+    return text.isascii() and text.isdigit()
+
+
 @dataclass
 class BuilderInfo:
     """A row of the builders table. ``next_number`` is the number the next build gets, so

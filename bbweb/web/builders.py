@@ -87,7 +87,7 @@ def int_arg(name: str, default: int, *, low: int = 0, high: int = MAX_COUNT) -> 
 
 def natural_key(name: str) -> list[Any]:
     """Sort key that orders ``slave2`` before ``slave10``."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+    return [(0, int(part), "") if part.isdecimal() else (1, 0, part.lower())
             for part in re.split(r"(\d+)", name) if part]
 
 

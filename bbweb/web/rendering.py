@@ -22,6 +22,7 @@ from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PackageLoader
 from bbweb import __version__
 from bbweb.app import Site, site
 from bbweb.status.builder import result_name
+from bbweb.status.records import is_int_text
 from bbweb.web import decorations, timefmt
 
 RESULT_CLASSES = ["success", "warnings", "failure", "skipped", "exception", "retry",
@@ -142,7 +143,7 @@ def page_context(title: str) -> dict[str, Any]:
         "feeds": [f for f in ("rss", "atom")
                   if f in feeds and f"feeds.{f}" in current_app.view_functions],
         "alert_msg": request.args.get("alert_msg", ""),
-        "refresh": max(int(refresh), 15) if refresh.isdigit() and int(refresh) > 0 else None,
+        "refresh": max(int(refresh), 15) if is_int_text(refresh) and int(refresh) > 0 else None,
     }
 
 

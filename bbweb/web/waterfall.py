@@ -14,6 +14,7 @@ times more than the rest of the page.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from bbweb.status import overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl
 from bbweb.status.builder import Results as RESULT_NAMES
-from bbweb.status.records import ChangeInfo
+from bbweb.status.records import ChangeInfo, is_int_text
 from bbweb.web import decorations, timefmt
 from bbweb.web.builders import builder_infos, natural_key, not_found
 from bbweb.web.rendering import render_page, result_class, to_root
@@ -134,11 +135,14 @@ def _url(args: MultiDict, drop: tuple[str, ...] = (), **replace: str) -> str:
 
 
 def _next_last_time(when: float) -> str:
-    """The next page's ``last_time``: just older than the bottom row, so that row is neither
-    repeated nor a row skipped."""
-    if when == int(when):
-        return str(int(when) - 1)
-    return f"{(int(when * 1000) - 1) / 1000:.3f}"
+    """The next page's ``last_time``: the float just below the bottom row's time, so that
+    row is not repeated and nothing older is skipped (a whole second, or a millisecond,
+    lower lost the events in between: commit times are often whole seconds, other events
+    are not). ``repr`` round-trips the float exactly (times near 0 would be in exponent
+    form, which ``last_time`` does not accept)."""
+    below = math.nextafter(when, -math.inf)
+    text = repr(below)
+    return f"{below:.17f}" if "e" in text else text
 
 
 def change_revision(change: Any) -> Markup:
@@ -301,7 +305,8 @@ def waterfall() -> Response:
                            today=now)
     grid_rows = GridWriter(to_root()).rows(grid)
     raw_reload = request.args.get("reload", "")
-    reloading = raw_reload.isdigit() and int(raw_reload) > 0  # as the layout's refresh
+    # as the layout's refresh; ASCII only: "²".isdigit() is true but int("²") fails
+    reloading = is_int_text(raw_reload) and int(raw_reload) > 0
     query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "alert_msg"])
     title = f"BuildBot: {cfg.title}" if cfg.title else "BuildBot"
     return render_page(

@@ -592,3 +592,16 @@ def test_query_count_does_not_grow_with_history(make_master):
         assert max(large.values()) <= 30, large
     finally:
         app.extensions["bbweb"].db.dispose()
+
+
+def test_builder_names_with_non_ascii_digits_sort_without_error(make_master):
+    """Natural order splits names into digit runs; a superscript digit is not one (it
+    is str.isdigit() but int() refuses it), an Arabic-Indic one is."""
+    from tests.conftest import DEFAULT_CFG
+
+    cfg = DEFAULT_CFG.replace("name='docs'", "name='1\u00b2'").replace(
+        "builderNames=['runtests', 'docs']", "builderNames=['runtests', '1\u00b2']")
+    client = make_master(cfg).app().test_client()
+    resp = client.get("/builders")
+    assert resp.status_code == 200
+    assert "1\u00b2" in resp.get_data(as_text=True)

@@ -615,6 +615,22 @@ def test_next_page_and_last_time(web, history):
     assert seen == ["Build 1", "Build 0"]
 
 
+def test_next_page_starts_just_below_a_whole_second_bottom_row(wmaster, web):
+    """Commit times are often whole seconds while other events have fractions. When the
+    bottom row's time is a whole second, the next page must still show what happened in
+    the second before it (a ``last_time`` one second lower lost those events)."""
+    t = float(int(time.time()) - 1000)
+    change(wmaster, t + 9.8, author="newer", comments="n", files=["f"])
+    change(wmaster, t, author="bottom", comments="b", files=["f"])  # the row's earliest
+    below = change(wmaster, t - 0.5, author="below", comments="x", files=["f"])
+    html = page(web, "/waterfall?num_events=1&builder=docs")
+    assert "below" not in " ".join(grid_of(html).texts("changes"))
+    link = re.search(r'<a class="next-page" href="\./([^"]+)"', html).group(1)
+    g = grid_of(page(web, "/" + link.replace("&amp;", "&")))
+    assert any(f"./changes/{below}" in b.hrefs for b in g.column("changes"))
+    assert "bottom" not in " ".join(g.texts("changes"))  # and the bottom row not repeated
+
+
 def test_time_bounds(web, history):
     g = grid_of(page(web, f"/waterfall?first_time={int(T0 + 150)}"))
     assert [t.splitlines()[0] for t in g.texts("runtests") if "Build" in t] == ["Build 1"]
@@ -651,6 +667,15 @@ def test_reload_and_nobubble(web, history):
     body = page(web, "/waterfall?nobubble=1").split("<tbody>")[1]
     assert "rowspan" not in body
     assert "rowspan" in page(web, "/waterfall").split("<tbody>")[1]
+
+
+@pytest.mark.parametrize("path", ["/waterfall", "/grid", "/console", "/builders"])
+def test_a_non_ascii_digit_reload_is_no_server_error(web, path):
+    """``"²".isdigit()`` is true but ``int("²")`` raises: such a ``reload`` must be a
+    page (no reload, or a 400), never a server error."""
+    resp = web.get(path + "?reload=%C2%B2")
+    assert resp.status_code in (200, 400)
+    assert "http-equiv" not in resp.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("query", ["num_events=abc", "num_events=0", "num_events=-4",
