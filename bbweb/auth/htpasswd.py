@@ -1,48 +1,55 @@
 """Reading Apache htpasswd files and checking passwords against them.
 
-Every format Apache's ``htpasswd`` writes is understood: MD5 ``$apr1$`` (``-m``, the
+Every hash Apache's ``htpasswd`` writes is understood: MD5 ``$apr1$`` (``-m``, the
 default), SHA-1 ``{SHA}`` (``-s``), bcrypt ``$2y$`` (``-B``), SHA-256/512 crypt
-(``-2``/``-5``), DES crypt (``-d``) and plain text (``-p``); the hashes are verified with
-passlib's Apache support. A file is re-read when it changes (size, mtime or inode), so
-``htpasswd`` can edit it while the site runs. A line that is not ``user:hash`` is skipped
-with a log message naming the file and line number.
+(``-2``/``-5``) and DES crypt (``-d``), plus MD5 crypt ``$1$`` that Apache accepts through
+the system's ``crypt()``; they are verified with passlib. Plain text (``htpasswd -p``) is
+refused, as Apache on Unix refuses it, and so is any value in a format not listed: were
+it compared as plain text, the stored hash itself would be the password. A file is re-read
+when it changes (size, mtime or inode), so ``htpasswd`` can edit it while the site runs.
+A line that is not ``user:hash`` is skipped with a log message naming the file and line
+number.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import re
 import threading
 from dataclasses import dataclass, field
 
-from passlib.apache import htpasswd_context
+from passlib.registry import get_crypt_handler
 
 log = logging.getLogger("bbweb.auth")
 
 _DES = re.compile(r"^[./0-9A-Za-z]{13}$")
 # tried in this order; the first whose ``identify`` accepts the hash decides
-_SCHEMES = ("bcrypt", "sha256_crypt", "sha512_crypt", "apr_md5_crypt", "ldap_sha1")
+_SCHEMES = ("bcrypt", "sha256_crypt", "sha512_crypt", "apr_md5_crypt", "md5_crypt",
+            "ldap_sha1")
 # a valid apr1 hash of nothing anyone will type: checked for unknown users so that a
 # wrong user name takes about as long as a wrong password
 _DUMMY = "$apr1$bbweb0000$wZ0cF2fXZBoG1p1dlzBeV/"
 
 
-def verify_hash(password: str, stored: str) -> bool:
-    """Whether ``password`` matches one htpasswd entry's stored value."""
+def verify_hash(password: str, stored: str, where: str = "htpasswd") -> bool:
+    """Whether ``password`` matches one htpasswd entry's stored value (``where`` names
+    the entry in log messages)."""
     try:
         if _DES.match(stored):
-            return bool(htpasswd_context.handler("des_crypt").verify(password, stored))
+            return bool(get_crypt_handler("des_crypt").verify(password, stored))
         for scheme in _SCHEMES:
-            handler = htpasswd_context.handler(scheme)
+            handler = get_crypt_handler(scheme)
             if handler.identify(stored):
                 return bool(handler.verify(password, stored))
     except (ValueError, TypeError) as exc:  # a damaged hash
-        log.error("htpasswd: cannot verify a stored hash: %s", exc)
+        log.error("%s: cannot verify the stored hash: %s", where, exc)
         return False
-    # anything else was written by ``htpasswd -p``: plain text
-    return hmac.compare_digest(password.encode("utf-8"), stored.encode("utf-8"))
+    # plain text (``htpasswd -p``) or a format we do not know: never compared as text
+    log.error("%s: the stored password is plain text or in an unknown format; it is "
+              "refused (as Apache on Unix refuses it): set it again with 'htpasswd -B'",
+              where)
+    return False
 
 
 def parse(text: str, name: str) -> dict[str, str]:
@@ -89,4 +96,4 @@ class HtpasswdFile:
         if stored is None:
             verify_hash(password, _DUMMY)
             return False
-        return verify_hash(password, stored)
+        return verify_hash(password, stored, f"htpasswd file {self.path} user {user!r}")

@@ -305,10 +305,16 @@ def collect_force_request(username_param: BaseParameter | None, reason_param: Ba
                 raise ValidationError(f"bad {key} '{given}' (it must match "
                                       f"{patterns[key].pattern!r})")
     props: dict[str, Any] = {}
+    # a free name/value pair must not replace what a parameter of its own decides (a
+    # FixedParameter's value, a strict choice, an int): only the free ones are free
+    named = {p.name for p in property_params if not isinstance(p, AnyPropertyParameter)}
     for param in property_params:
         value = param.parse(form)
         if isinstance(param, AnyPropertyParameter):
             for pname, pvalue in value.items():
+                if pname in named:
+                    raise ValidationError(f"bad property name='{pname}': that property "
+                                          "is set by its own field of this form")
                 if not (patterns["property_name"].search(pname)
                         and patterns["property_value"].search(str(pvalue))):
                     raise ValidationError(

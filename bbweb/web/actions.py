@@ -24,7 +24,7 @@ from bbweb.engine import actions_slaves
 from bbweb.engine.slaves import heartbeat_timeout
 from bbweb.status import actions as status_actions
 from bbweb.status import detail, queries
-from bbweb.status.records import BuilderInfo, in_int_range
+from bbweb.status.records import BuilderInfo, in_int_range, is_int_text
 from bbweb.web.authz import (
     action_allowed,
     action_guard,
@@ -100,7 +100,7 @@ def selected_builders() -> list[str]:
 
 def _int_field(name: str) -> int | None:
     value = (request.form.get(name) or "").strip().lstrip("#")
-    if not value.isdigit() or not in_int_range(int(value)):
+    if not is_int_text(value) or not in_int_range(int(value)):
         return None
     return int(value)
 

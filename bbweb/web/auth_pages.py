@@ -18,7 +18,7 @@ from bbweb.web.rendering import render_page, to_root
 bp = Blueprint("auth_pages", __name__)
 log = logging.getLogger("bbweb.auth")
 
-MAX_FIELD = 1024  # longer user names or passwords are refused without trying them
+MAX_FIELD = authz.MAX_CREDENTIAL
 
 
 def _back(target: str | None) -> Response:
@@ -46,10 +46,12 @@ def login() -> Response:
                            problem="The login form had expired; please try again.")
     user = request.form.get("username", "")
     password = request.form.get("passwd", "")
-    if (not user or not password or len(user) > MAX_FIELD or len(password) > MAX_FIELD
-            or not authz._check_credentials(site_authz, user, password)):
-        log.warning("failed login for %r from %s", user[:64], request.remote_addr)
+    if not user or not password or len(user) > MAX_FIELD or len(password) > MAX_FIELD:
+        log.warning("failed login for %r from %s (login form: a field missing or too "
+                    "long)", user[:64], request.remote_addr)
         return authz._redirect(to_root() + "authfail")
+    if not authz._check_credentials(site_authz, user, password, "login form"):
+        return authz._redirect(to_root() + "authfail")  # logged by _check_credentials
     authz.log_in(user)
     log.info("%r logged in from %s", user[:64], request.remote_addr)
     return _back(next_page)

@@ -41,6 +41,7 @@ SESSION_COOKIE = "bbweb_session"
 SESSION_LIFETIME = timedelta(hours=24)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+MAX_CREDENTIAL = 1024  # longer user names or passwords are refused without trying them
 
 # Endpoints (blueprint names or full endpoint names) that ``view`` never protects: they
 # have their own authentication (worker API, change hooks), must work for anyone (health
@@ -69,15 +70,29 @@ def site_authz() -> Authz:
 
 # ---------------------------------------------------------------- identity
 
-def _check_credentials(authz: Authz, user: str, password: str) -> bool:
-    """The auth back end's answer; an exception is a failure (0.8 counted it a success)."""
+def _check_credentials(authz: Authz, user: str, password: str, how: str) -> bool:
+    """The auth back end's answer; an exception is a failure (0.8 counted it a success).
+
+    Every refusal is logged with the user name and address, whichever way the
+    credentials came (``how``: the login form, HTTP Basic, a script's fields), so that
+    fail2ban or similar can see password guessing on all of them.
+    """
     if authz.auth is None or not user:
         return False
+    if len(user) > MAX_CREDENTIAL or len(password) > MAX_CREDENTIAL:
+        # refused untried: a hash's cost grows with the password's length (SHA-crypt
+        # takes seconds for the 4 KB a Basic header or a form field can carry)
+        log.warning("failed login for %r from %s (%s: name or password longer than %d)",
+                    user[:64], request.remote_addr, how, MAX_CREDENTIAL)
+        return False
     try:
-        return bool(authz.auth.authenticate(user, password))
+        ok = bool(authz.auth.authenticate(user, password))
     except Exception:
         log.exception("authentication of %r failed with an error; refusing", user[:64])
-        return False
+        ok = False
+    if not ok:
+        log.warning("failed login for %r from %s (%s)", user[:64], request.remote_addr, how)
+    return ok
 
 
 def _header_user(authz: Authz) -> str | None:
@@ -94,16 +109,18 @@ def _header_user(authz: Authz) -> str | None:
     creds = request.authorization
     if creds is None or creds.type != "basic" or not creds.username:
         return None
-    if authz.auth is not None and not _check_credentials(authz, creds.username,
-                                                         creds.password or ""):
+    if authz.auth is not None and not _check_credentials(
+            authz, creds.username, creds.password or "", "Authorization header"):
         return None
     return creds.username
 
 
 def _script_credentials(authz: Authz) -> bool:
     """Whether this is an action POST carrying its own ``username``/``passwd`` fields
-    (0.8's support for scripts) on a site that logs users in itself."""
+    (0.8's support for scripts) on a site that logs users in itself. The login form's
+    own fields are not: they count only through the login view (with its CSRF check)."""
     return (request.method == "POST" and "passwd" in request.form
+            and request.blueprint != "auth_pages"
             and authz.auth is not None and not authz.useHttpHeader)
 
 
@@ -112,7 +129,8 @@ def _script_user(authz: Authz) -> str | None:
     if not _script_credentials(authz):
         return None
     user = request.form.get("username", "")
-    if _check_credentials(authz, user, request.form.get("passwd", "")):
+    if _check_credentials(authz, user, request.form.get("passwd", ""),
+                          "username/passwd fields"):
         return user
     return None
 
@@ -126,7 +144,7 @@ def _basic_reader(authz: Authz) -> str | None:
     creds = request.authorization
     if creds is None or creds.type != "basic" or not creds.username:
         return None
-    if _check_credentials(authz, creds.username, creds.password or ""):
+    if _check_credentials(authz, creds.username, creds.password or "", "HTTP Basic"):
         return creds.username
     return None
 
@@ -323,7 +341,7 @@ def log_in(name: str) -> None:
         log.exception("getUserInfo(%r) failed", name[:64])
     session.clear()
     session.permanent = True
-    session["login_at"] = int(time.time())
+    session["login_at"] = time.time()
     session["full_name"] = str(info.get("fullName") or name)
     email = str(info.get("email") or "")
     session["email"] = "" if email.endswith("@localhost") else email
@@ -333,7 +351,14 @@ def log_in(name: str) -> None:
 
 
 def log_out() -> None:
-    """End the session: the cookie is cleared, not just forgotten on the server."""
+    """End the session: the cookie is cleared, and the server refuses from now on every
+    session of this user made by an earlier login (a copy of the cookie kept elsewhere
+    is worth nothing; :mod:`bbweb.auth.sessions`)."""
+    from bbweb.app import site
+    from bbweb.auth.sessions import end_sessions
+
+    if _login_user.is_authenticated:
+        end_sessions(site().db, _login_user.name)
     logout_user()
     session.clear()
     g.pop("bbweb_user", None)
@@ -351,13 +376,19 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def _load_user(name: str) -> SiteUser | None:
+    from bbweb.app import site
+    from bbweb.auth.sessions import sessions_ended_at
+
     login_at = session.get("login_at", 0)
-    if not isinstance(login_at, int) or time.time() - login_at > \
+    if not isinstance(login_at, int | float) or time.time() - login_at > \
             SESSION_LIFETIME.total_seconds():
         return None  # 24 hours after login, like 0.8 (not renewed by use)
     authz = site_authz()
     if authz.auth is None or authz.useHttpHeader:
         return None  # the site no longer logs users in this way
+    ended = sessions_ended_at(site().db, name)
+    if ended is not None and login_at <= ended:
+        return None  # the user logged out (in this browser or another) since
     return SiteUser(name, session.get("full_name", name), session.get("email", ""))
 
 
@@ -378,6 +409,7 @@ def _view_check() -> Response | None:
     if value is True:
         return None
     if _badge_token_ok(blueprint):
+        g.bbweb_public_by_token = True
         return None
     if action_allowed("view"):
         return None
@@ -402,6 +434,25 @@ def _view_check() -> Response | None:
         return Response("You are not allowed to see this site.\n", status=403,
                         content_type="text/plain; charset=utf-8")
     return _redirect(_relative_root() + "authzfail")
+
+
+def _private_cache(resp: Response) -> Response:
+    """On a site whose ``view`` is restricted, what a page shows is for its viewer only:
+    ``Cache-Control: private``, so that no shared cache (a caching front end, a CDN)
+    keeps a file, badge or log that a logged-in user or a script with HTTP Basic
+    credentials fetched and hands it to the next anonymous visitor (``public`` would
+    even allow that for requests carrying ``Authorization``). The exempt files and a
+    badge opened by its token stay as they were."""
+    if site_authz().value("view") is True or g.get("bbweb_public_by_token"):
+        return resp
+    if (request.endpoint == "static_files.public_file"
+            and (request.view_args or {}).get("filename") in VIEW_EXEMPT_FILES):
+        return resp
+    cc = resp.cache_control
+    cc.public = False
+    cc.s_maxage = None
+    cc.private = True
+    return resp
 
 
 def _current_relative() -> str:
@@ -449,6 +500,7 @@ def init_app(app: Flask) -> None:
     manager.session_protection = None  # the session is already signed; IPs change
     manager.init_app(app)
     app.before_request(_view_check)
+    app.after_request(_private_cache)
     app.jinja_env.globals.update(
         csrf_field=csrf_field,
         advertise_action=advertise_action,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 
 from bbweb.app import site
+from bbweb.status.records import is_int_text
 from bbweb.status.users import get_user, list_users
 from bbweb.web import authz
 from bbweb.web.rendering import render_page
@@ -38,7 +39,7 @@ def users_table() -> Response:
     if refused is not None:
         return refused
     raw = request.args.get("after", "0")
-    if not raw.isdigit():
+    if not is_int_text(raw):
         abort(400, "after must be a user number")
     with site().db.read() as conn:
         rows, more = list_users(conn, after=int(raw), limit=PAGE_SIZE)
@@ -52,7 +53,7 @@ def user_page(uid: str) -> Response:
     refused = _refused()
     if refused is not None:
         return refused
-    if not uid.isdigit() or len(uid) > 18:
+    if not is_int_text(uid) or len(uid) > 18:
         abort(404, f"No such user: {uid!r}.")
     with site().db.read() as conn:
         user = get_user(conn, int(uid))

@@ -87,6 +87,8 @@ def test_force_validates_and_schedules(open_master, oclient):
     ("jobs", "many", "'Jobs:' must be a whole number, not 'many'"),
     ("flavour", "medium", "'medium' is not one of the available choices for 'Flavour:'"),
     ("property1_name", "bad name!", "bad property name='bad name!'"),
+    # a free property cannot replace a parameter's own value (a strict choice here)
+    ("property1_name", "flavour", "bad property name='flavour': that property is set by"),
     ("username", "just-a-name", "must look like 'Full Name <email@example.org>'"),
 ])
 def test_bad_force_input_schedules_nothing(open_master, oclient, field, value, message):

@@ -22,8 +22,8 @@ FORMATS = {
     "-s": ("shauser", "sha-secret", "{SHA}"),
     "-B": ("bcryptuser", "bcrypt-secret", "$2y$"),
     "-d": ("cryptuser", "crypt12", None),
-    "-p": ("plainuser", "plain-secret", None),
 }
+PLAIN = ("plainuser", "plain-secret")  # ``htpasswd -p``: refused, as Apache on Unix
 
 
 def htpasswd(path: Path, flag: str, user: str, password: str) -> None:
@@ -40,6 +40,7 @@ def htfile(tmp_path: Path) -> Path:
     path = tmp_path / "site.htpasswd"
     for flag, (user, password, _prefix) in FORMATS.items():
         htpasswd(path, flag, user, password)
+    htpasswd(path, "-p", *PLAIN)
     return path
 
 
@@ -48,7 +49,7 @@ def test_the_file_has_every_format(htfile: Path) -> None:
     for _flag, (user, _password, prefix) in FORMATS.items():
         if prefix:
             assert lines[user].startswith(prefix)
-    assert lines["plainuser"] == "plain-secret"
+    assert lines["plainuser"] == PLAIN[1]
     assert len(lines["cryptuser"]) == 13
 
 
@@ -66,6 +67,28 @@ def test_each_format_logs_in(make_app, htfile: Path, cls: str, flag: str) -> Non
     # another user's password is not this user's
     other = "shauser" if user != "shauser" else "md5user"
     assert login(bad, other, password).headers["Location"] == "./authfail"
+
+
+def test_plain_text_and_unknown_formats_are_refused(make_app, htfile: Path,
+                                                   caplog) -> None:
+    """Apache on Unix refuses ``htpasswd -p`` entries (checked against Debian's apache2);
+    an entry in a format bbweb does not know must not be compared as plain text either,
+    or the hash copied out of the file would be the password. MD5 crypt (``$1$``), which
+    Apache accepts through crypt(), works with the real password."""
+    from passlib.hash import md5_crypt
+
+    unknown = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+    md5 = md5_crypt.hash("md5-crypt-pw")
+    with htfile.open("a") as fh:
+        fh.write(f"argonuser:{unknown}\nmd5cuser:{md5}\n")
+    _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(htfile)!r}))")
+    with caplog.at_level(logging.ERROR, logger="bbweb.auth"):
+        for user, password in (PLAIN, ("argonuser", unknown), ("md5cuser", md5)):
+            assert login(app.test_client(), user, password).headers["Location"] \
+                == "./authfail", user
+    assert any("plainuser" in r.getMessage() and "htpasswd -B" in r.getMessage()
+               for r in caplog.records)
+    assert login(app.test_client(), "md5cuser", "md5-crypt-pw").headers["Location"] == "./"
 
 
 def test_unknown_user_fails(make_app, htfile: Path) -> None:

@@ -188,3 +188,30 @@ def test_user_text_is_escaped(make_app) -> None:
     login(c, "<b>x</b>", "pw")
     page = c.get("/about").get_data(as_text=True)
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+
+
+def test_logout_ends_the_session_on_the_server(make_app) -> None:
+    """Sessions are signed cookies; a copy kept elsewhere (stolen, another computer) must
+    stop working when the user logs out, in every process, and a new login works."""
+    m, app = make_app(SITE)
+    c = app.test_client()
+    login(c, "alice", "wonder-land")
+    stolen = c.get_cookie("bbweb_session").value
+    thief = app.test_client()
+    thief.set_cookie("bbweb_session", stolen)
+    assert '<span class="user">alice</span>' in thief.get("/about").get_data(as_text=True)
+    bob = app.test_client()
+    login(bob, "bob", "builder-pw")
+    c.post("/logout", data={"csrf_token": csrf_from(c)})
+    assert '<span class="user">' not in thief.get("/about").get_data(as_text=True)
+    other = m.app()  # another gunicorn process
+    try:
+        elsewhere = other.test_client()
+        elsewhere.set_cookie("bbweb_session", stolen)
+        assert '<span class="user">' not in elsewhere.get("/about").get_data(as_text=True)
+    finally:
+        other.extensions["bbweb"].db.dispose()
+    # another user's session goes on; alice can log in again at once
+    assert '<span class="user">bob</span>' in bob.get("/about").get_data(as_text=True)
+    login(c, "alice", "wonder-land")
+    assert '<span class="user">alice</span>' in c.get("/about").get_data(as_text=True)

@@ -137,3 +137,26 @@ def test_login_page_of_a_private_site_shows_no_navigation(private) -> None:
     assert 'href="./builders"' not in page and 'name="passwd"' in page
     login(c, "alice", "wonder-land")
     assert 'href="./builders"' in c.get("/login").get_data(as_text=True)
+
+
+def test_a_private_site_is_not_kept_by_shared_caches(private, capsys) -> None:
+    """A caching front end must not hand what a user or a script fetched to the next
+    anonymous visitor: every page of a private site is ``Cache-Control: private`` (a
+    ``public`` response to a request with ``Authorization`` may be shared). A badge
+    opened by its token stays public (a README's CDN), as do the login page's files."""
+    from bbweb.cli import main
+
+    m, app = private
+    creds = {"Authorization": "Basic " + base64.b64encode(b"alice:wonder-land").decode()}
+    c = app.test_client()
+    for path in ["/secret.html", "/png?builder=runtests", "/badge.svg?builder=runtests",
+                 BUILD + "/steps/hello/logs/stdio/text", "/json/builders", "/builders"]:
+        r = c.get(path, headers=creds)
+        assert r.status_code == 200, path
+        cc = r.headers.get("Cache-Control", "")
+        assert "private" in cc and "public" not in cc, (path, cc)
+    assert "public" in c.get("/default.css").headers["Cache-Control"]
+    assert main(["badge-token", str(m.basedir), "runtests"]) == 0
+    token = capsys.readouterr().out.strip()
+    r = c.get(f"/png?builder=runtests&token={token}")
+    assert r.status_code == 200 and "public" in r.headers["Cache-Control"]
