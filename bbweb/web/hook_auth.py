@@ -6,7 +6,8 @@ Accepted forms:
 * a list of pairs ``[('u1', 'p1'), ('u2', 'p2')]``;
 * an htpasswd file path, ``'hooks.htpasswd'`` or ``'htpasswd:hooks.htpasswd'`` (relative
   to the basedir), as written by Apache's ``htpasswd`` (bcrypt ``-B``, MD5 ``-m``, SHA-1
-  ``-s``, crypt ``-d``), verified with passlib; the file is re-read when it changes;
+  ``-s``, crypt ``-d``; plain ``-p`` entries are refused, as Apache refuses them), read by
+  :mod:`bbweb.auth.htpasswd` like the web logins' files; re-read when it changes;
 * Buildbot's "strcred" strings: ``"memory:USER:PASS[:USER2:PASS2…]"`` and ``"file:PATH"``
   (one plain-text ``user:password`` per line, relative to the basedir);
 
@@ -23,7 +24,6 @@ import hmac
 import logging
 import os
 import re
-import threading
 from typing import Any
 
 from flask import Response, request
@@ -110,28 +110,18 @@ def _plain_file(path: str) -> list[tuple[str, str]]:
     return creds
 
 
-_htpasswd_cache: dict[str, Any] = {}
-_htpasswd_lock = threading.Lock()
-
-
 def _htpasswd(path: str) -> Any:
-    """passlib's HtpasswdFile for ``path``, reloaded when the file changed; None if it
-    cannot be read."""
-    from passlib.apache import HtpasswdFile
+    """The htpasswd file at ``path`` (:class:`bbweb.auth.htpasswd.HtpasswdFile`: the same
+    reader as the web logins, re-read when the file changes), one per path and app."""
+    from flask import current_app
 
-    with _htpasswd_lock:
-        try:
-            ht = _htpasswd_cache.get(path)
-            if ht is None:
-                ht = _htpasswd_cache[path] = HtpasswdFile(path)
-            else:
-                ht.load_if_changed()
-            return ht
-        except (OSError, ValueError) as exc:
-            _htpasswd_cache.pop(path, None)
-            log.error("change_hook_auth: cannot read htpasswd file %s (%s); nobody gets in "
-                      "through it", path, exc)
-            return None
+    from bbweb.auth.htpasswd import HtpasswdFile
+
+    files = current_app.extensions.setdefault("bbweb_hook_htpasswd", {})
+    ht = files.get(path)
+    if ht is None:
+        ht = files.setdefault(path, HtpasswdFile(path))
+    return ht
 
 
 def _digest(text: str) -> bytes:
@@ -139,15 +129,13 @@ def _digest(text: str) -> bytes:
 
 
 def _check_htpasswd(path: str, user: str, password: str) -> bool:
-    ht = _htpasswd(path)
-    if ht is None:
-        return False
+    """Plain-text and unknown entries are refused (see bbweb.auth.htpasswd)."""
     try:
-        ok = ht.check_password(user, password)
-    except Exception as exc:  # e.g. a bcrypt entry and no bcrypt backend installed
-        log.error("change_hook_auth: cannot verify %s's entry in %s: %s", user, path, exc)
+        return _htpasswd(path).check(user, password)
+    except OSError as exc:
+        log.error("change_hook_auth: cannot read htpasswd file %s (%s); nobody gets in "
+                  "through it", path, exc.strerror or exc)
         return False
-    return bool(ok)
 
 
 def credentials_ok(value: Any, basedir: str, user: str, password: str) -> bool:

@@ -512,6 +512,26 @@ def test_auth_htpasswd_made_by_apache(hooked, value):
     assert count(m, changes) == 4
 
 
+@pytest.mark.skipif(HTPASSWD is None, reason="apache2-utils' htpasswd is not installed")
+def test_auth_htpasswd_refuses_plain_entries_and_the_hash_as_password(hooked):
+    """As Apache on Unix: a plain-text entry (htpasswd -p) lets nobody in, and knowing
+    the file is not knowing the password (the stored hash is not accepted as one)."""
+    m, _app, client = hooked(with_auth("'hooks.htpasswd'"))
+    path = m.basedir / "hooks.htpasswd"
+    subprocess.run([HTPASSWD, "-b", "-c", "-p", str(path), "plain-user", "pw"], check=True,
+                   capture_output=True)
+    subprocess.run([HTPASSWD, "-b", "-m", str(path), "md5-user", "pw"], check=True,
+                   capture_output=True)
+    stored = dict(line.split(":", 1) for line in path.read_text().splitlines())
+    assert stored["plain-user"] == "pw"
+    assert client.post("/change_hook/base", data={"author": "a"},
+                       auth=("plain-user", "pw")).status_code == 401
+    assert client.post("/change_hook/base", data={"author": "a"},
+                       auth=("md5-user", stored["md5-user"])).status_code == 401
+    assert client.post("/change_hook/base", data={"author": "a"},
+                       auth=("md5-user", "pw")).status_code == 202
+
+
 def test_auth_missing_htpasswd_lets_nobody_in(hooked, caplog):
     _m, _app, client = hooked(with_auth("'/nonexistent/hooks.htpasswd'"))
     with caplog.at_level(logging.ERROR, logger="bbweb.change_hook"):
