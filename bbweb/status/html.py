@@ -224,6 +224,7 @@ class WebStatus:
             config_error("WebStatus: maxRotatedFiles must be a positive integer")
         self.allowForce = allowForce
         self.authz = _effective_authz(authz, auth, allowForce)
+        _check_header_trust(self.authz, [self.listen, self.distrib])
         self.public_html = public_html
         self.numbuilds = numbuilds
         self.num_events = num_events
@@ -240,6 +241,28 @@ class WebStatus:
         self.change_hook_auth = change_hook_auth
         self.provide_feeds = list(provide_feeds)
         self.jinja_loaders = list(jinja_loaders or [])
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _check_header_trust(authz: Any, addresses: list[Any]) -> None:
+    """``useHttpHeader=True`` without ``auth=`` believes whatever user name a request's
+    ``Authorization``/``REMOTE_USER`` says, so only the front end may be able to reach
+    bbweb: refuse a configuration that listens on a non-loopback interface."""
+    if authz is None or not getattr(authz, "useHttpHeader", False) or authz.auth is not None:
+        return
+    exposed = [a for a in addresses
+               if isinstance(a, ListenAddress) and not _is_loopback(a.host)]
+    if exposed:
+        config_error(
+            f"WebStatus: Authz(useHttpHeader=True) without auth= trusts the user name in "
+            f"every request's Authorization header, but bbweb listens on "
+            f"{exposed[0].bind()}, where anybody can send one: bind it to the loopback "
+            f"interface (http_port='tcp:{exposed[0].port}:interface=127.0.0.1') or a unix "
+            f"socket so only the front-end server reaches it, or give auth= so bbweb "
+            f"checks the password itself (docs/security.md)")
 
 
 def _effective_authz(authz: Any, auth: Any, allowForce: Any) -> Any:

@@ -17,7 +17,8 @@ from tests.conftest import DEFAULT_CFG
 AUTHZ_CFG = DEFAULT_CFG.replace(
     "c['status'] = [WebStatus(http_port=8010, change_hook_dialects={'base': True})]",
     "c['schedulers'].append(ForceScheduler(name='force', builderNames=['runtests']))\n"
-    "PRELUDE\nc['status'] = [WebStatus(http_port=8010, change_hook_dialects={'base': True},"
+    "PRELUDE\nc['status'] = [WebStatus(http_port='tcp:8010:interface=127.0.0.1',"
+    " change_hook_dialects={'base': True},"
     " authz=AUTHZ)]")
 
 USERS = "BasicAuth([('alice', 'wonder-land'), ('bob', 'builder-pw')])"

@@ -102,3 +102,20 @@ def test_basic_auth_needs_pairs(make_master) -> None:
     with pytest.raises(ConfigErrors) as err:
         make_master(authz_cfg("Authz(auth=BasicAuth([]))"))
     assert "BasicAuth" in str(err.value) and "master.cfg:" in str(err.value)
+
+
+@pytest.mark.parametrize("port,ok", [("8010", False), ("'tcp:8010:interface=0.0.0.0'", False),
+                                     ("'tcp:8010:interface=127.0.0.1'", True)])
+def test_header_mode_without_auth_must_not_listen_publicly(make_master, port, ok) -> None:
+    """Without auth= the user name in the Authorization header is believed as it comes:
+    only a front end on the same host may reach bbweb then."""
+    cfg = authz_cfg("Authz(useHttpHeader=True, forceBuild='auth')").replace(
+        "http_port='tcp:8010:interface=127.0.0.1'", f"http_port={port}")
+    assert f"http_port={port}" in cfg
+    if ok:
+        make_master(cfg)
+        return
+    with pytest.raises(ConfigErrors) as err:
+        make_master(cfg)
+    assert "master.cfg:" in str(err.value)
+    assert "interface=127.0.0.1" in str(err.value) and "auth=" in str(err.value)
