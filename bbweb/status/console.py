@@ -47,7 +47,7 @@ from bbweb.db.schema import (
     sourcestamps,
     steps,
 )
-from bbweb.status import estimates, queries
+from bbweb.status import batching, estimates, queries
 from bbweb.status.builder import FAILURE, SUCCESS, WARNINGS
 from bbweb.status.records import BuilderInfo, ChangeInfo
 
@@ -335,20 +335,20 @@ def buildset_stamps(conn: Connection, buildsetids: Iterable[int]
 def newest_finished(conn: Connection, builder_list: Iterable[BuilderInfo],
                     running: dict[int, list[int]]) -> dict[int, ConsoleBuild]:
     """builderid -> its newest finished build. Build numbers are contiguous, so it is
-    among the newest ``running + 1`` numbers: one query over those windows."""
+    among the newest ``running + 1`` numbers: one query over those windows (per
+    :data:`~bbweb.status.batching.GROUP` builders)."""
     blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
-    ranges = [sa.and_(builds.c.builderid == b.id,
-                      builds.c.number >= b.next_number - 1 - len(running.get(b.id, ())))
-              for b in blist]
+    ranges = batching.number_windows(
+        (b.id, b.next_number - 1 - len(running.get(b.id, ()))) for b in blist)
     if not ranges:
         return {}
-    rows = conn.execute(
-        sa.select(builds.c.id.label("key"), buildrequests.c.builderid, buildrequests.c.buildsetid,
-                  builds.c.id.label("build_id"), builds.c.number, builds.c.started_at,
-                  builds.c.finished_at, builds.c.results, builds.c.text)
-        .join(buildrequests, buildrequests.c.id == builds.c.buildrequestid)
-        .where(sa.or_(*ranges))
-        .order_by(builds.c.builderid, builds.c.number.desc()))
+    query = (sa.select(builds.c.id.label("key"), buildrequests.c.builderid,
+                       buildrequests.c.buildsetid, builds.c.id.label("build_id"),
+                       builds.c.number, builds.c.started_at, builds.c.finished_at,
+                       builds.c.results, builds.c.text)
+             .join(buildrequests, buildrequests.c.id == builds.c.buildrequestid)
+             .order_by(builds.c.builderid, builds.c.number.desc()))
+    rows = batching.rows_matching_any(conn, ranges, query.where)
     out: dict[int, ConsoleBuild] = {}
     for req in _requests(r for r in rows if r.finished_at is not None):
         if req.build is not None and req.builderid not in out:
@@ -359,17 +359,19 @@ def newest_finished(conn: Connection, builder_list: Iterable[BuilderInfo],
 def build_results(conn: Connection, pairs: Iterable[tuple[int, int]]
                   ) -> dict[tuple[int, int], int | None]:
     """(builderid, number) -> result (None while running) of the given builds. One
-    query, one ``(builderid, number)`` index lookup per pair."""
+    query (per :data:`~bbweb.status.batching.GROUP` builders), one ``(builderid, number)``
+    index lookup per pair."""
     by_builder: dict[int, set[int]] = {}
     for bid, number in pairs:
         if number >= 0:
             by_builder.setdefault(bid, set()).add(number)
     if not by_builder:
         return {}
-    clause = sa.or_(*[sa.and_(builds.c.builderid == bid, builds.c.number.in_(sorted(nums)))
-                      for bid, nums in sorted(by_builder.items())])
-    return {(r.builderid, r.number): r.results for r in conn.execute(
-        sa.select(builds.c.builderid, builds.c.number, builds.c.results).where(clause))}
+    terms = [sa.and_(builds.c.builderid == bid, builds.c.number.in_(sorted(nums)))
+             for bid, nums in sorted(by_builder.items())]
+    query = sa.select(builds.c.builderid, builds.c.number, builds.c.results)
+    return {(r.builderid, r.number): r.results
+            for r in batching.rows_matching_any(conn, terms, query.where)}
 
 
 def failed_steps(conn: Connection, buildids: Iterable[int]

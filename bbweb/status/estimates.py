@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import builds
+from bbweb.status import batching
 from bbweb.status.builder import SUCCESS, WARNINGS
 from bbweb.status.records import BuilderInfo
 
@@ -23,17 +24,17 @@ SAMPLE = 5  # successful builds averaged
 def expected_durations(conn: Connection, builder_list: Iterable[BuilderInfo]
                        ) -> dict[int, float]:
     """builderid -> expected build duration in seconds, for builders with at least one
-    successful (or warnings) build among their newest ``WINDOW``. One query."""
+    successful (or warnings) build among their newest ``WINDOW``. One query (per
+    :data:`~bbweb.status.batching.GROUP` builders)."""
     blist = [b for b in builder_list if b.next_number > 0]
     if not blist:
         return {}
-    ranges = [sa.and_(builds.c.builderid == b.id, builds.c.number >= b.next_number - WINDOW)
-              for b in blist]
-    rows = conn.execute(
-        sa.select(builds.c.builderid, builds.c.started_at, builds.c.finished_at,
-                  builds.c.results)
-        .where(sa.or_(*ranges))
-        .order_by(builds.c.builderid, builds.c.number.desc()))
+    query = (sa.select(builds.c.builderid, builds.c.started_at, builds.c.finished_at,
+                       builds.c.results)
+             .order_by(builds.c.builderid, builds.c.number.desc()))
+    rows = batching.rows_matching_any(
+        conn, batching.number_windows((b.id, b.next_number - WINDOW) for b in blist),
+        query.where)
     samples: dict[int, list[float]] = {}
     for r in rows:
         if r.finished_at is None or r.results not in (SUCCESS, WARNINGS):

@@ -27,7 +27,7 @@ plain Python over at most ``width`` builds per builder: :func:`layout`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import buildrequests, builds, sourcestamps
-from bbweb.status import queries, upcoming
+from bbweb.status import batching, queries, upcoming
 from bbweb.status.records import BuilderInfo, BuilderSummary
 
 DEFAULT_WIDTH = 5
@@ -143,22 +143,21 @@ def _got_revision(value: str | None, codebase: str) -> str | None:
     return str(got)
 
 
-def _newest(builder_list: Sequence[BuilderInfo], window: int) -> sa.ColumnElement[bool]:
+def _newest(builder_list: Sequence[BuilderInfo], window: int
+            ) -> list[sa.ColumnElement[bool]]:
     """Each builder's newest ``window`` build numbers: one explicit index range per
     builder (a join on builders.next_number would make PostgreSQL read the whole
-    table)."""
-    return sa.or_(*[sa.and_(builds.c.builderid == b.id,
-                            builds.c.number >= b.next_number - window)
-                    for b in builder_list])
+    table), ORed together per :data:`~bbweb.status.batching.GROUP` builders."""
+    return batching.number_windows((b.id, b.next_number - window) for b in builder_list)
 
 
 _BUILD_COLUMNS = (builds.c.id, builds.c.builderid, builds.c.number, builds.c.started_at,
                   builds.c.finished_at, builds.c.results, builds.c.text)
 
 
-def _on_branches(builder_list: Sequence[BuilderInfo], window: int, count: int,
-                 branches: set[str | None]) -> sa.Select:
-    """The newest ``count`` builds of each builder, among its newest ``window``, that
+def _on_branches(newest: sa.ColumnElement[bool], count: int, branches: set[str | None]
+                 ) -> sa.Select:
+    """The newest ``count`` builds of each builder, among those ``newest`` selects, that
     built one of ``branches``. The branch test is a join (each build's request, buildset
     and stamps looked up by primary key); the newest matches per builder are picked in
     SQL, so only the rows shown come back."""
@@ -171,7 +170,7 @@ def _on_branches(builder_list: Sequence[BuilderInfo], window: int, count: int,
                 .join(buildrequests, buildrequests.c.id == builds.c.buildrequestid)
                 .join(bss, bss.c.buildsetid == buildrequests.c.buildsetid)
                 .join(sourcestamps, sourcestamps.c.id == bss.c.sourcestampid)
-                .where(_newest(builder_list, window), test)
+                .where(newest, test)
                 .distinct().subquery("matching"))
     ranked = sa.select(
         matching.c.id,
@@ -182,11 +181,16 @@ def _on_branches(builder_list: Sequence[BuilderInfo], window: int, count: int,
             .where(ranked.c.rank <= count))
 
 
-def _read_builds(conn: Connection, query: sa.Select, names: dict[int, str]
+def _read_builds(conn: Connection, newest: list[sa.ColumnElement[bool]],
+                 query: Callable[[sa.ColumnElement[bool]], sa.Select], names: dict[int, str]
                  ) -> dict[int, list[GridBuild]]:
+    """builderid -> its builds that ``query(t1 OR t2 OR …)`` returns, over the terms of
+    ``newest`` (:func:`_newest`), newest first."""
     out: dict[int, list[GridBuild]] = {}
     texts: dict[str, list[str]] = {}  # most builds say one of a few things: decode once
-    for r in conn.execute(query.order_by(builds.c.builderid, builds.c.number.desc())):
+    for r in batching.rows_matching_any(
+            conn, newest,
+            lambda cond: query(cond).order_by(builds.c.builderid, builds.c.number.desc())):
         text = texts.get(r.text)
         if text is None:
             text = texts[r.text] = _text_list(r.text)
@@ -212,20 +216,24 @@ def recent_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count: 
     Unfiltered: one query reading exactly ``count`` builds per builder. With branches:
     first the newest ``4 × count`` builds of every builder are searched (one query, enough
     when the branch is busy); the builders still short of ``count`` matches are searched
-    again over their newest :data:`SEARCH` builds (a second query, only then)."""
+    again over their newest :data:`SEARCH` builds (a second query, only then). Each
+    query is one statement per :data:`~bbweb.status.batching.GROUP` builders."""
     blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
     if count <= 0 or not blist:
         return {}
     names = {b.id: b.name for b in blist}
     if not branches:
-        return _read_builds(conn, sa.select(*_BUILD_COLUMNS).where(_newest(blist, count)),
+        return _read_builds(conn, _newest(blist, count), sa.select(*_BUILD_COLUMNS).where,
                             names)
     first = min(max(4 * count, 20), SEARCH)
-    found = _read_builds(conn, _on_branches(blist, first, count, branches), names)
+
+    def matching(newest: sa.ColumnElement[bool]) -> sa.Select:
+        return _on_branches(newest, count, branches)
+
+    found = _read_builds(conn, _newest(blist, first), matching, names)
     short = [b for b in blist if len(found.get(b.id, [])) < count and b.next_number > first]
     if short:
-        found.update(_read_builds(conn, _on_branches(short, max(SEARCH, count), count,
-                                                     branches), names))
+        found.update(_read_builds(conn, _newest(short, max(SEARCH, count)), matching, names))
     return found
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db import schema
 from bbweb.db.schema import buildrequests, builds, sourcestamps
-from bbweb.status import queries
+from bbweb.status import batching, queries
 from bbweb.status.records import BuilderInfo, BuildInfo, Property
 
 # ``branch=trunk`` also selects builds of the default branch (None), as in 0.8.
@@ -136,10 +136,6 @@ def on_branches(branches: set[str | None]) -> sa.ColumnElement[bool]:
         .where(buildrequests.c.id == builds.c.buildrequestid, sa.or_(*conds)))
 
 
-# SQLite allows at most 500 terms in a compound SELECT; more builders take more statements.
-_UNION_CHUNK = 200
-
-
 def _newest_on_branches(conn: Connection, blist: list[BuilderInfo], count: int,
                         search: int, branches: set[str | None]) -> list[Any]:
     """Rows ``(id, builderid, number)`` of each builder's newest ``count`` finished builds
@@ -157,8 +153,8 @@ def _newest_on_branches(conn: Connection, blist: list[BuilderInfo], count: int,
              .limit(count)
              for b in blist]
     rows: list[Any] = []
-    for i in range(0, len(parts), _UNION_CHUNK):
-        chunk = [sa.select(p.subquery()) for p in parts[i:i + _UNION_CHUNK]]
+    for group in batching.groups(parts):  # SQLite: at most 500 parts in a compound SELECT
+        chunk = [sa.select(p.subquery()) for p in group]
         stmt = chunk[0] if len(chunk) == 1 else sa.union_all(*chunk)
         rows.extend(conn.execute(stmt).all())
     rows.sort(key=lambda r: (r.builderid, -r.number))
@@ -181,8 +177,8 @@ def finished_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count
     A branch filter alone is answered in SQL, each builder's walk stopping at its
     ``count``-th match (:func:`_newest_on_branches`); property filters are applied in
     Python to the window (branch already filtered in SQL). Queries: one for the builds
-    (one per 200 builders with a branch filter), one for property values, one for the
-    chosen rows, whatever the history. Build details are not loaded (see
+    (per :data:`~bbweb.status.batching.GROUP` builders), one for property values, one for
+    the chosen rows, whatever the history. Build details are not loaded (see
     :func:`load_table_details`)."""
     blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
     if count <= 0 or not blist:
@@ -197,18 +193,17 @@ def finished_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count
             running = running_counts(conn, [b.id for b in blist])
         windows = {b.id: (search if filtered else count + (running or {}).get(b.id, 0))
                    for b in blist}
-        ranges = [sa.and_(builds.c.builderid == b.id,
-                          builds.c.number >= b.next_number - windows[b.id])
-                  for b in blist]
+        ranges = batching.number_windows((b.id, b.next_number - windows[b.id])
+                                         for b in blist)
         # Only the (builderid, number) ranges go to SQL: with ``finished_at`` in the WHERE
         # clause too, planners may prefer another index and read far more rows.
         query = (sa.select(builds.c.id, builds.c.builderid, builds.c.number,
                            builds.c.finished_at)
-                 .where(sa.or_(*ranges))
                  .order_by(builds.c.builderid, builds.c.number.desc()))
-        if branches:
-            query = query.where(on_branches(branches))
-        candidates = [r for r in conn.execute(query) if r.finished_at is not None]
+        match = [on_branches(branches)] if branches else []
+        candidates = [r for r in batching.rows_matching_any(
+                          conn, ranges, lambda cond: query.where(cond, *match))
+                      if r.finished_at is not None]
     keep = {r.id for r in candidates}
     if properties:
         found_props = build_property_values(conn, keep, properties)

@@ -41,6 +41,7 @@ from bbweb.db.schema import (
     sourcestamps,
     steps,
 )
+from bbweb.status import batching
 from bbweb.status.records import (
     BuilderInfo,
     BuilderSummary,
@@ -461,7 +462,8 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
                            slaveids: Iterable[int], window: int
                            ) -> dict[int, dict[str, list[int]]]:
     """slaveid -> {builder name: numbers of its finished builds among the builder's
-    ``window`` most recent builds}, numbers newest first. One query; rows read are bounded
+    ``window`` most recent builds}, numbers newest first. One query (per
+    :data:`~bbweb.status.batching.GROUP` builders); rows read are bounded
     by ``window`` × builders (an index range per builder), never by history."""
     blist = list(builder_list)
     sids = sorted(set(slaveids))
@@ -470,17 +472,16 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
     names = {b.id: b.name for b in blist}
     # one explicit (builderid, number) range per builder, so that each is an index range
     # scan (a join on builders.next_number makes PostgreSQL scan the whole table)
-    ranges = [sa.and_(builds.c.builderid == b.id, builds.c.number >= b.next_number - window)
-              for b in blist if b.next_number > 0]
+    ranges = batching.number_windows((b.id, b.next_number - window)
+                                     for b in blist if b.next_number > 0)
     if not ranges:
         return {}
     # The slave and finished filters are applied here, not in SQL: given them, planners
     # pick the (slaveid, finished_at) index and read every build the slave ever ran.
-    rows = conn.execute(
-        sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
-                  builds.c.finished_at)
-        .where(sa.or_(*ranges))
-        .order_by(builds.c.builderid, builds.c.number.desc()))
+    query = (sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
+                       builds.c.finished_at)
+             .order_by(builds.c.builderid, builds.c.number.desc()))
+    rows = batching.rows_matching_any(conn, ranges, query.where)
     wanted = set(sids)
     out: dict[int, dict[str, list[int]]] = {}
     for r in rows:
