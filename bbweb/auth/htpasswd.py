@@ -13,10 +13,14 @@ number.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 
 from passlib.registry import get_crypt_handler
@@ -27,6 +31,8 @@ _DES = re.compile(r"^[./0-9A-Za-z]{13}$")
 # tried in this order; the first whose ``identify`` accepts the hash decides
 _SCHEMES = ("bcrypt", "sha256_crypt", "sha512_crypt", "apr_md5_crypt", "md5_crypt",
             "ldap_sha1")
+VERIFIED_TTL = 300.0  # seconds a verified password is remembered (per process)
+VERIFIED_MAX = 1000  # remembered users at most (then forgotten all at once)
 # a valid apr1 hash of nothing anyone will type: checked for unknown users so that a
 # wrong user name takes about as long as a wrong password
 _DUMMY = "$apr1$bbweb0000$wZ0cF2fXZBoG1p1dlzBeV/"
@@ -78,6 +84,9 @@ class HtpasswdFile:
     _entries: dict[str, str] = field(default_factory=dict)
     _stamp: tuple[int, int, int] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # user -> (stored hash, keyed digest of the password, expiry): recent good checks
+    _verified: dict[str, tuple[str, bytes, float]] = field(default_factory=dict)
+    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def entries(self) -> dict[str, str]:
         """The current ``user -> hash`` map; raises OSError if the file cannot be read."""
@@ -91,9 +100,36 @@ class HtpasswdFile:
             return self._entries
 
     def check(self, user: str, password: str) -> bool:
-        """Whether the file has ``user`` with ``password``."""
+        """Whether the file has ``user`` with ``password``.
+
+        A password verified in the last ``VERIFIED_TTL`` seconds against the same stored
+        hash is accepted from memory: in header mode every request carries the password,
+        and a bcrypt check per page would make every page slow. Only a keyed digest is
+        kept, never the password."""
         stored = self.entries().get(user)
         if stored is None:
-            verify_hash(password, _DUMMY)
+            # as slow as a real user's check: an unknown name must not answer faster
+            verify_hash(password, self._timing_dummy(), f"htpasswd file {self.path}")
             return False
-        return verify_hash(password, stored, f"htpasswd file {self.path} user {user!r}")
+        digest = hmac.new(self._key, password.encode("utf-8", "surrogateescape"),
+                          hashlib.sha256).digest()
+        now = time.monotonic()
+        with self._lock:
+            seen = self._verified.get(user)
+        if seen is not None and seen[0] == stored and seen[2] > now \
+                and hmac.compare_digest(seen[1], digest):
+            return True
+        ok = verify_hash(password, stored, f"htpasswd file {self.path} user {user!r}")
+        if ok:
+            with self._lock:
+                if len(self._verified) >= VERIFIED_MAX:
+                    self._verified.clear()
+                self._verified[user] = (stored, digest, now + VERIFIED_TTL)
+        return ok
+
+    def _timing_dummy(self) -> str:
+        """A hash of the file's own kind (its first hashed entry), else an apr1 one."""
+        for stored in self._entries.values():
+            if _DES.match(stored) or stored.startswith(("$", "{SHA}")):
+                return stored
+        return _DUMMY

@@ -108,7 +108,8 @@ def test_file_is_reread_when_it_changes(make_app, htfile: Path) -> None:
                    capture_output=True)
     assert login(app.test_client(), "newcomer", "hello-there").headers["Location"] \
         == "./authfail"
-    # a changed password
+    # a changed password (the old one was just verified, and is remembered until then)
+    assert login(app.test_client(), "md5user", "md5 pass wörd").headers["Location"] == "./"
     htpasswd(htfile, "-m", "md5user", "changed")
     assert login(app.test_client(), "md5user", "md5 pass wörd").headers["Location"] \
         == "./authfail"
@@ -152,3 +153,41 @@ def test_relative_path_is_relative_to_the_basedir(make_master, tmp_path: Path) -
     app = with_probe(m.app())
     assert login(app.test_client(), "rel", "ative").headers["Location"] == "./"
     app.extensions["bbweb"].db.dispose()
+
+
+def test_a_verified_password_is_not_hashed_again(htfile: Path, monkeypatch) -> None:
+    """Header mode sends the password with every request: a bcrypt check per page would
+    make every page slow, so a verified password is remembered (as a keyed digest) for
+    the same stored hash — and a wrong one is still checked, and refused, every time."""
+    from bbweb.auth import htpasswd as mod
+
+    calls: list[str] = []
+    real = mod.verify_hash
+    monkeypatch.setattr(mod, "verify_hash", lambda pw, stored, where="": (
+        calls.append(stored), real(pw, stored, where))[1])
+    ht = mod.HtpasswdFile(str(htfile))
+    assert ht.check("bcryptuser", "bcrypt-secret") and len(calls) == 1
+    assert ht.check("bcryptuser", "bcrypt-secret") and len(calls) == 1  # remembered
+    assert not ht.check("bcryptuser", "bcrypt-secreT") and len(calls) == 2
+    assert not ht.check("bcryptuser", "bcrypt-secreT") and len(calls) == 3
+    assert "bcrypt-secret" not in repr(ht._verified)  # only a digest is kept
+    htpasswd(htfile, "-B", "bcryptuser", "new-secret")
+    st = htfile.stat()
+    os.utime(htfile, (st.st_atime, st.st_mtime + 5))
+    assert not ht.check("bcryptuser", "bcrypt-secret")  # the file changed: checked again
+    assert ht.check("bcryptuser", "new-secret")
+
+
+def test_an_unknown_user_costs_a_real_hash_check(htfile: Path, monkeypatch) -> None:
+    """A name that is not in the file is checked against one of the file's own hashes,
+    so it is not answered faster than a wrong password for a real user."""
+    from bbweb.auth import htpasswd as mod
+
+    calls: list[str] = []
+    real = mod.verify_hash
+    monkeypatch.setattr(mod, "verify_hash", lambda pw, stored, where="": (
+        calls.append(stored), real(pw, stored, where))[1])
+    ht = mod.HtpasswdFile(str(htfile))
+    assert not ht.check("nobody", "md5 pass wörd")
+    first = htfile.read_text().splitlines()[0].split(":", 1)[1]
+    assert calls == [first]
