@@ -4,8 +4,9 @@ The site's :class:`~bbweb.auth.authz.Authz` (``WebStatus(authz=…)``) says, per
 nobody / anybody / logged-in users / a function's choice. This module answers for the
 current request:
 
-* :func:`current_username` — the logged-in user (the signed session cookie, or in
-  ``useHttpHeader`` mode the front end's ``REMOTE_USER`` / Basic ``Authorization``);
+* :func:`current_username` — the logged-in user (the signed session cookie, a script's
+  ``username``/``passwd`` fields or HTTP Basic on a read, or in ``useHttpHeader`` mode the
+  front end's ``REMOTE_USER`` / Basic ``Authorization``);
 * :func:`action_allowed` — the decision, calling a configured function with the objects
   the seed lists;
 * :func:`advertise_action` — whether to show a form at all;
@@ -13,54 +14,41 @@ current request:
   token, a logged-in user when the action needs one;
 * :func:`deny` — the "Authorization Failed" answer.
 
-:func:`init_app` installs the session (cookie flags, the shared secret), flask-login,
-the site-wide ``view`` check and the template globals.
+Two neighbours hold the rest, and their public names are re-exported here so that views
+import everything about users and permissions from this one module:
+:mod:`bbweb.web.sessions` (the session cookie, logging in and out, CSRF tokens) and
+:mod:`bbweb.web.view_guard` (the site-wide ``view`` check). :func:`init_app` installs
+both and the template globals.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
-import time
-from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, current_app, flash, g, redirect, request, session
-from flask.sessions import SecureCookieSessionInterface
-from flask_login import LoginManager, UserMixin, login_user, logout_user
+from flask import Flask, Response, current_app, flash, g, redirect, request
 from flask_login import current_user as _login_user
-from markupsafe import Markup, escape
 
 from bbweb.auth.authz import AUTH, Authz
+from bbweb.web import sessions, view_guard
+from bbweb.web.sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    SiteUser,
+    csrf_field,
+    csrf_token,
+    csrf_valid,
+    log_in,
+    log_out,
+)
+from bbweb.web.view_guard import MACHINE_BLUEPRINTS, VIEW_EXEMPT_BLUEPRINTS, VIEW_EXEMPT_FILES
 
 log = logging.getLogger("bbweb.auth")
 
-SESSION_COOKIE = "bbweb_session"
-SESSION_LIFETIME = timedelta(hours=24)
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "X-CSRF-Token"
 MAX_CREDENTIAL = 1024  # longer user names or passwords are refused without trying them
-
-# Endpoints (blueprint names or full endpoint names) that ``view`` never protects: they
-# have their own authentication (worker API, change hooks), must work for anyone (health
-# checks, the login/logout/failure pages and the stylesheet and icon they use).
-VIEW_EXEMPT_BLUEPRINTS = frozenset({"worker_api", "change_hook", "health", "auth_pages"})
-# files of public_html the login page needs (anything else there is protected)
-VIEW_EXEMPT_FILES = frozenset({"default.css", "favicon.ico", "robots.txt"})
-# Answered with 401 rather than a redirect to the login page when ``view`` is denied.
-MACHINE_BLUEPRINTS = frozenset({"json_api", "feeds", "badges"})
-
-
-class SiteUser(UserMixin):
-    """A logged-in user as flask-login sees it (everything comes from the session)."""
-
-    def __init__(self, name: str, full_name: str = "", email: str = "") -> None:
-        self.id = name
-        self.name = name
-        self.full_name = full_name or name
-        self.email = email
 
 
 def site_authz() -> Authz:
@@ -269,8 +257,6 @@ def refuse_unless_allowed(action: str) -> Response | None:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="/")
 
 
@@ -287,6 +273,13 @@ def _back_path() -> str:
     return safe_next(path + (f"?{parts.query}" if parts.query else "")) or ""
 
 
+def _current_relative() -> str:
+    """This request's URL relative to the site root (for ``next``)."""
+    path = request.path.lstrip("/")
+    query = request.query_string.decode("latin-1")
+    return path + (f"?{query}" if query else "")
+
+
 def safe_next(target: str | None) -> str | None:
     """``target`` if it is a path relative to the site root (no scheme, host, leading
     slash or backslash, control characters), else None: login and logout only redirect
@@ -301,206 +294,21 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-# ---------------------------------------------------------------- CSRF
-
-def csrf_token() -> str:
-    """This session's CSRF token (made on first use)."""
-    token = session.get("csrf")
-    if not token:
-        token = session["csrf"] = secrets.token_urlsafe(32)
-    return token
-
-
-def csrf_valid() -> bool:
-    """Whether the request's ``csrf_token`` field (or ``X-CSRF-Token`` header) matches
-    this session's token."""
-    expected = session.get("csrf")
-    given = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
-    if not expected or not given:
-        return False
-    return hmac.compare_digest(expected.encode("utf-8"),
-                               given.encode("utf-8", "surrogateescape"))
-
-
-def csrf_field() -> Markup:
-    """The hidden form field carrying the CSRF token."""
-    return Markup('<input type="hidden" name="{}" value="{}">').format(
-        CSRF_FIELD, escape(csrf_token()))
-
-
-# ---------------------------------------------------------------- sessions
-
-def log_in(name: str) -> None:
-    """Start a session for ``name`` (a fresh one: nothing of the anonymous session, in
-    particular its CSRF token, carries over)."""
-    authz = site_authz()
-    info: dict[str, Any] = {}
-    try:
-        info = authz.auth.getUserInfo(name) if authz.auth is not None else {}
-    except Exception:
-        log.exception("getUserInfo(%r) failed", name[:64])
-    session.clear()
-    session.permanent = True
-    session["login_at"] = time.time()
-    session["full_name"] = str(info.get("fullName") or name)
-    email = str(info.get("email") or "")
-    session["email"] = "" if email.endswith("@localhost") else email
-    login_user(SiteUser(name, session["full_name"], session["email"]))
-    csrf_token()
-    g.pop("bbweb_user", None)
-
-
-def log_out() -> None:
-    """End the session: the cookie is cleared, and the server refuses from now on every
-    session of this user made by an earlier login (a copy of the cookie kept elsewhere
-    is worth nothing; :mod:`bbweb.auth.sessions`)."""
-    from bbweb.app import site
-    from bbweb.auth.sessions import end_sessions
-
-    if _login_user.is_authenticated:
-        end_sessions(site().db, _login_user.name)
-    logout_user()
-    session.clear()
-    g.pop("bbweb_user", None)
-
-
-class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session with ``Secure`` set whenever the request came in
-    over https (directly, or from a front end gunicorn trusts to say so)."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        from flask import has_request_context
-
-        return bool(app.config["SESSION_COOKIE_SECURE"]
-                    or (has_request_context() and request.is_secure))
-
-
-def _load_user(name: str) -> SiteUser | None:
-    from bbweb.app import site
-    from bbweb.auth.sessions import sessions_ended_at
-
-    login_at = session.get("login_at", 0)
-    if not isinstance(login_at, int | float) or time.time() - login_at > \
-            SESSION_LIFETIME.total_seconds():
-        return None  # 24 hours after login, like 0.8 (not renewed by use)
-    authz = site_authz()
-    if authz.auth is None or authz.useHttpHeader:
-        return None  # the site no longer logs users in this way
-    ended = sessions_ended_at(site().db, name)
-    if ended is not None and login_at <= ended:
-        return None  # the user logged out (in this browser or another) since
-    return SiteUser(name, session.get("full_name", name), session.get("email", ""))
-
-
-# ---------------------------------------------------------------- view protection
-
-def _view_check() -> Response | None:
-    """``view`` for every page except the exempt ones: anonymous visitors of a private
-    site go to the login page (HTML) or get 401 (JSON, feeds, badges, raw logs)."""
-    endpoint = request.endpoint or ""
-    blueprint = request.blueprint or ""
-    if blueprint in VIEW_EXEMPT_BLUEPRINTS or endpoint == "static":
-        return None
-    if (endpoint == "static_files.public_file"
-            and (request.view_args or {}).get("filename") in VIEW_EXEMPT_FILES):
-        return None
-    authz = site_authz()
-    value = authz.value("view")
-    if value is True:
-        return None
-    if _badge_token_ok(blueprint):
-        g.bbweb_public_by_token = True
-        return None
-    if action_allowed("view"):
-        return None
-    path = request.path.rstrip("/")
-    machine = ((blueprint in MACHINE_BLUEPRINTS and not path.endswith("/help"))
-               or path.endswith(("/text", "/chunks"))
-               or not request.accept_mimetypes.accept_html)
-    if current_username() is None and authz.can_login() and value is not False:
-        if machine:
-            headers = {} if authz.useHttpHeader else {
-                "WWW-Authenticate": 'Basic realm="bbweb", charset="UTF-8"'}
-            return Response("Log in to see this site.\n", status=401, headers=headers,
-                            content_type="text/plain; charset=utf-8")
-        if authz.useHttpHeader:
-            if authz.httpLoginUrl:
-                return _redirect(authz.httpLoginUrl)
-            return Response("Log in to see this site.\n", status=401,
-                            content_type="text/plain; charset=utf-8")
-        return _redirect(_relative_root() + "login?next="
-                         + _quote(safe_next(_current_relative()) or ""))
-    if machine:
-        return Response("You are not allowed to see this site.\n", status=403,
-                        content_type="text/plain; charset=utf-8")
-    return _redirect(_relative_root() + "authzfail")
-
-
-def _private_cache(resp: Response) -> Response:
-    """On a site whose ``view`` is restricted, what a page shows is for its viewer only:
-    ``Cache-Control: private``, so that no shared cache (a caching front end, a CDN)
-    keeps a file, badge or log that a logged-in user or a script with HTTP Basic
-    credentials fetched and hands it to the next anonymous visitor (``public`` would
-    even allow that for requests carrying ``Authorization``). The exempt files and a
-    badge opened by its token stay as they were."""
-    if site_authz().value("view") is True or g.get("bbweb_public_by_token"):
-        return resp
-    if (request.endpoint == "static_files.public_file"
-            and (request.view_args or {}).get("filename") in VIEW_EXEMPT_FILES):
-        return resp
-    cc = resp.cache_control
-    cc.public = False
-    cc.s_maxage = None
-    cc.private = True
-    return resp
-
-
-def _current_relative() -> str:
-    """This request's URL relative to the site root (for ``next``)."""
-    path = request.path.lstrip("/")
-    query = request.query_string.decode("latin-1")
-    return path + (f"?{query}" if query else "")
-
-
-def _badge_token_ok(blueprint: str) -> bool:
-    """A badge URL carrying a valid per-badge token is public (docs/security.md)."""
-    if blueprint != "badges":
-        return False
-    token = request.args.get("token")
-    if not token:
-        return False
-    from bbweb.auth.tokens import badge_token_valid
-
-    return badge_token_valid(request.args, token)
-
-
 # ---------------------------------------------------------------- setup
 
 def init_app(app: Flask) -> None:
-    """Sessions, flask-login, the ``view`` check and the template globals for ``app``."""
+    """The site's Authz, the session and flask-login, the ``view`` check and the
+    template globals for ``app``."""
     from bbweb.app import site
     from bbweb.auth.secret import load_or_create_secret
 
     with app.app_context():
         s = site()
-    app.secret_key = load_or_create_secret(s.basedir)
-    app.config.update(
-        SESSION_COOKIE_NAME=SESSION_COOKIE,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-        SESSION_REFRESH_EACH_REQUEST=False,
-    )
-    app.session_interface = _SessionInterface()
+    sessions.init_app(app, load_or_create_secret(s.basedir))
     authz = app.extensions["bbweb_authz"] = s.config.web.authz
     if authz.auth is not None:
         authz.auth.master = s  # 0.8: "each auth object gets a master attribute"
-    manager = LoginManager()
-    manager.user_loader(_load_user)
-    manager.session_protection = None  # the session is already signed; IPs change
-    manager.init_app(app)
-    app.before_request(_view_check)
-    app.after_request(_private_cache)
+    view_guard.init_app(app)
     app.jinja_env.globals.update(
         csrf_field=csrf_field,
         advertise_action=advertise_action,
@@ -521,6 +329,14 @@ def current_page() -> str:
     return here
 
 
-__all__ = ["action_allowed", "action_guard", "advertise_action", "csrf_field",
-           "csrf_token", "csrf_valid", "current_username", "deny", "init_app", "log_in",
-           "log_out", "safe_next"]
+__all__ = [
+    # identity, decisions and guards (this module)
+    "MAX_CREDENTIAL", "action_allowed", "action_guard", "advertise_action", "current_page",
+    "current_user_info", "current_username", "deny", "init_app", "refuse_unless_allowed",
+    "safe_next", "site_authz",
+    # re-exported from bbweb.web.sessions
+    "CSRF_FIELD", "CSRF_HEADER", "SESSION_COOKIE", "SESSION_LIFETIME", "SiteUser",
+    "csrf_field", "csrf_token", "csrf_valid", "log_in", "log_out",
+    # re-exported from bbweb.web.view_guard
+    "MACHINE_BLUEPRINTS", "VIEW_EXEMPT_BLUEPRINTS", "VIEW_EXEMPT_FILES",
+]
