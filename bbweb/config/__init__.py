@@ -1,6 +1,5 @@
 """Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
 
-from bbweb.auth import Authz, BasicAuth, HTPasswdAprAuth, HTPasswdAuth, UsersAuth
 from bbweb.changes.gitpoller import GitPoller
 from bbweb.changes.svnpoller import SVNPoller
 from bbweb.config.builders import BuilderConfig, BuildSlave
@@ -60,3 +59,17 @@ __all__ = [
     "AnyPropertyParameter", "BooleanParameter", "ChoiceStringParameter", "CodebaseParameter",
     "FixedParameter", "IntParameter", "StringParameter", "TextParameter", "UserNameParameter",
 ]
+
+_AUTH_NAMES = ("Authz", "BasicAuth", "HTPasswdAuth", "HTPasswdAprAuth", "UsersAuth")
+
+
+def __getattr__(name: str) -> object:
+    """The web auth classes, imported on first use: bbweb.auth itself imports
+    bbweb.config.errors, so importing it here eagerly would make ``import bbweb.auth``
+    (before bbweb.config) a circular import."""
+    if name in _AUTH_NAMES:
+        import bbweb.auth
+
+        return getattr(bbweb.auth, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
