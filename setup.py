@@ -41,7 +41,12 @@ setup(
             "poller = bbweb.plugins.hooks.poller:PollerHook",
         ],
         "bbweb.notifiers": [],
-        "bbweb.auth": [],
+        "bbweb.auth": [
+            "basic = bbweb.auth.backends:BasicAuth",
+            "htpasswd = bbweb.auth.backends:HTPasswdAuth",
+            "htpasswdapr = bbweb.auth.backends:HTPasswdAprAuth",
+            "users = bbweb.auth.backends:UsersAuth",
+        ],
         "bbweb.pages": [],
     },
 )

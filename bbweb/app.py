@@ -37,6 +37,7 @@ class Site:
     plugin_settings: PluginSettings
     change_hooks: dict[str, Any] = field(default_factory=dict)  # dialect -> plugin instance
     pages: dict[str, Any] = field(default_factory=dict)  # name -> Blueprint (bbweb.pages)
+    auth: Any = None  # the authentication back end plugins.toml's [auth] enables, if any
     plugin_failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,6 +87,41 @@ def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
         except Exception as exc:
             failures[f"change_hooks.{name}"] = f"{type(exc).__name__}: {exc}"
     return hooks, failures
+
+
+def load_auth(cfg: MasterConfig, settings: PluginSettings, basedir: str
+              ) -> tuple[Any, dict[str, str]]:
+    """The authentication back end plugins.toml's [auth] enables (``name = true`` or a
+    table of keyword arguments for the class; a relative ``file``/``*_file``/``path``
+    option is relative to the basedir): (instance or None, failures). master.cfg's
+    ``Authz(auth=…)`` wins; naming both, or two plugins, is reported."""
+    wanted = {k: v for k, v in settings.section("auth").items() if v is not False}
+    if not wanted:
+        return None, {}
+    if len(wanted) > 1:
+        return None, {f"auth.{name}": "only one authentication back end can be enabled "
+                                      f"(plugins.toml [auth] enables {', '.join(wanted)})"
+                      for name in wanted}
+    (name, options), = wanted.items()
+    key = f"auth.{name}"
+    authz = getattr(cfg.web, "authz", None)
+    if authz is not None and authz.auth is not None:
+        return None, {key: "master.cfg's Authz(auth=...) already sets the authentication "
+                           "back end; remove one of the two"}
+    found = discover("auth", [name])
+    cls = found.plugins.get(name)
+    if cls is None:
+        return None, {key: found.failed.get(name, "no such authentication back end is "
+                                                  "installed")}
+    kwargs = dict(options) if isinstance(options, dict) else {}
+    for opt, value in kwargs.items():
+        if (opt in ("file", "path") or opt.endswith("_file")) and isinstance(value, str) \
+                and not os.path.isabs(os.path.expanduser(value)):
+            kwargs[opt] = os.path.join(basedir, value)
+    try:
+        return cls(**kwargs), {}
+    except Exception as exc:  # ConfigErrors included: say it, leave logins off
+        return None, {key: f"{type(exc).__name__}: {exc}"}
 
 
 # First path segments bbweb serves or will serve (Buildbot 0.8's site map): a pages plugin
@@ -184,11 +220,13 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
     hooks, failures = load_change_hooks(cfg, settings)
     pages, page_failures = load_pages(cfg, settings)
     failures.update(page_failures)
+    auth, auth_failures = load_auth(cfg, settings, basedir)
+    failures.update(auth_failures)
     for name, message in failures.items():
         log.error("plugin %s is not available: %s", name, message)
     app.extensions["bbweb"] = Site(basedir=basedir, config=cfg, db=db,
                                    plugin_settings=settings, change_hooks=hooks,
-                                   pages=pages, plugin_failures=failures)
+                                   pages=pages, auth=auth, plugin_failures=failures)
 
     from bbweb.web import register_blueprints
     from bbweb.web.authz import init_app as init_auth

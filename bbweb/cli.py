@@ -75,7 +75,7 @@ def _print_errors(exc: ConfigErrors) -> None:
 
 
 def cmd_checkconfig(args: argparse.Namespace) -> int:
-    from bbweb.app import load_change_hooks, load_pages
+    from bbweb.app import load_auth, load_change_hooks, load_pages
     from bbweb.config.master import load_master_config
     from bbweb.plugins.registry import load_plugin_settings
     from bbweb.web.change_hook import option_problems
@@ -96,6 +96,7 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
             failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])
     _pages, page_failures = load_pages(cfg, settings)
     failures.update(page_failures)
+    failures.update(load_auth(cfg, settings, args.basedir)[1])
     if failures:
         print("bbweb: plugins that cannot be used:", file=sys.stderr)
         for name, message in sorted(failures.items()):

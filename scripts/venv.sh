@@ -19,7 +19,12 @@ ensure_venv() {  # ensure_venv EXTRAS IMPORTS: e.g. ensure_venv '[test]' 'bbweb,
       fi
     fi
   fi
-  if ! .venv/bin/python -c "import $imports" 2>/dev/null; then
+  # reinstall when an import is missing or setup.py changed (new dependencies, new
+  # entry points: a stale install would not list a plugin the checkout registers)
+  local stamp=.venv/.bbweb-setup-$(sha256sum setup.py | cut -c1-16)${extras//[^a-z]/}
+  if [ ! -e "$stamp" ] || ! .venv/bin/python -c "import $imports" 2>/dev/null; then
     .venv/bin/pip install -q -e ".$extras"
+    rm -f .venv/.bbweb-setup-*
+    touch "$stamp"
   fi
 }

@@ -23,6 +23,7 @@ both and the template globals.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -305,7 +306,11 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         s = site()
     sessions.init_app(app, load_or_create_secret(s.basedir))
-    authz = app.extensions["bbweb_authz"] = s.config.web.authz
+    authz = s.config.web.authz
+    if authz.auth is None and s.auth is not None:  # plugins.toml [auth]
+        authz = copy.copy(authz)
+        authz.auth = s.auth
+    app.extensions["bbweb_authz"] = authz
     if authz.auth is not None:
         authz.auth.master = s  # 0.8: "each auth object gets a master attribute"
     view_guard.init_app(app)

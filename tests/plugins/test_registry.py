@@ -32,3 +32,12 @@ def test_plugins_toml_can_enable_a_dialect(make_master):
     (m.basedir / "plugins.toml").write_text("[change_hooks]\nbase = {}\n")
     client = m.app().test_client()
     assert client.post("/change_hook/base", data={"author": "a"}).status_code == 202
+
+
+def test_builtin_auth_back_ends_register_like_third_party_ones():
+    from bbweb.auth import BasicAuth, HTPasswdAprAuth, HTPasswdAuth, UsersAuth
+
+    found = discover("auth")
+    assert found.plugins["basic"] is BasicAuth and found.plugins["users"] is UsersAuth
+    assert found.plugins["htpasswd"] is HTPasswdAuth
+    assert found.plugins["htpasswdapr"] is HTPasswdAprAuth
