@@ -263,20 +263,31 @@ def stop_change_all() -> Response:
     return _stop_change(None, "builders", per_request=False)
 
 
+def _all_or_selected(all_action: str) -> tuple[list[str] | None, list[int] | None] | None:
+    """The builders an ``_all``/``_selected`` URL means, as (names, builder ids):
+    (None, None) for every builder (the URL ends with ``all_action``), None when the form
+    selected none."""
+    if request.path.rstrip("/").endswith(all_action):
+        return None, None
+    names = selected_builders()
+    if not names:
+        return None
+    with site().db.read() as conn:
+        return names, [b.id for b in builder_infos(conn, names).values() if b.id >= 0]
+
+
 @bp.route("/builders/_all/cancelpendingall", methods=METHODS)
 @bp.route("/builders/_selected/cancelpendingselected", methods=METHODS)
 def cancel_pending_many() -> Response:
     refused = refuse_unless_allowed("cancelAllPendingBuilds")
     if refused:
         return refused
-    everything = request.path.rstrip("/").endswith("cancelpendingall")
-    names = None if everything else selected_builders()
-    if names == []:
+    target = _all_or_selected("cancelpendingall")
+    if target is None:
         return back("builders", "Nothing cancelled: no builder was selected.", "error")
+    names, builderids = target
     s = site()
     with s.db.read() as conn:
-        builderids = None if names is None else \
-            [b.id for b in builder_infos(conn, names).values() if b.id >= 0]
         brids = engine.pending_request_ids(conn, builderids)
     with s.db.write() as conn:
         done = engine.cancel_requests(conn, brids, acting_user(), comments())
@@ -293,14 +304,11 @@ def stop_many() -> Response:
     refused = refuse_unless_allowed("stopAllBuilds")
     if refused:
         return refused
-    everything = request.path.rstrip("/").endswith("stopall")
-    names = None if everything else selected_builders()
-    if names == []:
+    target = _all_or_selected("stopall")
+    if target is None:
         return back("builders", "Nothing stopped: no builder was selected.", "error")
+    names, builderids = target
     s = site()
-    with s.db.read() as conn:
-        builderids = None if names is None else \
-            [b.id for b in builder_infos(conn, names).values() if b.id >= 0]
     with s.db.write() as conn:
         stopped = engine.stop_builds(conn, builderids, acting_user(), comments())
     where = "any builder" if names is None else ", ".join(names)
