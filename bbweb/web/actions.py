@@ -114,16 +114,26 @@ def _plural(n: int, word: str) -> str:
 BUILD = "/builders/<path:name>/builds/<int(signed=True):number>"
 
 
-@bp.route(BUILD + "/stop", methods=METHODS)
-def stop_build(name: str, number: int) -> Response:
-    resp = action_guard("stopBuild")
-    if resp:
-        return resp
-    s = site()
-    with s.db.read() as conn:
+def _guarded_build(action: str, name: str, number: int) -> Response | tuple[Any, Any]:
+    """The guard of an action on one build, then (builder, build) — or the answer to send
+    (refused, or 404 for a build that does not exist)."""
+    refused = action_guard(action)
+    if refused:
+        return refused
+    with site().db.read() as conn:
         builder, build = detail.find_build(conn, name, number)
     if builder is None or build is None:
         return no_such(f"No build #{number} of builder {name!r}.")
+    return builder, build
+
+
+@bp.route(BUILD + "/stop", methods=METHODS)
+def stop_build(name: str, number: int) -> Response:
+    found = _guarded_build("stopBuild", name, number)
+    if isinstance(found, Response):
+        return found
+    builder, build = found
+    s = site()
     if not action_allowed("stopBuild", status_actions.as_status(build)):
         return deny("stopBuild")
     page = f"{builder_page(build.builder)}/builds/{build.number}"
@@ -142,14 +152,11 @@ def stop_build(name: str, number: int) -> Response:
 
 @bp.route(BUILD + "/rebuild", methods=METHODS)
 def rebuild(name: str, number: int) -> Response:
-    resp = action_guard("forceBuild")
-    if resp:
-        return resp
+    found = _guarded_build("forceBuild", name, number)
+    if isinstance(found, Response):
+        return found
+    builder, build = found
     s = site()
-    with s.db.read() as conn:
-        builder, build = detail.find_build(conn, name, number)
-    if builder is None or build is None:
-        return no_such(f"No build #{number} of builder {name!r}.")
     if not action_allowed("forceBuild", status_actions.as_status(builder)):
         return deny("forceBuild")
     page = builder_page(build.builder)
