@@ -1,4 +1,4 @@
-"""Server time and SQL statements of the overview views against a big history (issue 3).
+"""Server time and SQL statements of the overview views against a big history.
 
 In-process, with Flask's test client (as ``bench/pages.py``): for each of ``/waterfall``,
 ``/grid``, ``/tgrid``, ``/console``, ``/rss``, ``/atom`` and ``/png?builder=B`` it makes

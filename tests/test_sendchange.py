@@ -1,5 +1,5 @@
 """``bbweb sendchange`` as a subprocess, over real HTTP, with the option names of Buildbot's
-``contrib/post_build_request.py`` (spec §1.9) and the older sendchange spellings.
+``contrib/post_build_request.py`` and the older sendchange spellings.
 
 The master is the Flask application behind werkzeug's HTTP server in a thread of this
 process, on both databases.

@@ -16,7 +16,7 @@ from bbweb.config.errors import Location, caller_location, config_error
 
 log = logging.getLogger("bbweb.auth")
 
-# The seed's actions, in 0.8's order.
+# Buildbot's documented actions, in 0.8's order.
 ACTIONS: tuple[str, ...] = (
     "view", "gracefulShutdown", "forceBuild", "forceAllBuilds", "pingBuilder", "stopBuild",
     "stopAllBuilds", "cancelPendingBuild", "cancelAllPendingBuilds", "stopChange",
@@ -45,7 +45,7 @@ class Authz:
     """Buildbot's ``Authz(auth=…, default_action=False, view=True, forceBuild=…, …)``.
 
     Every action not given defaults to ``default_action`` except ``view``, which defaults
-    to True on its own. The seed's ``httpLoginLink`` and 0.8's ``httpLoginUrl`` are the
+    to True on its own. Buildbot's documented ``httpLoginLink`` and 0.8's ``httpLoginUrl`` are the
     same option. An unknown keyword is a configuration error naming the line.
     """
 

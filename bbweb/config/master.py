@@ -1,6 +1,6 @@
 """Loading ``BASEDIR/master.cfg`` into one validated :class:`MasterConfig`.
 
-The file is Python (``c = BuildmasterConfig = {}``) because the seed's options take
+The file is Python (``c = BuildmasterConfig = {}``) because Buildbot's documented options take
 callables. Everything that can be checked before anything runs is checked here, and every
 message names the file and line to fix.
 """

@@ -63,7 +63,7 @@ class ConsumerError(ValueError):
 
 
 def is_consumer(obj: Any) -> bool:
-    """Whether ``obj`` follows the consumer interface (duck-typed, like the seed's status
+    """Whether ``obj`` follows the consumer interface (duck-typed, like Buildbot's documented status
     targets)."""
     return isinstance(getattr(obj, "consumer_name", None), str) and \
         callable(getattr(obj, "handle_event", None))

@@ -1,9 +1,9 @@
 """Storing changes and handing them to the schedulers.
 
 A change arrives from a hook dialect (or ``bbweb sendchange``) as a plain dict with the
-seed's field names; ``add_change`` stores it, emits ``change.new`` and runs the immediate
-schedulers in the same transaction, so an accepted change is never lost between "stored"
-and "scheduled".
+field names of Buildbot 0.8's base hook; ``add_change`` stores it, emits ``change.new``
+and runs the immediate schedulers in the same transaction, so an accepted change is never
+lost between "stored" and "scheduled".
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ChangeError(ValueError):
 
 @dataclass
 class ChangeInput:
-    """A change as a dialect produces it (the seed's base-hook field names)."""
+    """A change as a dialect produces it (Buildbot's documented base-hook field names)."""
 
     author: str
     comments: str = ""

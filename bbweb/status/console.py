@@ -1,4 +1,4 @@
-"""What the console shows (web spec §6): the newest changes, and for each change the build
+"""What the console shows: the newest changes, and for each change the build
 that contains it on every builder, coloured by what that build did.
 
 The page starts from the changes, never from the builders' histories:
@@ -57,7 +57,7 @@ MAX_REVS = 200  # a larger ``revs`` is lowered to this: the page must stay a pag
 # only, so a site that never forces a build does not check its whole history for one.
 FORCED_SCAN = 10
 
-# cell classes (web spec §6.3)
+# cell classes
 PASSED, WARNED, FAILED, FAILED_AGAIN = "success", "warnings", "failure", "failure-again"
 RUNNING, BROKEN, NOT_STARTED, NOT_IN_BUILDER = "running", "exception", "notstarted", \
     "notinbuilder"

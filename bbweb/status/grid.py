@@ -1,4 +1,4 @@
-"""The grid and the transposed grid (web spec §5): each builder's newest builds, lined up
+"""The grid and the transposed grid: each builder's newest builds, lined up
 by the sources they built.
 
 A page costs the same handful of queries whatever the history and however many builders

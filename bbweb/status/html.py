@@ -209,7 +209,7 @@ class WebStatus:
             config_error("WebStatus: provide_feeds must be a list drawn from "
                          f"{', '.join(DEFAULT_FEEDS)}")
         if logRotateLength is None:
-            logRotateLength = rotateLength  # the seed documents rotateLength; 0.8 took this
+            logRotateLength = rotateLength  # documented as rotateLength; 0.8 took this
         elif rotateLength is not None and rotateLength != logRotateLength:
             config_error("WebStatus: logRotateLength and rotateLength are the same option; "
                          "give one of them")
@@ -290,5 +290,5 @@ def _effective_authz(authz: Any, auth: Any, allowForce: Any) -> Any:
 
 
 def Waterfall(*args: Any, **kwargs: Any) -> WebStatus:
-    """The pre-0.8 name used in the seed's first example; a WebStatus in all respects."""
+    """The pre-0.8 name used in Buildbot's documented first example; a WebStatus in all respects."""
     return WebStatus(*args, **kwargs)

@@ -29,7 +29,7 @@ Doc = dict[str, Any]
 
 
 def format_change_time(when: float) -> str:
-    """A change's ``at``: server-local ``Ddd DD Mon YYYY HH:MM:SS`` (web spec §1.6)."""
+    """A change's ``at``: server-local ``Ddd DD Mon YYYY HH:MM:SS``."""
     return time.strftime("%a %d %b %Y %H:%M:%S", time.localtime(when))
 
 

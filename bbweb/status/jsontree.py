@@ -557,7 +557,7 @@ def _merge(target: dict[str, Any], doc: Any) -> None:
 
 
 def select_document(req: JsonRequest, node: Node, values: list[str]) -> dict[str, Any]:
-    """The ``select`` flag (web spec §18.3): a document assembled from sub-paths, the
+    """The ``select`` flag: a document assembled from sub-paths, the
     longest paths first; an empty value merges the node's own document."""
     items = sorted(values, key=lambda v: v.strip("/").count("/"), reverse=True)
     paths = [split_select(v) for v in items]

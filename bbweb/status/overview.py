@@ -16,7 +16,7 @@ never by how much history exists.
 * Build tables need properties (``got_revision``) and sourcestamps with their changes, not
   steps or logs: :func:`load_table_details` reads those for the whole table at once.
 
-The :class:`BuildRow` helpers turn a build into what a build table shows (web spec §7.5).
+The :class:`BuildRow` helpers turn a build into what a build table shows.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class Revision:
 
 @dataclass
 class BuildRow:
-    """A build as a build table or a one-line entry shows it (web spec §7.5)."""
+    """A build as a build table or a one-line entry shows it."""
 
     build: BuildInfo
     revisions: list[Revision] = field(default_factory=list)

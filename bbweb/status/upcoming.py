@@ -1,5 +1,5 @@
 """Upcoming scheduled builds: when the timed schedulers (``Nightly``, ``Periodic``) that
-feed a builder will fire next (web spec §4.2 "current activity", §5.3 builder cell).
+feed a builder will fire next.
 
 The prediction is the daemon's own rule (:func:`bbweb.engine.schedulers.next_nightly_fire`
 and :func:`~bbweb.engine.schedulers.next_periodic_fire`, which ``tick`` uses too) applied to

@@ -1,4 +1,4 @@
-"""What the waterfall (web spec §4) reads: the builds, steps, changes and slave events of
+"""What the waterfall reads: the builds, steps, changes and slave events of
 one page, and the two rows above the grid. How they become rows is
 :mod:`bbweb.status.waterfall_layout`.
 
@@ -498,7 +498,7 @@ def load(conn: Connection, builder_list: Sequence[BuilderInfo],
 @dataclass
 class BuilderHead:
     """A builder's "last build" and "current activity" boxes, and whether it is failing
-    (web spec §4.3: offline, last finished build not a success, or a running build with a
+    (offline, last finished build not a success, or a running build with a
     failed step)."""
 
     name: str

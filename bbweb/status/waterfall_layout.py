@@ -1,4 +1,4 @@
-"""How the waterfall (web spec §4) turns time into table rows: pure functions over events,
+"""How the waterfall turns time into table rows: pure functions over events,
 unit-testable without a database.
 
 Every column (changes, one per builder) is a stream of events, newest first: changes,

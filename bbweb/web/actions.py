@@ -1,11 +1,11 @@
-"""The control actions of the web status (web spec §7.3, §7.4, §8.2, §8.3, §12.3, §3):
+"""The control actions of the web status:
 stop and rebuild builds, cancel pending requests, ping, pause and gracefully shut down
 workers, clean shutdown of the master. The force actions are in
 :mod:`bbweb.web.actions_force`.
 
 Every action is a POST carrying the session's CSRF token (:func:`action_guard`; a GET is
 answered 405 and changes nothing), is checked against the site's Authz with the objects
-the seed names, calls one engine function in one transaction, and answers with a 303
+Buildbot 0.8 names, calls one engine function in one transaction, and answers with a 303
 redirect back to the page the form was on, with a message (flashed, shown escaped by the
 layout).
 """

@@ -1,5 +1,5 @@
 """Forcing builds from the web: ``/builders/X/force``, ``/builders/_all/forceall`` and
-``/builders/_selected/forceselected`` (web spec §7.3, §7.4, §14), and the force forms'
+``/builders/_selected/forceselected``, and the force forms'
 model for the templates.
 
 A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.config.forcefields`);

@@ -31,7 +31,7 @@ def login() -> Response:
     site_authz = authz.site_authz()
     next_page = authz.safe_next(request.values.get("next")) or ""
     if site_authz.useHttpHeader:
-        # the front end does the logging in (the seed's Apache recipe protects /login)
+        # the front end does the logging in (Buildbot's documented Apache recipe protects /login)
         if site_authz.httpLoginUrl and authz.current_username() is None:
             return authz._redirect(site_authz.httpLoginUrl)
         return _back(next_page)

@@ -8,7 +8,7 @@ current request:
   ``username``/``passwd`` fields or HTTP Basic on a read, or in ``useHttpHeader`` mode the
   front end's ``REMOTE_USER`` / Basic ``Authorization``);
 * :func:`action_allowed` — the decision, calling a configured function with the objects
-  the seed lists;
+  Buildbot 0.8 lists;
 * :func:`advertise_action` — whether to show a form at all;
 * :func:`action_guard` — what every action view calls first: POST only, a valid CSRF
   token, a logged-in user when the action needs one;
@@ -89,7 +89,7 @@ def _header_user(authz: Authz) -> str | None:
 
     ``REMOTE_USER`` (set by the WSGI server, never by the client) wins; otherwise the
     Basic ``Authorization`` header's user — checked against ``auth=`` when one is
-    configured, because a front end that protects only ``/login`` (the seed's recipe)
+    configured, because a front end that protects only ``/login`` (Buildbot's documented recipe)
     passes a forged header on every other path unchecked.
     """
     remote = request.environ.get("REMOTE_USER")

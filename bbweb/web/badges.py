@@ -1,4 +1,4 @@
-"""``/png`` (and ``/badge.svg``): a status badge of a builder's build (web spec §19).
+"""``/png`` (and ``/badge.svg``): a status badge of a builder's build.
 
 ``/png?builder=B[&number=N][&revision=R][&size=small|normal|large][&format=svg]``; any
 sub-path of ``/png`` is the same. The build is the newest *finished* build by default

@@ -1,7 +1,7 @@
 """``/builders``, ``/builders/X``, ``/one_line_per_build[/X]``, ``/one_box_per_builder`` and
 ``/buildstatus``: what each builder is doing and what it did lately.
 
-Web spec §7, §9, §10. Every page reads a bounded amount of the status database (see
+Every page reads a bounded amount of the status database (see
 :mod:`bbweb.status.overview`). Deliberate differences from 0.8 are listed in
 ``docs/compat.md``: unknown builders and bad arguments give 404/400 pages instead of server
 errors, non-integer counts fall back to their defaults, property filters work on pending

@@ -1,4 +1,4 @@
-"""``/builders/X/builds/N`` and ``…/steps/S``: one build, one step (web spec §8.1, §8.4).
+"""``/builders/X/builds/N`` and ``…/steps/S``: one build, one step.
 
 ``N`` may be negative (``-1`` is the latest build, running or not). ``S`` is a step name
 (the first step with that name) or an index (``-1`` is the last step). Builder, step and

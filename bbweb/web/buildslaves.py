@@ -1,6 +1,6 @@
 """``/buildslaves`` and ``/buildslaves/X``: the workers, their health and their builds.
 
-Web spec §12. bbweb keeps no history of slave connections (the ``slaves`` table holds the
+bbweb keeps no history of slave connections (the ``slaves`` table holds the
 current connection only), so 0.8's "connections in the last hour" count is replaced by
 when the current connection started; see ``docs/compat.md``.
 """

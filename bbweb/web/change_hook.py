@@ -7,7 +7,7 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
 1. ``change_hook_auth`` (HTTP Basic) when configured → 401;
 2. a dialect that is not enabled → 404: the URL does not exist on this site;
 3. only POST changes anything: GET (and HEAD) → 405, unless the dialect declares
-   ``allow_get = True`` (the ``poller`` dialect, which the seed triggers with GET);
+   ``allow_get = True`` (the ``poller`` dialect, which Buildbot's documentation triggers with GET);
 4. a body over the dialect's ``max_body_size`` option (default :data:`MAX_BODY_BYTES`)
    → 413 before anything is parsed;
 5. the dialect's ``get_changes(request)``: ``ValueError`` → 400, ``PermissionError`` →
@@ -307,7 +307,7 @@ def store(dialect: str, changes: list[ChangeInput], delivery: str | None) -> lis
 
 def no_changes_response(dialect: str) -> Response:
     """200 for a request that was fine but gave no change (a ping, a tag push, …); a note
-    the dialect left in ``flask.g.change_hook_note`` is shown after the seed's text."""
+    the dialect left in ``flask.g.change_hook_note`` is shown after Buildbot's documented text."""
     note = g.get("change_hook_note")
     if note:
         return _text(200, "no changes found: " + _short(str(note)))

@@ -1,4 +1,4 @@
-"""``/changes`` (the change sources) and ``/changes/N`` (one change): web spec §11.
+"""``/changes`` (the change sources) and ``/changes/N`` (one change).
 
 The change block (``change_macros.html``) is shared with the build page's "All Changes".
 A missing change is a 404 page (0.8 answered bare text with status 200).

@@ -1,5 +1,5 @@
 """``/console``: one row per change (newest first), one column per builder grouped by
-category, each box coloured by what the build containing the change did (web spec §6).
+category, each box coloured by what the build containing the change did.
 
 The data comes from :mod:`bbweb.status.console` in a fixed number of statements. What
 differs from 0.8 (ordering by arrival instead of by revision string, rows for forced

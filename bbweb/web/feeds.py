@@ -1,4 +1,4 @@
-"""``/rss`` (RSS 2.0) and ``/atom`` (Atom 1.0): the newest finished builds (web spec §17).
+"""``/rss`` (RSS 2.0) and ``/atom`` (Atom 1.0): the newest finished builds.
 
 Each feed is mounted only when its name is in ``WebStatus(provide_feeds=…)``; any sub-path
 answers the same feed. Selection: the newest :data:`FEED_SIZE` finished builds of each

@@ -1,6 +1,6 @@
 """``/grid`` (sources across, builders down) and ``/tgrid`` (the same, transposed).
 
-Web spec §5. The grid itself is built by :mod:`bbweb.status.grid` in a fixed handful of
+The grid itself is built by :mod:`bbweb.status.grid` in a fixed handful of
 queries. Differences from 0.8 (recorded in ``docs/compat.md``): a ``width``/``length``
 that is not a positive whole number is a 400 page instead of a server error, values over
 :data:`~bbweb.status.grid.MAX_WIDTH` count as that, builders are listed in natural order as

@@ -2,7 +2,7 @@
 
 Accepted forms:
 
-* ``('user', 'password')``: one pair (the seed's example);
+* ``('user', 'password')``: one pair (Buildbot's documented example);
 * a list of pairs ``[('u1', 'p1'), ('u2', 'p2')]``;
 * an htpasswd file path, ``'hooks.htpasswd'`` or ``'htpasswd:hooks.htpasswd'`` (relative
   to the basedir), as written by Apache's ``htpasswd`` (bcrypt ``-B``, MD5 ``-m``, SHA-1
@@ -13,7 +13,7 @@ Accepted forms:
 
 or a list mixing any of these. Every request to any dialect must then carry HTTP Basic
 credentials that one of them accepts; otherwise the answer is 401 with
-``WWW-Authenticate: Basic realm="Protected area"`` (the seed's realm). Passwords are
+``WWW-Authenticate: Basic realm="Protected area"`` (Buildbot's documented realm). Passwords are
 compared in constant time (digests of equal length, every entry checked).
 """
 

@@ -1,4 +1,4 @@
-"""``/json``: Buildbot 0.8's JSON status API (web spec §18) over the status database.
+"""``/json``: Buildbot 0.8's JSON status API over the status database.
 
 A request is parsed (path segments, global flags), resolved in the resource tree of
 :mod:`bbweb.status.jsontree`, rendered (``select``, ``filter``, ``compact``, ``as_text``,

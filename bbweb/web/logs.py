@@ -1,5 +1,5 @@
-"""``…/steps/S/logs/L`` (HTML) and ``…/logs/L/text`` (plain text): a step's log, streamed
-(web spec §8.5); ``…/logs/L/chunks?after=SEQ`` (JSON) feeds the HTML page's live follow.
+"""``…/steps/S/logs/L`` (HTML) and ``…/logs/L/text`` (plain text): a step's log, streamed;
+``…/logs/L/chunks?after=SEQ`` (JSON) feeds the HTML page's live follow.
 
 Both views stream in constant memory: chunks are read in bounded batches
 (:mod:`bbweb.status.logstream`) and written out one at a time, so a 1 GB log costs one

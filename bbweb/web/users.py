@@ -1,6 +1,6 @@
 """``/users`` (the users table) and ``/users/N`` (one user's attributes).
 
-Both need ``showUsersPage`` (0.8 checked it on the table only). The seed's
+Both need ``showUsersPage`` (0.8 checked it on the table only). Buildbot's documented
 ``/users/table`` and ``/users/table/N`` are the same pages. Password hashes are never
 shown.
 """

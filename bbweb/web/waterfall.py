@@ -1,4 +1,4 @@
-"""``/waterfall`` and ``/waterfall/help`` (web spec §4): time runs down the page, one column
+"""``/waterfall`` and ``/waterfall/help``: time runs down the page, one column
 per builder plus the changes and the time columns.
 
 The view parses the arguments (bad numbers are a 400 page, never a server error), asks

@@ -1,5 +1,5 @@
 """Real processes: sessions shared by several gunicorn workers and kept over a restart;
-header mode behind a real Apache (Debian's apache2) configured with the seed's recipe —
+header mode behind a real Apache (Debian's apache2) configured with Buildbot's documented recipe —
 ``ProxyPass /`` to bbweb and Basic auth on ``/login`` against an htpasswd file made by
 the real ``htpasswd``."""
 
@@ -128,7 +128,7 @@ def apache_conf(root: Path, port: int, backend: str, htpasswd: Path) -> str:
         ErrorLog "{root}/error.log"
         LogLevel warn
         ProxyRequests Off
-        # the seed's recipe, with http instead of https on loopback
+        # Buildbot's documented recipe, with http instead of https on loopback
         ProxyPass / {backend}/
 
         <Location /login>

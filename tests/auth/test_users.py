@@ -1,5 +1,5 @@
 """``bbweb user`` manages the users table; UsersAuth logs in against it; the users pages
-(/users, /users/N, the seed's /users/table and /users/table/N) behind showUsersPage."""
+(/users, /users/N, Buildbot's documented /users/table and /users/table/N) behind showUsersPage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/png`` and ``/badge.svg`` (web spec §19): which build, sizes, pixels, unknown cases,
+"""``/png`` and ``/badge.svg``: which build, sizes, pixels, unknown cases,
 headers and the SVG twin, on SQLite and PostgreSQL. PNGs are decoded here (no Pillow)."""
 
 from __future__ import annotations

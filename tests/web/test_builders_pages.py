@@ -1,5 +1,5 @@
 """``/builders``, ``/builders/X``, ``/one_line_per_build[/X]``, ``/one_box_per_builder`` and
-``/buildstatus`` (web spec §7, §9, §10), over history built through the engine, on SQLite
+``/buildstatus``, over history built through the engine, on SQLite
 and PostgreSQL."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``/buildslaves`` and ``/buildslaves/X`` (web spec §12) over history built through the
+"""``/buildslaves`` and ``/buildslaves/X`` over history built through the
 engine, on SQLite and PostgreSQL. The scenario is the builders pages' one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``/console`` (web spec §6) over history made through the engine, on SQLite and
+"""``/console`` over history made through the engine, on SQLite and
 PostgreSQL: the colour of every kind of cell, row order (arrival, never lexical), rows for
 forced builds, filters, failure details, escaping, arguments and the query budget."""
 

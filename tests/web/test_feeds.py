@@ -1,4 +1,4 @@
-"""``/rss`` and ``/atom`` (web spec §17), read through a real feed parser, on SQLite and
+"""``/rss`` and ``/atom``, read through a real feed parser, on SQLite and
 PostgreSQL, with history built through the engine."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_filters(feed_client, kind):
     assert got("category=doc&category=core") == got("")
     assert got("builder=idle") == []
     assert got("builder=nosuch") == []
-    # failures only: FAILURE, not EXCEPTION (spec §17.1)
+    # failures only: FAILURE, not EXCEPTION
     assert got("failures_only=true") == ['Builder "docs": failure',
                                          'Builder "runtests": failure']
     assert got("failures_only=1&builder=docs") == ['Builder "docs": failure']

@@ -1,4 +1,4 @@
-"""``/grid`` and ``/tgrid`` (web spec §5) over history built through the engine, on SQLite
+"""``/grid`` and ``/tgrid`` over history built through the engine, on SQLite
 and PostgreSQL: which build lands in which cell, the headers, the filters, escaping, bad
 arguments, and a statement count that does not grow with history or builders."""
 

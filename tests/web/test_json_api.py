@@ -1,4 +1,4 @@
-"""``/json`` documents: every resource of web spec §18.2, with known content built through
+"""``/json`` documents: every resource of 0.8's JSON API, with known content built through
 the engine (no worker), on SQLite and PostgreSQL."""
 
 from __future__ import annotations

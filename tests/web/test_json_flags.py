@@ -1,5 +1,4 @@
-"""``/json`` flags, ``select``, errors, headers and help pages (web spec §18.1, §18.3,
-§18.4)."""
+"""``/json`` flags, ``select``, errors, headers and help pages."""
 
 from __future__ import annotations
 

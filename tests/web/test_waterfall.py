@@ -1,4 +1,4 @@
-"""``/waterfall`` and ``/waterfall/help`` (web spec §4): the layout rules on synthetic
+"""``/waterfall`` and ``/waterfall/help``: the layout rules on synthetic
 streams, then the page over history made through the engine, on SQLite and PostgreSQL.
 
 Pages are checked by rebuilding the event grid from the HTML (rowspans included), so a

@@ -1,6 +1,6 @@
 """The ``poller`` dialect: "knock on the door" — make polling change sources poll now.
 
-``/change_hook/poller?poller=URL`` (repeatable; GET, as the seed's commit-hook example
+``/change_hook/poller?poller=URL`` (repeatable; GET, as Buildbot's documented commit-hook example
 does, or POST) asks for an immediate poll of the change source named ``URL`` (a
 ``GitPoller``'s ``repourl``, an ``SVNPoller``'s ``svnurl``, or the ``name=`` it was
 given); without ``poller`` every allowed poller polls. The option ``allowed=[names]``
@@ -9,8 +9,8 @@ poller is a 400 ``Could not find pollers: a,b`` and nothing polls.
 
 The web process never polls: it records a ``poller.poll_requested`` event naming the
 pollers, which the master daemon picks up within a fraction of a second
-(:mod:`bbweb.daemon.pollers`); changes the poll finds appear as usual. The answer is the
-seed's 200 ``no changes found`` followed by the pollers that were asked.
+(:mod:`bbweb.daemon.pollers`); changes the poll finds appear as usual. The answer is
+Buildbot 0.8's 200 ``no changes found`` followed by the pollers that were asked.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PollerHook:
     """``change_hook_dialects={'poller': True}`` or ``{'poller': {'allowed': [...]}}``."""
 
     src: str | None = None
-    allow_get = True  # the seed triggers polls with GET (curl from a commit hook)
+    allow_get = True  # Buildbot's documentation triggers polls with GET (curl from a commit hook)
     request_properties = False
 
     def __init__(self, options: dict[str, Any], config: MasterConfig) -> None:
