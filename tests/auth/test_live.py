@@ -185,7 +185,7 @@ def header_site(tmp_path_factory: pytest.TempPathFactory
         try:
             requests.get(front + "/health", timeout=2)
             return True
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
             return False
 
     try:

@@ -45,7 +45,7 @@ def test_clean_shutdown_finishes_the_build_then_everything_stops(tmp_path):
             assert proc.poll() is None, (tmp_path / "start.log").read_text()
             try:
                 return requests.get(url + "/health", timeout=2).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
                 return False
 
         wait_for(healthy, 60, what="bbweb start to serve")

@@ -149,7 +149,7 @@ def apache(backend: LiveMaster, tmp_path_factory: pytest.TempPathFactory
         try:
             requests.get(server.url + "/", timeout=2)
             return True
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
             return False
 
     try:

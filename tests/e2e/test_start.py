@@ -48,7 +48,7 @@ def test_create_master_and_start(tmp_path):
             assert proc.poll() is None, (tmp_path / "start.log").read_text()
             try:
                 return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
                 return False
 
         wait_for(healthy, 60, what="bbweb start to serve")
