@@ -1,5 +1,6 @@
-"""/change_hook/bitbucket with Bitbucket's own payloads (the POST service and Bitbucket
-Cloud webhooks), on SQLite and PostgreSQL."""
+"""/change_hook/bitbucket with payloads as Bitbucket sends them (the POST service, written
+for bbweb in its documented format, and published Bitbucket Cloud webhook examples), on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

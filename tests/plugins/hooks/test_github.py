@@ -1,4 +1,6 @@
-"""/change_hook/github with GitHub's own payloads, on SQLite and PostgreSQL."""
+"""/change_hook/github with payloads as GitHub sends them (published examples, and the
+original post-receive format written for bbweb: tests/data/payloads/SOURCES), on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""/change_hook/googlecode with Google Code's own post-commit body and HMAC, on SQLite and
-PostgreSQL."""
+"""/change_hook/googlecode with a post-commit body and HMAC as Google Code sent them (the
+documented format, data written for bbweb), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
