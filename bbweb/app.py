@@ -46,8 +46,19 @@ def site() -> Site:
     return current_app.extensions["bbweb"]
 
 
-def default_basedir() -> str:
-    return os.environ.get("BBWEB_BASEDIR", "master")
+def default_basedir(cwd: str | os.PathLike[str] | None = None) -> str:
+    """The master a web process serves when it is not told: ``$BBWEB_BASEDIR``; else the
+    working directory when it is a master's basedir (it has master.cfg, as under
+    ``gunicorn --chdir BASEDIR``); else ``./master`` (beside a checkout's ``wsgi.py``,
+    where ``scripts/run.sh`` creates it). ``cwd`` stands for the working directory (the
+    repository's gunicorn.conf.py asks before gunicorn has applied ``--chdir``)."""
+    here = Path(cwd) if cwd is not None else Path()
+    configured = os.environ.get("BBWEB_BASEDIR")
+    if configured:
+        return str(here / configured)
+    if (here / "master.cfg").is_file():
+        return str(here)
+    return str(here / "master")
 
 
 def _enabled(webstatus_dialects: dict[str, Any], toml_section: dict[str, Any]

@@ -7,13 +7,13 @@ import argparse
 import getpass
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bbweb import __version__
 from bbweb.config.errors import ConfigErrors
+from bbweb.worker.cli import add_arguments as worker_arguments
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -119,15 +119,9 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from bbweb.worker.main import run_worker
+    from bbweb.worker.cli import run
 
-    password = args.password
-    if password is None:
-        password = os.environ.get("BBWEB_WORKER_PASSWORD")
-    if password is None:
-        print("bbweb worker: give --password or set BBWEB_WORKER_PASSWORD", file=sys.stderr)
-        return 2
-    return run_worker(args.master, args.name, password, args.basedir)
+    return run(args)
 
 
 def _master_url(value: str) -> str:
@@ -265,11 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("basedir")
     p.set_defaults(func=cmd_master)
 
-    p = sub.add_parser("worker", help="run a worker that builds for a master")
-    p.add_argument("--master", required=True, help="the master's URL, e.g. http://ci:8010")
-    p.add_argument("--name", required=True, help="the BuildSlave name")
-    p.add_argument("--password", help="the BuildSlave password (or BBWEB_WORKER_PASSWORD)")
-    p.add_argument("--basedir", required=True, help="directory to build in")
+    p = sub.add_parser("worker", help="run a worker that builds for a master (on a host "
+                       "with only the worker installed: bbweb-worker)")
+    worker_arguments(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(

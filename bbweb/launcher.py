@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bbweb.config.errors import ConfigErrors
 from bbweb.config.master import MasterConfig, load_master_config
@@ -21,43 +22,67 @@ from bbweb.status.html import ListenAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
+DEFAULT_WEB_WORKERS = 2
 LOCAL_WORKER = "local-worker"
 STOP_GRACE = 15.0
 
 
-def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int,
-                     web: WebStatus | None = None) -> list[str]:
-    """gunicorn with threads: worker long-polls hold a thread each, not a process.
+def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
+                      web: WebStatus | None = None) -> dict[str, Any]:
+    """How bbweb's web processes run under gunicorn, as gunicorn setting names (what a
+    ``gunicorn.conf.py`` assigns): threads, since worker long-polls hold a thread each,
+    not a process.
 
     ``web`` is the master's WebStatus (read from ``basedir``'s master.cfg when not given):
-    its ``distrib_port`` becomes a second ``--bind`` and its ``logRotateLength`` and
+    its ``distrib_port`` becomes a second bind and its ``logRotateLength`` and
     ``maxRotatedFiles`` govern ``http.log``, written by :mod:`bbweb.web.accesslog`.
+    ``bbweb start`` passes these as command-line options (:func:`gunicorn_command`); the
+    repository's ``gunicorn.conf.py`` gives the same to a bare ``gunicorn wsgi:app``.
     """
     basedir = Path(basedir)
     if web is None:
-        web = _webstatus_of(basedir)
-    binds = ["--bind", listen.bind()]
+        web = webstatus_of(basedir)
+    binds = [listen.bind()]
     if web.distrib is not None:
-        binds += ["--bind", web.distrib.bind(basedir.resolve())]
-    return [
-        sys.executable, "-m", "gunicorn",
-        *binds,
-        "--workers", str(max(1, workers)),
-        "--worker-class", "gthread",
-        "--threads", "16",
-        "--timeout", "90",
-        "--graceful-timeout", "10",
-        "--access-logfile", str(basedir / "http.log"),
-        "--logger-class", "bbweb.web.accesslog.AccessLogger",
-        "--env", f"{ROTATE_LENGTH_VAR}={web.logRotateLength}",
-        "--env", f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}",
-        "--error-logfile", "-",
-        "--chdir", str(basedir),
-        "bbweb.app:serving_app()",
-    ]
+        binds.append(web.distrib.bind(basedir.resolve()))
+    return {
+        "bind": binds,
+        "workers": max(1, workers),
+        "worker_class": "gthread",
+        "threads": 16,
+        "timeout": 90,
+        "graceful_timeout": 10,
+        "accesslog": str(basedir / "http.log"),
+        "logger_class": "bbweb.web.accesslog.AccessLogger",
+        "raw_env": [f"{ROTATE_LENGTH_VAR}={web.logRotateLength}",
+                    f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}"],
+        "errorlog": "-",
+    }
 
 
-def _webstatus_of(basedir: Path) -> WebStatus:
+# gunicorn's command-line option for each setting name gunicorn_settings uses
+_GUNICORN_OPTIONS = {
+    "bind": "--bind", "workers": "--workers", "worker_class": "--worker-class",
+    "threads": "--threads", "timeout": "--timeout", "graceful_timeout": "--graceful-timeout",
+    "accesslog": "--access-logfile", "logger_class": "--logger-class", "raw_env": "--env",
+    "errorlog": "--error-logfile",
+}
+
+
+def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int,
+                     web: WebStatus | None = None) -> list[str]:
+    """The gunicorn command ``bbweb start`` runs: :func:`gunicorn_settings` as options,
+    serving ``bbweb.app:serving_app()`` from inside ``basedir``."""
+    basedir = Path(basedir)
+    options: list[str] = []
+    for name, value in gunicorn_settings(basedir, listen, workers, web).items():
+        for item in value if isinstance(value, list) else [value]:
+            options += [_GUNICORN_OPTIONS[name], str(item)]
+    return [sys.executable, "-m", "gunicorn", *options, "--chdir", str(basedir),
+            "bbweb.app:serving_app()"]
+
+
+def webstatus_of(basedir: Path) -> WebStatus:
     """The WebStatus of basedir's master.cfg; defaults when there is no master.cfg."""
     if not (basedir / "master.cfg").exists():
         return WebStatus()
@@ -84,7 +109,8 @@ def _local_worker(cfg: MasterConfig, wanted: str | None) -> str | None:
     return LOCAL_WORKER if LOCAL_WORKER in cfg.slaves else None
 
 
-def start(basedir: Path, local_worker: str | None = None, workers: int = 2) -> int:
+def start(basedir: Path, local_worker: str | None = None,
+          workers: int = DEFAULT_WEB_WORKERS) -> int:
     """Run everything for one machine until Ctrl-C; returns the exit code."""
     from bbweb.db.migrate import upgrade
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-ensure_venv '' 'bbweb, flask, sqlalchemy, gunicorn'
+# PostgreSQL's driver too, so that a master.cfg with a postgresql:// db_url runs as well
+ensure_venv '[postgresql]' 'bbweb, flask, sqlalchemy, gunicorn, psycopg'
 if [ ! -f master/master.cfg ]; then
   .venv/bin/bbweb create-master master
 else

@@ -50,10 +50,11 @@ fi
 
 # --- the virtualenv ---
 . scripts/venv.sh
-ensure_venv '[test]' 'bbweb, flask, sqlalchemy, pytest, ruff, playwright, hypothesis, bcrypt, feedparser'
+ensure_venv '[test,postgresql]' \
+  'bbweb, flask, sqlalchemy, psycopg, pytest, ruff, playwright, hypothesis, bcrypt, feedparser'
 
 # --- lint ---
-.venv/bin/ruff check bbweb tests examples bench setup.py wsgi.py
+.venv/bin/ruff check bbweb tests examples bench setup.py wsgi.py gunicorn.conf.py worker
 
 # --- one PostgreSQL cluster for the whole run ---
 # The server lives as long as this coprocess's stdin: closing it (the trap below, or this

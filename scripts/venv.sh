@@ -1,4 +1,6 @@
-# Sourced by scripts/run.sh and scripts/test.sh: make .venv and install bbweb into it.
+# Sourced by scripts/run.sh and scripts/test.sh: make .venv and install bbweb into it,
+# with the exact versions in constraints.txt (setup.py has only lower bounds; refresh the
+# pins with scripts/lock.sh).
 # On a fresh Debian/Ubuntu machine `python3 -m venv` needs the python3-venv package; as
 # root we install it, otherwise we say what is missing.
 
@@ -19,11 +21,13 @@ ensure_venv() {  # ensure_venv EXTRAS IMPORTS: e.g. ensure_venv '[test]' 'bbweb,
       fi
     fi
   fi
-  # reinstall when an import is missing or setup.py changed (new dependencies, new
-  # entry points: a stale install would not list a plugin the checkout registers)
-  local stamp=.venv/.bbweb-setup-$(sha256sum setup.py | cut -c1-16)${extras//[^a-z]/}
+  # reinstall when an import is missing, setup.py changed (new dependencies, new entry
+  # points: a stale install would not list a plugin the checkout registers) or
+  # constraints.txt changed (other pinned versions)
+  local stamp=.venv/.bbweb-setup-$(cat setup.py constraints.txt | sha256sum | cut -c1-16)
+  stamp+=${extras//[^a-z]/}
   if [ ! -e "$stamp" ] || ! .venv/bin/python -c "import $imports" 2>/dev/null; then
-    .venv/bin/pip install -q -e ".$extras"
+    .venv/bin/pip install -q -c constraints.txt -e ".$extras"
     rm -f .venv/.bbweb-setup-*
     touch "$stamp"
   fi

@@ -1,7 +1,8 @@
 """Helpers for the forge change-hook dialect tests.
 
-Payloads are the real ones in ``shared/realworld/payloads`` (beside the checkout; provenance
-in its SOURCES.tsv). ``BBWEB_PAYLOADS`` points elsewhere.
+Payloads live in ``tests/data/payloads`` (what each file is, where it comes from and under
+which licence: its ``SOURCES`` file). The tests assert the values in those very files, so
+there is no setting to read them from elsewhere.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ from bbweb.status.records import ChangeInfo
 from tests.conftest import DEFAULT_CFG
 
 REPO = Path(__file__).resolve().parents[3]
-PAYLOADS = Path(os.environ.get("BBWEB_PAYLOADS")
-                or REPO.parent / "shared" / "realworld" / "payloads")
+PAYLOADS = REPO / "tests" / "data" / "payloads"
 
 # Statuses a dialect may answer for any input (never a 500).
 ALLOWED_STATUSES = {200, 202, 400, 403}
@@ -30,8 +29,7 @@ ALLOWED_STATUSES = {200, 202, 400, 403}
 
 def payload_bytes(name: str) -> bytes:
     path = PAYLOADS / name
-    assert path.is_file(), (f"real payload {path} is missing: shared/realworld/payloads must "
-                            "be beside the checkout (or set BBWEB_PAYLOADS)")
+    assert path.is_file(), f"payload {path} is missing"
     return path.read_bytes()
 
 

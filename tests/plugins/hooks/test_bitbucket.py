@@ -1,5 +1,6 @@
-"""/change_hook/bitbucket with Bitbucket's own payloads (the POST service and Bitbucket
-Cloud webhooks), on SQLite and PostgreSQL."""
+"""/change_hook/bitbucket with payloads as Bitbucket sends them (the POST service, written
+for bbweb in its documented format, and published Bitbucket Cloud webhook examples), on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from tests.plugins.hooks import (
 )
 
 SECRET = "bb-secret"
-HASH = "620ade18607ac42d872b568bb92acaa9a28620e9"
+HASH = "b7c41e09d2f35a6817c4e0b9a2d3f6e1c8b7a605"
 CLOUD_HASH = "141977fedf5cf35aa290ac87d4b5177ac4cd9de1"
 
 
@@ -73,20 +74,20 @@ def post_cloud(client, body: bytes, event="repo:push", url="/change_hook/bitbuck
 
 # -- the POST service (0.8) ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("scm", ["git", "hg"])
-def test_post_service(bb, scm):
+@pytest.mark.parametrize("scm,branch", [("git", "master"), ("hg", "default")])
+def test_post_service(bb, scm, branch):
     master, client = bb
-    resp = post_form(client, form_body(f"bitbucket/post-{scm}.buildbot-0.8.9.json"))
+    resp = post_form(client, form_body(f"bitbucket/post-{scm}.bbweb.json"))
     assert resp.status_code == 202, resp.data
     (ch,) = stored(master)
-    assert ch.author == "Marcus Bertrand <marcus@somedomain.com>"
-    assert ch.files == ["somefile.py"]
-    assert ch.comments == "Added some more things to somefile.py"
+    assert ch.author == "Nina Okafor <nina@tidepool.example>"
+    assert ch.files == ["tidepool/parse.py"]
+    assert ch.comments == "Parse tide tables with leap seconds"
     assert ch.revision == HASH
-    assert ch.when == datetime.fromisoformat("2012-05-30 03:58:56+00:00").timestamp()
-    assert ch.branch == "master"
-    assert ch.repository == "https://bitbucket.org/marcus/project-x/"
-    assert ch.revlink == f"https://bitbucket.org/marcus/project-x/commits/{HASH}"
+    assert ch.when == datetime.fromisoformat("2013-08-21 14:04:11+00:00").timestamp()
+    assert ch.branch == branch
+    assert ch.repository == "https://bitbucket.org/nina/tidepool/"
+    assert ch.revlink == f"https://bitbucket.org/nina/tidepool/commits/{HASH}"
     assert ch.src == scm
     assert ch.project == ""
 
@@ -94,7 +95,7 @@ def test_post_service(bb, scm):
 def test_post_service_project_is_a_string(bb):
     """0.8.9 stored the whole value list of ?project= (a bug); bbweb the first value."""
     master, client = bb
-    resp = post_form(client, form_body("bitbucket/post-git.buildbot-0.8.9.json"),
+    resp = post_form(client, form_body("bitbucket/post-git.bbweb.json"),
                      url="/change_hook/bitbucket?project=projx")
     assert resp.status_code == 202
     assert stored(master)[0].project == "projx"
@@ -102,14 +103,14 @@ def test_post_service_project_is_a_string(bb):
 
 def test_post_service_null_branch(bb):
     master, client = bb
-    data = payload("bitbucket/post-hg.buildbot-0.8.9.json")
+    data = payload("bitbucket/post-hg.bbweb.json")
     data["commits"][0]["branch"] = None
     assert post_form(client, form_body(json.dumps(data).encode())).status_code == 202
     assert stored(master)[0].branch is None
 
 
-@pytest.mark.parametrize("name", ["bitbucket/post-git-no-commits.buildbot-0.8.9.json",
-                                  "bitbucket/post-hg-no-commits.buildbot-0.8.9.json"])
+@pytest.mark.parametrize("name", ["bitbucket/post-git-no-commits.bbweb.json",
+                                  "bitbucket/post-hg-no-commits.bbweb.json"])
 def test_post_service_without_commits(bb, name):
     master, client = bb
     resp = post_form(client, form_body(name))
@@ -187,7 +188,7 @@ def test_signed_cloud_push(bb_secret):
 
 def test_signed_post_service(bb_secret):
     master, client = bb_secret
-    body = form_body("bitbucket/post-git.buildbot-0.8.9.json")
+    body = form_body("bitbucket/post-git.bbweb.json")
     resp = post_form(client, body, **{"X-Hub-Signature": "sha256=" + sign(SECRET, body,
                                                                             "sha256")})
     assert resp.status_code == 202
@@ -201,7 +202,7 @@ def test_bad_signature_is_403(bb_secret, signature):
     headers = {} if signature is None else {"X-Hub-Signature": signature}
     assert post_cloud(client, payload_bytes("bitbucket/cloud-push.go-scm.json"),
                       **headers).status_code == 403
-    assert post_form(client, form_body("bitbucket/post-git.buildbot-0.8.9.json"),
+    assert post_form(client, form_body("bitbucket/post-git.bbweb.json"),
                      **headers).status_code == 403
     assert nothing_stored(master)
 
@@ -244,7 +245,7 @@ def test_malformed_cloud_is_400(bb, body):
 def test_disabled_is_404(make_master):
     m = make_master(hook_cfg({"base": True}))
     client = m.app().test_client()
-    assert post_form(client, form_body("bitbucket/post-git.buildbot-0.8.9.json")
+    assert post_form(client, form_body("bitbucket/post-git.bbweb.json")
                      ).status_code == 404
 
 
@@ -268,7 +269,7 @@ if st is None:
         pytest.skip("hypothesis is not installed (pip install hypothesis)")
 else:
     FUZZ = fuzz_settings()
-    REAL = [payload("bitbucket/post-git.buildbot-0.8.9.json"),
+    REAL = [payload("bitbucket/post-git.bbweb.json"),
             payload("bitbucket/cloud-push.go-scm.json")]
 
     @FUZZ

@@ -1,4 +1,6 @@
-"""/change_hook/github with GitHub's own payloads, on SQLite and PostgreSQL."""
+"""/change_hook/github with payloads as GitHub sends them (published examples, and the
+original post-receive format written for bbweb: tests/data/payloads/SOURCES), on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ from tests.plugins.hooks import (
 )
 
 SECRET = "It's a Secret to Everybody"
+LEGACY_PUSH = "github/legacy-push-2-commits.bbweb.json"
+LEGACY_FIRST = "3f2a9c7e1b0d4e8f6a5c2b1d9e7f0a3c4b6d8e2f"
+LEGACY_SECOND = "9b8e7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
 
 
 def epoch(iso: str) -> float:
@@ -70,26 +75,25 @@ def post_form(client, body_json: bytes, event: str = "push", url: str = "/change
 # -- push -----------------------------------------------------------------------------------------
 
 def test_form_encoded_push_two_commits(gh):
-    """0.8.9's own test payload, sent as GitHub's old post-receive hooks did."""
+    """GitHub's original post-receive payload, sent as the form field ``payload=``."""
     master, client = gh
-    resp, _ = post_form(client, payload_bytes("github/push-2-commits.buildbot-0.8.9.json"))
+    resp, _ = post_form(client, payload_bytes(LEGACY_PUSH))
     assert resp.status_code == 202, resp.data
     first, second = stored(master)
-    assert first.author == "Fred Flinstone <fred@flinstone.org>"
-    assert first.files == ["filepath.rb"]
-    assert first.comments == "okay i give in"
-    assert first.revision == "41a212ee83ca127e3c8cf465891ab7216a705f59"
-    assert first.revlink == ("http://github.com/defunkt/github/commit/"
-                             "41a212ee83ca127e3c8cf465891ab7216a705f59")
-    assert first.when == epoch("2008-02-15T14:57:17-08:00") == 1203116237.0
+    assert first.author == "Ada Quill <ada@quarkworks.example>"
+    assert first.files == ["src/count.c"]
+    assert first.comments == "Teach the frobnicator to count"
+    assert first.revision == LEGACY_FIRST
+    assert first.revlink == f"http://github.com/quarkworks/frobnicator/commit/{LEGACY_FIRST}"
+    assert first.when == epoch("2011-03-07T09:15:42-05:00") == 1299507342.0
     assert first.branch == "master"
-    assert first.repository == "http://github.com/defunkt/github"
+    assert first.repository == "http://github.com/quarkworks/frobnicator"
     assert (first.project, first.codebase, first.category, first.src) == ("", "", None, "git")
     assert first.properties == []
-    # modified then removed, in that order
-    assert second.files == ["modfile", "removedFile"]
-    assert second.revision == "de8251ff97ee194a289832576287d6f8ad74e3d0"
-    assert second.when == epoch("2008-02-15T14:36:34-08:00")
+    # modified then removed, in that order (not sorted)
+    assert second.files == ["src/main.c", "Makefile.old"]
+    assert second.revision == LEGACY_SECOND
+    assert second.when == epoch("2011-03-07T09:48:03-05:00")
 
 
 def test_json_push_with_project_and_codebase(gh):
@@ -131,8 +135,7 @@ def test_new_branch_push_with_zulu_timestamp(gh):
 def test_no_event_header_means_push(gh):
     """GitHub's old post-receive hooks (what 0.8 served) sent no X-GitHub-Event."""
     master, client = gh
-    form = urlencode({"payload": payload_bytes(
-        "github/push-2-commits.buildbot-0.8.9.json").decode()})
+    form = urlencode({"payload": payload_bytes(LEGACY_PUSH).decode()})
     resp = client.post("/change_hook/github", data=form,
                        content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 202
@@ -141,17 +144,17 @@ def test_no_event_header_means_push(gh):
 
 def test_commits_marked_not_distinct_are_skipped(gh):
     master, client = gh
-    data = payload("github/push-2-commits.buildbot-0.8.9.json")
+    data = payload(LEGACY_PUSH)
     data["commits"][0]["distinct"] = False  # already in another branch: built there
     resp = post_json(client, json.dumps(data).encode())
     assert resp.status_code == 202
     (ch,) = stored(master)
-    assert ch.revision == "de8251ff97ee194a289832576287d6f8ad74e3d0"
+    assert ch.revision == LEGACY_SECOND
 
 
 def test_all_commits_not_distinct_is_no_change(gh):
     master, client = gh
-    data = payload("github/push-2-commits.buildbot-0.8.9.json")
+    data = payload(LEGACY_PUSH)
     for commit in data["commits"]:
         commit["distinct"] = False
     resp = post_json(client, json.dumps(data).encode())
@@ -160,15 +163,15 @@ def test_all_commits_not_distinct_is_no_change(gh):
 
 
 @pytest.mark.parametrize("name", [
-    "github/push-tag-2-commits.buildbot-master.json",  # a tag carrying commits
-    "github/push-tag-create.buildbot-master.json",
+    "github/push-tag-2-commits.bbweb.json",            # a tag carrying commits
+    "github/push-tag-create.bbweb.json",               # created, head_commit, no commits
     "github/push-tag-create.go-scm.json",
     "github/push-tag-delete.go-scm.json",
     "github/push-tag-delete.octokit.json",
     "github/push-branch-delete.go-scm.json",           # deletion: never a change
     "github/push-branch-create.go-scm.json",           # new branch, no new commits
-    "github/push-nonbranch-ref.buildbot-0.8.9.json",   # refs/garbage/master
-    "github/push-no-commits.buildbot-0.8.9.json",
+    "github/legacy-push-nonbranch-ref.bbweb.json",     # refs/notes/review
+    "github/legacy-push-no-commits.bbweb.json",
 ])
 def test_pushes_that_are_no_change(gh, name):
     master, client = gh
@@ -345,8 +348,7 @@ def test_sha1_signature_accepted_when_no_sha256(gh_secret):
 def test_signed_form_body(gh_secret):
     """The signature covers the url-encoded body exactly as sent."""
     master, client = gh_secret
-    form = urlencode({"payload": payload_bytes(
-        "github/push-2-commits.buildbot-0.8.9.json").decode()}).encode()
+    form = urlencode({"payload": payload_bytes(LEGACY_PUSH).decode()}).encode()
     resp = client.post("/change_hook/github", data=form,
                        content_type="application/x-www-form-urlencoded",
                        headers={"X-GitHub-Event": "push",
@@ -478,7 +480,7 @@ def test_delivery_id(master):
 
 def test_redelivery_is_stored_once(gh):
     master, client = gh
-    body = payload_bytes("github/push-2-commits.buildbot-0.8.9.json")
+    body = payload_bytes(LEGACY_PUSH)
     delivery = {"X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
     assert post_json(client, body, **delivery).status_code == 202
     assert post_json(client, body, **delivery).status_code == 200
@@ -535,7 +537,7 @@ if st is None:
 else:
     FUZZ = fuzz_settings()
     EVENTS = st.sampled_from(["push", "pull_request", "ping", "", "release"])
-    REAL = [payload("github/push-2-commits.buildbot-0.8.9.json"),
+    REAL = [payload(LEGACY_PUSH),
             payload("github/push-1-commit.go-scm.json"), json.loads(pr_payload())]
 
     @FUZZ

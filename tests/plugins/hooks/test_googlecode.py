@@ -1,5 +1,5 @@
-"""/change_hook/googlecode with Google Code's own post-commit body and HMAC, on SQLite and
-PostgreSQL."""
+"""/change_hook/googlecode with a post-commit body and HMAC as Google Code sent them (the
+documented format, data written for bbweb), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ from tests.plugins.hooks import (
     stored,
 )
 
-BODY = "googlecode/post-commit-hg.buildbot-0.8.9.json"
-HEADERS = "googlecode/post-commit-hg.headers.json"
+BODY = "googlecode/post-commit-hg.bbweb.json"
+HEADERS = "googlecode/post-commit-hg.headers.bbweb.json"
 HEADER = "Google-Code-Project-Hosting-Hook-Hmac"
-REVISION = "68e5df283a8e751cdbf95516b20357b2c46f93d4"
+REVISION = "d41c7be0953a26f8e1b4c07a9d25e63f18b0c9a4"
+SECRET = "q7Rm-4vLx9WeP2aZ"  # the secret_key in HEADERS' _hook_config
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def make_googlecode(make_master):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def gc(make_googlecode):  # type: ignore[no-untyped-def]
-    """Configured as in the recorded delivery (its secret_key and branch)."""
+    """Configured as the delivery in HEADERS expects (its secret_key and branch)."""
     return make_googlecode(payload(HEADERS)["_hook_config"])
 
 
@@ -57,39 +58,42 @@ def post(client, body: bytes, **headers):  # type: ignore[no-untyped-def]
                        content_type="application/json; charset=UTF-8", headers=headers)
 
 
-def test_recorded_delivery_is_accepted(gc):
-    """The body and header exactly as Google Code sent them."""
+def test_signed_delivery_is_accepted(gc):
+    """The body and header exactly as Google Code sends them (HMAC-MD5 of the raw body)."""
     master, client = gc
     recorded = payload(HEADERS)
     body = payload_bytes(BODY)
-    assert recorded[HEADER] == sign(recorded["_hook_config"]["secret_key"], body, "md5")
+    assert recorded["_hook_config"]["secret_key"] == SECRET
+    assert recorded[HEADER] == sign(SECRET, body, "md5")
+    assert int(recorded["Content-Length"]) == len(body)
     resp = post(client, body, **{HEADER: recorded[HEADER]})
     assert resp.status_code == 202, resp.data
     (ch,) = stored(master)
-    assert ch.author == "Louis Opter <louis@lse.epitech.net>"
-    assert ch.files == ["/CMakeLists.txt"]
-    assert ch.comments == "Print a message"
+    assert ch.author == "Tomas Varga <tomas@lumen-sim.example>"  # \u003C...\u003E decoded
+    assert ch.files == ["/src/grid.c"]
+    assert ch.comments == "Light the grid's edge cells too"
     assert ch.revision == REVISION
-    assert ch.when == 1324082130.0
+    assert ch.when == 1330512345.0
     assert ch.branch == "test"  # the configured branch
-    assert ch.revlink == f"http://webhook-test.googlecode.com/hg-history/{REVISION}/"
-    assert ch.repository == "https://code.google.com/p/webhook-test/"
-    assert ch.project == "webhook-test"
+    assert ch.revlink == f"http://lumen-sim.googlecode.com/hg-history/{REVISION}/"
+    assert ch.repository == "https://code.google.com/p/lumen-sim/"
+    assert ch.project == "lumen-sim"
     assert ch.src == "Google Code"
 
 
 def test_header_is_case_insensitive_and_hex_case_too(gc):
     master, client = gc
     body = payload_bytes(BODY)
-    digest = sign("FSP3p-Ghdn4T0oqX", body, "md5").upper()
+    digest = sign(SECRET, body, "md5").upper()
     assert post(client, body, **{HEADER.lower(): digest}).status_code == 202
     assert len(stored(master)) == 1
 
 
-@pytest.mark.parametrize("value", [None, "", "0" * 32, "85910bf93ba5c266402d9328b0c7a85",
-                                   "not hex at all", "ÿÿ"])
+@pytest.mark.parametrize("value", [None, "", "0" * 32, "truncated", "not hex at all", "ÿÿ"])
 def test_missing_or_wrong_hmac_is_403(gc, value):
     master, client = gc
+    if value == "truncated":  # the right digest less its last hex digit
+        value = payload(HEADERS)[HEADER][:-1]
     headers = {} if value is None else {HEADER: value}
     assert post(client, payload_bytes(BODY), **headers).status_code == 403
     assert nothing_stored(master)
@@ -170,7 +174,7 @@ else:
     @given(body=st.binary(max_size=300))
     def test_fuzz_random_bytes_never_500(gc, body):
         _master, client = gc
-        digest = sign("FSP3p-Ghdn4T0oqX", body, "md5")
+        digest = sign(SECRET, body, "md5")
         assert post(client, body, **{HEADER: digest}).status_code in ALLOWED_STATUSES
 
     @FUZZ
@@ -180,5 +184,5 @@ else:
         base = payload(BODY)
         body = json.dumps(mutate(base, data.draw(st.sampled_from(paths(base))),
                                  data.draw(json_strategy()))).encode()
-        digest = sign("FSP3p-Ghdn4T0oqX", body, "md5")
+        digest = sign(SECRET, body, "md5")
         assert post(client, body, **{HEADER: digest}).status_code in ALLOWED_STATUSES
