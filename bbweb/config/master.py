@@ -7,6 +7,7 @@ message names the file and line to fix.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import ConfigErrors, Location, pop_config_file, push_config_file
+from bbweb.config.errors import (
+    ConfigErrors,
+    Location,
+    collecting_errors,
+    pop_config_file,
+    push_config_file,
+)
 from bbweb.config.forcefields import DEFAULT_VALIDATION
-from bbweb.config.schedulers import BaseScheduler, ForceScheduler
+from bbweb.config.schedulers import BaseScheduler
 from bbweb.db.connection import default_db_url, normalize_db_url
 from bbweb.status.html import WebStatus
 
@@ -88,38 +95,45 @@ def _where(obj: Any) -> Location | None:
     return getattr(obj, "location", None)
 
 
-def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
-    errors = ConfigErrors()
+def _exec_config(path: Path, basedir: Path, errors: ConfigErrors) -> dict[str, Any] | None:
+    """Run master.cfg and return its BuildmasterConfig.
+
+    Bad arguments of configuration objects are added to ``errors`` as the file runs (see
+    :func:`~bbweb.config.errors.argument_error`), so all of them are reported together.
+    None when the file could not run to its end; ``errors`` then says why.
+    """
     try:
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         errors.add(f"configuration file {path} does not exist "
                    "(create one with 'bbweb create-master BASEDIR')")
-        raise errors from None
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         errors.add(f"cannot read {path}: {exc}")
-        raise errors from None
+        return None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
         errors.add(f"syntax error: {exc.msg}", Location(str(path), exc.lineno or 0))
-        raise errors from None
+        return None
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__bbweb_master_cfg__",
                                  "basedir": str(basedir)}
     sys.path.insert(0, str(basedir))
     push_config_file(str(path))
     try:
-        exec(code, namespace)
-    except ConfigErrors:
-        raise
+        with collecting_errors(errors):
+            exec(code, namespace)
+    except ConfigErrors as exc:  # a problem after which the file could not go on
+        errors.extend(exc)
+        return None
     except Exception as exc:
         lineno = 0
         for frame in traceback.extract_tb(exc.__traceback__):
             if os.path.abspath(frame.filename) == str(path):
                 lineno = frame.lineno or 0
-        errors.add(f"error while executing the configuration: {type(exc).__name__}: {exc}",
-                   Location(str(path), lineno))
-        raise errors from None
+        message = _explain_exception(exc, source, lineno)
+        errors.add(message, Location(str(path), lineno))
+        return None
     finally:
         pop_config_file()
         try:
@@ -130,11 +144,27 @@ def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
     if cfg is None:
         errors.add(f"{path}: no BuildmasterConfig defined (start with "
                    "'c = BuildmasterConfig = {}')")
-        raise errors
+        return None
     if not isinstance(cfg, dict):
         errors.add(f"{path}: BuildmasterConfig must be a dict")
-        raise errors
+        return None
     return cfg
+
+
+def _explain_exception(exc: Exception, source: str, lineno: int) -> str:
+    """The message for an exception master.cfg raised: a plain sentence for an import of a
+    Buildbot status target bbweb does not have yet, else the exception itself."""
+    if isinstance(exc, ImportError | AttributeError):
+        from bbweb.status.planned import unavailable_target_message
+
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            tree = None
+        message = unavailable_target_message(exc, tree, lineno)
+        if message:
+            return message
+    return f"error while executing the configuration: {type(exc).__name__}: {exc}"
 
 
 def _assignment_line(path: Path, key: str) -> Location | None:
@@ -196,8 +226,13 @@ def load_master_config(basedir: str | os.PathLike[str],
     problem found (not just the first)."""
     base = Path(basedir).resolve()
     path = (base / filename).resolve()
-    raw = _exec_config(path, base)
-    return build_master_config(raw, base, path)
+    errors = ConfigErrors()
+    raw = _exec_config(path, base, errors)
+    if raw is None:
+        raise errors
+    # the file ran to its end: check how its parts fit together too, and report those
+    # problems along with the bad arguments found while it ran
+    return build_master_config(raw, base, path, errors)
 
 
 def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
@@ -222,9 +257,11 @@ def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
             errors.add(f"{where}: c['validation'][{key!r}] is not a regular expression: {exc}")
 
 
-def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> MasterConfig:
-    """Validate a BuildmasterConfig dict (already executed)."""
-    errors = ConfigErrors()
+def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
+                        errors: ConfigErrors | None = None) -> MasterConfig:
+    """Validate a BuildmasterConfig dict (already executed); raise :class:`ConfigErrors`
+    with these problems added to ``errors`` (those found while executing it)."""
+    errors = errors if errors is not None else ConfigErrors()
     where = str(path)
     cfg = MasterConfig(basedir=str(basedir), path=where)
 
@@ -292,6 +329,8 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
                 errors.add(f"{where}: c[{key!r}] contains {type(item).__name__}, "
                            f"expected a {label}")
                 continue
+            if not isinstance(item.name, str) or not item.name:
+                continue  # its constructor has reported the name already
             if item.name in target:
                 errors.add(f"duplicate {label} name {item.name!r} (first defined at "
                            f"{_where(target[item.name]) or where})", _where(item))
@@ -314,8 +353,6 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
             if bname not in cfg.builders:
                 errors.add(f"scheduler {sched.name!r} names unknown builder {bname!r}",
                            _where(sched))
-        if not sched.builderNames and not isinstance(sched, ForceScheduler):
-            errors.add(f"scheduler {sched.name!r} has no builderNames", _where(sched))
 
     cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
                                          path)
