@@ -145,7 +145,8 @@ def test_enabled_hook_that_is_not_installed_fails_checkconfig(tmp_path, capsys):
     write(tmp_path, "c['status'] = [WebStatus(change_hook_dialects={'nosuchhook': True})]\n")
     code, out = check(tmp_path, capsys)
     assert code == 1
-    assert "change_hooks.nosuchhook: no such change hook dialect is installed" in out
+    assert (f"master.cfg:{line_of(tmp_path, 'nosuchhook')}: change_hooks.nosuchhook: no such "
+            "change hook dialect is installed (installed: base, ") in out
 
 
 def test_bad_plugins_toml(tmp_path, capsys):
