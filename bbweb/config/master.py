@@ -26,7 +26,7 @@ from bbweb.config.errors import (
     push_config_file,
 )
 from bbweb.config.forcefields import DEFAULT_VALIDATION
-from bbweb.config.schedulers import BaseScheduler
+from bbweb.config.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
 from bbweb.db.connection import default_db_url, normalize_db_url
 from bbweb.status.html import WebStatus
 
@@ -41,11 +41,16 @@ KNOWN_KEYS = {
     "user_managers", "multiMaster", "metrics", "debugPassword", "manhole", "protocols",
     "slavePortnum", "buildCacheSize", "changeCacheSize",
 }
-# Buildbot keys that configure the Twisted master itself and mean nothing here.
+# Buildbot keys that configure the Twisted master itself and mean nothing here, and keys
+# bbweb does not act on yet (codebaseGenerator, mergeRequests): accepted with a warning so
+# a migrated master.cfg loads and says what it loses.
 IGNORED_KEYS = {"slavePortnum", "protocols", "manhole", "debugPassword", "multiMaster",
                 "user_managers", "buildCacheSize", "changeCacheSize", "eventHorizon",
                 "prioritizeBuilders", "logHorizon", "buildHorizon", "changeHorizon",
-                "logMaxSize", "logMaxTailSize", "logCompressionMethod"}
+                "logMaxSize", "logMaxTailSize", "logCompressionMethod",
+                "codebaseGenerator", "mergeRequests"}
+# Arguments of Buildbot's objects that bbweb accepts but does not act on yet.
+INERT_BUILDER_ARGS = ("env", "nextSlave", "mergeRequests", "locks")
 
 
 @dataclass
@@ -220,6 +225,44 @@ def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path:
     return sources
 
 
+def _idle_status_targets(targets: list[Any], path: Path) -> list[str]:
+    """Warnings for objects in c['status'] that nothing will run: neither a WebStatus nor
+    an event consumer (Buildbot's own status receivers have no equivalent here)."""
+    from bbweb.daemon.consumers import is_consumer  # the daemon imports this module
+
+    return [f"{_where(t) or path}: c['status'] contains {type(t).__name__}, which is "
+            "neither a WebStatus nor an event consumer (an object with consumer_name and "
+            "handle_event): nothing runs it"
+            for t in targets if not isinstance(t, WebStatus) and not is_consumer(t)]
+
+
+def _inert_arguments(cfg: MasterConfig) -> list[str]:
+    """Warnings for arguments given in master.cfg that bbweb accepts but ignores."""
+    def at(obj: Any) -> str:
+        where = _where(obj)
+        return f"{where}: " if where else f"{cfg.path}: "
+
+    warnings = []
+    for builder in cfg.builders.values():
+        for arg in INERT_BUILDER_ARGS:
+            if getattr(builder, arg, None):
+                warnings.append(f"{at(builder)}builder {builder.name!r}: {arg}= has no "
+                                "effect in bbweb yet")
+    for sched in cfg.schedulers.values():
+        if isinstance(sched, _ChangeScheduler) and sched.onlyImportant:
+            warnings.append(f"{at(sched)}scheduler {sched.name!r}: onlyImportant= has no "
+                            "effect in bbweb yet (unimportant changes are built with the "
+                            "next important one)")
+        if sched.codebases is not None and not isinstance(sched, ForceScheduler):
+            warnings.append(f"{at(sched)}scheduler {sched.name!r}: codebases= has no "
+                            "effect in bbweb yet")
+    for slave in cfg.slaves.values():
+        if slave.notify_on_missing:
+            warnings.append(f"{at(slave)}BuildSlave {slave.name!r}: notify_on_missing= "
+                            "sends no mail (bbweb has no MailNotifier yet)")
+    return warnings
+
+
 def load_master_config(basedir: str | os.PathLike[str],
                        filename: str = CONFIG_FILENAME) -> MasterConfig:
     """Execute and validate BASEDIR/master.cfg; raise :class:`ConfigErrors` listing every
@@ -354,6 +397,7 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
                 errors.add(f"scheduler {sched.name!r} names unknown builder {bname!r}",
                            _where(sched))
 
+    cfg.warnings.extend(_inert_arguments(cfg))
     cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
                                          path)
 
@@ -369,6 +413,7 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
                            _where(target))
             ports[target.listen.port] = target
     cfg.status = list(status)
+    cfg.warnings.extend(_idle_status_targets(cfg.status, path))
 
     if errors:
         raise errors
