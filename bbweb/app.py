@@ -22,7 +22,13 @@ from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
-from bbweb.plugins.registry import PluginSettings, discover, load_plugin_settings
+from bbweb.plugins.registry import (
+    PluginSettings,
+    discover,
+    enabled_at,
+    load_plugin_settings,
+    not_installed,
+)
 
 log = logging.getLogger("bbweb.app")
 
@@ -80,16 +86,16 @@ def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
     wanted = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
     if not wanted:
         return {}, {}
-    found = discover("change_hooks")
+    found = discover("change_hooks", wanted)  # only these: others are never imported
     hooks: dict[str, Any] = {}
-    failures = {f"change_hooks.{k}": v for k, v in found.failed.items() if k in wanted}
+    failures = {f"change_hooks.{k}": v for k, v in found.failed.items()}
     from bbweb.web.change_hook import split_options
 
     for name, options in wanted.items():
         cls = found.plugins.get(name)
         if cls is None:
             if name not in found.failed:
-                failures[f"change_hooks.{name}"] = "no such change hook dialect is installed"
+                failures[f"change_hooks.{name}"] = not_installed("change_hooks", name)
             continue
         # the framework's own options (max_body_size, allow_properties) are not the dialect's
         _framework, own = split_options(options)
@@ -122,8 +128,7 @@ def load_auth(cfg: MasterConfig, settings: PluginSettings, basedir: str
     found = discover("auth", [name])
     cls = found.plugins.get(name)
     if cls is None:
-        return None, {key: found.failed.get(name, "no such authentication back end is "
-                                                  "installed")}
+        return None, {key: found.failed.get(name) or not_installed("auth", name)}
     kwargs = dict(options) if isinstance(options, dict) else {}
     for opt, value in kwargs.items():
         if (opt in ("file", "path") or opt.endswith("_file")) and isinstance(value, str) \
@@ -158,13 +163,13 @@ def load_pages(cfg: MasterConfig, settings: PluginSettings
         return {}, {}
     found = discover("pages", wanted)
     pages: dict[str, Any] = {}
-    failures = {f"pages.{k}": v for k, v in found.failed.items() if k in wanted}
+    failures = {f"pages.{k}": v for k, v in found.failed.items()}
     for name, options in wanted.items():
         key = f"pages.{name}"
         factory = found.plugins.get(name)
         if factory is None:
             if name not in found.failed:
-                failures[key] = "no such pages plugin is installed"
+                failures[key] = not_installed("pages", name)
             continue
         try:
             bp = factory(dict(options) if isinstance(options, dict) else {}, cfg)
@@ -234,7 +239,10 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
     auth, auth_failures = load_auth(cfg, settings, basedir)
     failures.update(auth_failures)
     for name, message in failures.items():
-        log.error("plugin %s is not available: %s", name, message)
+        section, _, plugin = name.partition(".")
+        where = enabled_at(section, plugin, settings, cfg)
+        log.error("%splugin %s is not available: %s", f"{where}: " if where else "", name,
+                  message)
     app.extensions["bbweb"] = Site(basedir=basedir, config=cfg, db=db,
                                    plugin_settings=settings, change_hooks=hooks,
                                    pages=pages, auth=auth, plugin_failures=failures)

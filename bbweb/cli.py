@@ -74,33 +74,74 @@ def _print_errors(exc: ConfigErrors) -> None:
         print(f"  {err}", file=sys.stderr)
 
 
-def cmd_checkconfig(args: argparse.Namespace) -> int:
-    from bbweb.app import load_auth, load_change_hooks, load_pages
-    from bbweb.config.master import load_master_config
-    from bbweb.plugins.registry import load_plugin_settings
+def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str]]:
+    """What ``bbweb checkconfig`` reports and what keeps ``bbweb start`` from starting:
+    (warnings, errors in master.cfg and plugins.toml, enabled plugins that cannot be
+    used), every line naming the file and line to fix."""
+    from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
+    from bbweb.config.master import MasterConfig, load_master_config
+    from bbweb.plugins.registry import (
+        PluginSettings,
+        enabled_at,
+        load_notifiers,
+        load_plugin_settings,
+    )
     from bbweb.web.change_hook import option_problems
 
+    errors: list[str] = []
+    cfg: MasterConfig | None = None
+    settings: PluginSettings | None = None
     try:
-        cfg = load_master_config(args.basedir)
-        settings = load_plugin_settings(args.basedir)
+        cfg = load_master_config(basedir)
     except ConfigErrors as exc:
-        _print_errors(exc)
-        return 1
-    for warning in cfg.warnings:
-        print(f"warning: {warning}")
+        errors.extend(exc.errors)
+    try:
+        settings = load_plugin_settings(basedir)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    if cfg is None or settings is None:
+        return [], errors, []
+    warnings = list(cfg.warnings)
     _hooks, failures = load_change_hooks(cfg, settings)
     # a bad framework option (max_body_size, allow_properties) falls back to the safe
     # default at run time; checkconfig says so
-    for name, options in cfg.web.change_hook_dialects.items():
+    dialects = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
+    for name, options in dialects.items():
         for problem in option_problems(name, options):
             failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])
-    _pages, page_failures = load_pages(cfg, settings)
-    failures.update(page_failures)
-    failures.update(load_auth(cfg, settings, args.basedir)[1])
-    if failures:
+    failures.update(load_pages(cfg, settings)[1])
+    failures.update(load_auth(cfg, settings, basedir)[1])
+    notifiers, notifier_failures = load_notifiers(settings)
+    failures.update(notifier_failures)
+    for name in sorted(notifiers):
+        warnings.append(f"{enabled_at('notifiers', name, settings)}: notifiers.{name} is "
+                        "installed, but notifiers are not started from plugins.toml yet: "
+                        "the master daemon runs the objects listed in master.cfg's "
+                        "c['status']")
+    problems = []
+    for key, message in sorted(failures.items()):
+        section, _, name = key.partition(".")
+        where = enabled_at(section, name, settings, cfg)
+        problems.append(f"{where}: {key}: {message}" if where else f"{key}: {message}")
+    return warnings, errors, problems
+
+
+def _report_problems(errors: list[str], problems: list[str]) -> bool:
+    """Print configuration errors and unusable plugins; True if there were any."""
+    if errors:
+        _print_errors(ConfigErrors(errors))
+    if problems:
         print("bbweb: plugins that cannot be used:", file=sys.stderr)
-        for name, message in sorted(failures.items()):
-            print(f"  {name}: {message}", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return bool(errors or problems)
+
+
+def cmd_checkconfig(args: argparse.Namespace) -> int:
+    warnings, errors, problems = configuration_problems(args.basedir)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    if _report_problems(errors, problems):
         return 1
     print("Config file is good!")
     return 0
@@ -109,6 +150,10 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from bbweb.launcher import start
 
+    # refuse to start what checkconfig refuses: nothing half-configured is run
+    _warnings, errors, problems = configuration_problems(args.basedir)
+    if _report_problems(errors, problems):
+        return 1
     return start(Path(args.basedir), local_worker=args.local_worker, workers=args.web_workers)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.config.errors import Location, argument_error, caller_location
 from bbweb.config.steps import BuildFactory
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -19,20 +19,26 @@ class BuildSlave:
                  missing_timeout: int = 3600, keepalive_interval: int | None = None,
                  **unknown: Any) -> None:
         if unknown:
-            config_error(f"BuildSlave: unknown argument(s) {', '.join(sorted(unknown))}")
+            argument_error(f"BuildSlave: unknown argument(s) {', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
         if not isinstance(name, str) or not name:
-            config_error("BuildSlave: name must be a non-empty string")
-        if name.startswith("_"):
-            config_error(f"BuildSlave: name {name!r} may not start with '_' (reserved)")
+            argument_error("BuildSlave: name must be a non-empty string")
+        elif name.startswith("_"):
+            argument_error(f"BuildSlave: name {name!r} may not start with '_' (reserved)")
         if not isinstance(password, str):
-            config_error(f"BuildSlave {name!r}: password must be a string")
+            argument_error(f"BuildSlave {name!r}: password must be a string")
         if max_builds is not None and (not isinstance(max_builds, int) or max_builds < 1):
-            config_error(f"BuildSlave {name!r}: max_builds must be a positive integer or None")
+            argument_error(f"BuildSlave {name!r}: max_builds must be a positive integer "
+                           "or None")
         if properties is not None and not isinstance(properties, dict):
-            config_error(f"BuildSlave {name!r}: properties must be a dict")
+            argument_error(f"BuildSlave {name!r}: properties must be a dict")
+            properties = None
         if isinstance(notify_on_missing, str):
             notify_on_missing = [notify_on_missing]
+        elif notify_on_missing is not None and not isinstance(notify_on_missing, list | tuple):
+            argument_error(f"BuildSlave {name!r}: notify_on_missing must be an address or "
+                           "a list of addresses")
+            notify_on_missing = None
         self.name = name
         self.slavename = name
         self.password = password
@@ -54,35 +60,52 @@ class BuilderConfig:
                  nextSlave: Any = None, mergeRequests: Any = None, locks: Any = None,
                  tags: list[str] | None = None, **unknown: Any) -> None:
         if unknown:
-            config_error(f"BuilderConfig: unknown argument(s) {', '.join(sorted(unknown))}")
+            argument_error(f"BuilderConfig: unknown argument(s) {', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
         if not isinstance(name, str) or not name:
-            config_error("BuilderConfig: name is required and must be a string")
-        if name.startswith("_"):
-            config_error(f"BuilderConfig: builder name {name!r} may not start with '_' "
-                         "(reserved for _all/_selected)")
+            argument_error("BuilderConfig: name is required and must be a string")
+        elif name.startswith("_"):
+            argument_error(f"BuilderConfig: builder name {name!r} may not start with '_' "
+                           "(reserved for _all/_selected)")
         if not isinstance(factory, BuildFactory):
-            config_error(f"builder {name!r}: factory must be a BuildFactory")
+            argument_error(f"builder {name!r}: factory must be a BuildFactory")
         names: list[str] = []
         if slavename:
-            names.append(slavename)
+            if isinstance(slavename, str):
+                names.append(slavename)
+            else:
+                argument_error(f"builder {name!r}: slavename must be a string")
         if isinstance(slavenames, str):
             slavenames = [slavenames]
         if slavenames:
-            if not all(isinstance(s, str) for s in slavenames):
-                config_error(f"builder {name!r}: slavenames must be a list of strings")
-            names.extend(slavenames)
-        if not names:
-            config_error(f"builder {name!r}: at least one slave name is required "
-                         "(slavename or slavenames)")
+            if not isinstance(slavenames, list | tuple) or not all(
+                    isinstance(s, str) for s in slavenames):
+                argument_error(f"builder {name!r}: slavenames must be a list of strings")
+            else:
+                names.extend(slavenames)
+        elif not names:
+            argument_error(f"builder {name!r}: at least one slave name is required "
+                           "(slavename or slavenames)")
         if category is not None and not isinstance(category, str):
-            config_error(f"builder {name!r}: category must be a string")
+            argument_error(f"builder {name!r}: category must be a string")
+            category = None
         if properties is not None and not isinstance(properties, dict):
-            config_error(f"builder {name!r}: properties must be a dict")
+            argument_error(f"builder {name!r}: properties must be a dict")
+            properties = None
+        if env is not None and not isinstance(env, dict):
+            argument_error(f"builder {name!r}: env must be a dict")
+            env = None
+        for label, value in (("builddir", builddir), ("slavebuilddir", slavebuilddir)):
+            if value is not None and not isinstance(value, str):
+                argument_error(f"builder {name!r}: {label} must be a string")
+        if not isinstance(builddir, str):
+            builddir = None
+        if not isinstance(slavebuilddir, str):
+            slavebuilddir = None
         self.name = name
         self.slavenames = names
         self.factory = factory
-        self.builddir = builddir or _SAFE_NAME.sub("_", name)
+        self.builddir = builddir or _SAFE_NAME.sub("_", str(name))
         self.slavebuilddir = slavebuilddir or self.builddir
         self.category = category
         self.properties = dict(properties or {})

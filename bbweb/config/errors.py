@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -63,6 +65,11 @@ class ConfigErrors(Exception):
         self.errors.append(f"{location}: {message}" if location else message)
         self.args = ("\n".join(self.errors),)
 
+    def extend(self, other: ConfigErrors) -> None:
+        """Add the (already located) messages of another set of errors."""
+        self.errors.extend(other.errors)
+        self.args = ("\n".join(self.errors),)
+
     def __bool__(self) -> bool:
         return bool(self.errors)
 
@@ -70,9 +77,39 @@ class ConfigErrors(Exception):
 def config_error(message: str) -> None:
     """Raise a single configuration error at the caller's line in master.cfg.
 
-    Constructors call this for bad arguments so the traceback-free message points at the
-    line the user wrote, like Buildbot's ``config.error``.
+    For problems after which the caller cannot go on. A bad constructor argument should
+    use :func:`argument_error`, so that one ``bbweb checkconfig`` run lists every bad
+    argument of the file instead of the first.
     """
     errs = ConfigErrors()
     errs.add(message, caller_location())
     raise errs
+
+
+# Where argument_error() records problems while master.cfg is executed (innermost last).
+_collectors: list[ConfigErrors] = []
+
+
+@contextmanager
+def collecting_errors(errors: ConfigErrors) -> Iterator[ConfigErrors]:
+    """While the block runs, :func:`argument_error` adds to ``errors`` instead of raising."""
+    _collectors.append(errors)
+    try:
+        yield errors
+    finally:
+        _collectors.remove(errors)
+
+
+def argument_error(message: str) -> None:
+    """Report a bad argument of a configuration object at the caller's line in master.cfg.
+
+    While master.cfg is being loaded the problem is recorded and the constructor carries
+    on with a harmless fallback for that argument, so the rest of the file is checked too
+    and the user sees every mistake at once (Buildbot's ``config.error`` worked this way).
+    Outside loading (objects built by Python code or tests) it raises
+    :class:`ConfigErrors` at once. Callers must therefore be able to continue after it.
+    """
+    if _collectors:
+        _collectors[-1].add(message, caller_location())
+        return
+    config_error(message)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bbweb.config.errors import config_error
+from bbweb.config.errors import argument_error
 
 # c['validation']: what a forced build's branch, revision and property names and values
 # must match (Buildbot's defaults; a config may replace any of them).
@@ -45,16 +45,28 @@ class BaseParameter:
                  required: bool = False, regex: Any = None, hide: bool = False,
                  size: int = 10, **unknown: Any) -> None:
         if unknown:
-            config_error(f"{type(self).__name__}({name!r}): unknown argument(s) "
-                         f"{', '.join(sorted(unknown))}")
+            argument_error(f"{type(self).__name__}({name!r}): unknown argument(s) "
+                           f"{', '.join(sorted(unknown))}")
         if not isinstance(name, str):
-            config_error(f"{type(self).__name__}: name must be a string")
+            argument_error(f"{type(self).__name__}: name must be a string")
+            name = str(name)
+        if isinstance(regex, str):
+            try:
+                regex = re.compile(regex)
+            except re.error as exc:
+                argument_error(f"{type(self).__name__}({name!r}): regex is not a valid "
+                               f"regular expression: {exc}")
+                regex = None
+        elif regex is not None and not callable(getattr(regex, "fullmatch", None)):
+            argument_error(f"{type(self).__name__}({name!r}): regex must be a regular "
+                           "expression")
+            regex = None
         self.name = name
         self.label = name if label is None else label
         if default is not None:
             self.default = default
         self.required = required
-        self.regex = re.compile(regex) if isinstance(regex, str) else regex
+        self.regex = regex
         self.hide = hide
         self.size = size
         self.fullName = name
@@ -238,8 +250,9 @@ class CodebaseParameter(NestedParameter):
             if value is None:
                 return StringParameter(fname, label=flabel, size=30)
             if not isinstance(value, BaseParameter):
-                config_error(f"CodebaseParameter({codebase!r}): {fname} must be a "
-                             "parameter or False")
+                argument_error(f"CodebaseParameter({codebase!r}): {fname} must be a "
+                               "parameter or False")
+                return None
             return value
 
         fields = [f for f in (field_for(branch, "branch", "Branch:"),
@@ -269,14 +282,18 @@ def default_codebases(branch: Any, revision: Any, repository: Any, project: Any,
     if not codebases:
         return [CodebaseParameter("", branch=branch, revision=revision,
                                   repository=repository, project=project)]
-    out = []
+    out: list[CodebaseParameter] = []
+    if isinstance(codebases, str | bytes) or not hasattr(codebases, "__iter__"):
+        argument_error("ForceScheduler: codebases must be a list of names or "
+                       "CodebaseParameters")
+        return out
     for cb in codebases:
         if isinstance(cb, CodebaseParameter):
             out.append(cb)
         elif isinstance(cb, str):
             out.append(CodebaseParameter(cb))
         else:
-            config_error("ForceScheduler: codebases must be names or CodebaseParameters")
+            argument_error("ForceScheduler: codebases must be names or CodebaseParameters")
     return out
 
 

@@ -7,6 +7,7 @@ message names the file and line to fix.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import ConfigErrors, Location, pop_config_file, push_config_file
+from bbweb.config.errors import (
+    ConfigErrors,
+    Location,
+    collecting_errors,
+    pop_config_file,
+    push_config_file,
+)
 from bbweb.config.forcefields import DEFAULT_VALIDATION
-from bbweb.config.schedulers import BaseScheduler, ForceScheduler
+from bbweb.config.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
 from bbweb.db.connection import default_db_url, normalize_db_url
 from bbweb.status.html import WebStatus
 
@@ -34,11 +41,16 @@ KNOWN_KEYS = {
     "user_managers", "multiMaster", "metrics", "debugPassword", "manhole", "protocols",
     "slavePortnum", "buildCacheSize", "changeCacheSize",
 }
-# Buildbot keys that configure the Twisted master itself and mean nothing here.
+# Buildbot keys that configure the Twisted master itself and mean nothing here, and keys
+# bbweb does not act on yet (codebaseGenerator, mergeRequests): accepted with a warning so
+# a migrated master.cfg loads and says what it loses.
 IGNORED_KEYS = {"slavePortnum", "protocols", "manhole", "debugPassword", "multiMaster",
                 "user_managers", "buildCacheSize", "changeCacheSize", "eventHorizon",
                 "prioritizeBuilders", "logHorizon", "buildHorizon", "changeHorizon",
-                "logMaxSize", "logMaxTailSize", "logCompressionMethod"}
+                "logMaxSize", "logMaxTailSize", "logCompressionMethod",
+                "codebaseGenerator", "mergeRequests"}
+# Arguments of Buildbot's objects that bbweb accepts but does not act on yet.
+INERT_BUILDER_ARGS = ("env", "nextSlave", "mergeRequests", "locks")
 
 
 @dataclass
@@ -88,38 +100,45 @@ def _where(obj: Any) -> Location | None:
     return getattr(obj, "location", None)
 
 
-def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
-    errors = ConfigErrors()
+def _exec_config(path: Path, basedir: Path, errors: ConfigErrors) -> dict[str, Any] | None:
+    """Run master.cfg and return its BuildmasterConfig.
+
+    Bad arguments of configuration objects are added to ``errors`` as the file runs (see
+    :func:`~bbweb.config.errors.argument_error`), so all of them are reported together.
+    None when the file could not run to its end; ``errors`` then says why.
+    """
     try:
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         errors.add(f"configuration file {path} does not exist "
                    "(create one with 'bbweb create-master BASEDIR')")
-        raise errors from None
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         errors.add(f"cannot read {path}: {exc}")
-        raise errors from None
+        return None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
         errors.add(f"syntax error: {exc.msg}", Location(str(path), exc.lineno or 0))
-        raise errors from None
+        return None
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__bbweb_master_cfg__",
                                  "basedir": str(basedir)}
     sys.path.insert(0, str(basedir))
     push_config_file(str(path))
     try:
-        exec(code, namespace)
-    except ConfigErrors:
-        raise
+        with collecting_errors(errors):
+            exec(code, namespace)
+    except ConfigErrors as exc:  # a problem after which the file could not go on
+        errors.extend(exc)
+        return None
     except Exception as exc:
         lineno = 0
         for frame in traceback.extract_tb(exc.__traceback__):
             if os.path.abspath(frame.filename) == str(path):
                 lineno = frame.lineno or 0
-        errors.add(f"error while executing the configuration: {type(exc).__name__}: {exc}",
-                   Location(str(path), lineno))
-        raise errors from None
+        message = _explain_exception(exc, source, lineno)
+        errors.add(message, Location(str(path), lineno))
+        return None
     finally:
         pop_config_file()
         try:
@@ -130,11 +149,27 @@ def _exec_config(path: Path, basedir: Path) -> dict[str, Any]:
     if cfg is None:
         errors.add(f"{path}: no BuildmasterConfig defined (start with "
                    "'c = BuildmasterConfig = {}')")
-        raise errors
+        return None
     if not isinstance(cfg, dict):
         errors.add(f"{path}: BuildmasterConfig must be a dict")
-        raise errors
+        return None
     return cfg
+
+
+def _explain_exception(exc: Exception, source: str, lineno: int) -> str:
+    """The message for an exception master.cfg raised: a plain sentence for an import of a
+    Buildbot status target bbweb does not have yet, else the exception itself."""
+    if isinstance(exc, ImportError | AttributeError):
+        from bbweb.status.planned import unavailable_target_message
+
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            tree = None
+        message = unavailable_target_message(exc, tree, lineno)
+        if message:
+            return message
+    return f"error while executing the configuration: {type(exc).__name__}: {exc}"
 
 
 def _assignment_line(path: Path, key: str) -> Location | None:
@@ -190,14 +225,57 @@ def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path:
     return sources
 
 
+def _idle_status_targets(targets: list[Any], path: Path) -> list[str]:
+    """Warnings for objects in c['status'] that nothing will run: neither a WebStatus nor
+    an event consumer (Buildbot's own status receivers have no equivalent here)."""
+    from bbweb.daemon.consumers import is_consumer  # the daemon imports this module
+
+    return [f"{_where(t) or path}: c['status'] contains {type(t).__name__}, which is "
+            "neither a WebStatus nor an event consumer (an object with consumer_name and "
+            "handle_event): nothing runs it"
+            for t in targets if not isinstance(t, WebStatus) and not is_consumer(t)]
+
+
+def _inert_arguments(cfg: MasterConfig) -> list[str]:
+    """Warnings for arguments given in master.cfg that bbweb accepts but ignores."""
+    def at(obj: Any) -> str:
+        where = _where(obj)
+        return f"{where}: " if where else f"{cfg.path}: "
+
+    warnings = []
+    for builder in cfg.builders.values():
+        for arg in INERT_BUILDER_ARGS:
+            if getattr(builder, arg, None):
+                warnings.append(f"{at(builder)}builder {builder.name!r}: {arg}= has no "
+                                "effect in bbweb yet")
+    for sched in cfg.schedulers.values():
+        if isinstance(sched, _ChangeScheduler) and sched.onlyImportant:
+            warnings.append(f"{at(sched)}scheduler {sched.name!r}: onlyImportant= has no "
+                            "effect in bbweb yet (unimportant changes are built with the "
+                            "next important one)")
+        if sched.codebases is not None and not isinstance(sched, ForceScheduler):
+            warnings.append(f"{at(sched)}scheduler {sched.name!r}: codebases= has no "
+                            "effect in bbweb yet")
+    for slave in cfg.slaves.values():
+        if slave.notify_on_missing:
+            warnings.append(f"{at(slave)}BuildSlave {slave.name!r}: notify_on_missing= "
+                            "sends no mail (bbweb has no MailNotifier yet)")
+    return warnings
+
+
 def load_master_config(basedir: str | os.PathLike[str],
                        filename: str = CONFIG_FILENAME) -> MasterConfig:
     """Execute and validate BASEDIR/master.cfg; raise :class:`ConfigErrors` listing every
     problem found (not just the first)."""
     base = Path(basedir).resolve()
     path = (base / filename).resolve()
-    raw = _exec_config(path, base)
-    return build_master_config(raw, base, path)
+    errors = ConfigErrors()
+    raw = _exec_config(path, base, errors)
+    if raw is None:
+        raise errors
+    # the file ran to its end: check how its parts fit together too, and report those
+    # problems along with the bad arguments found while it ran
+    return build_master_config(raw, base, path, errors)
 
 
 def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
@@ -222,9 +300,11 @@ def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
             errors.add(f"{where}: c['validation'][{key!r}] is not a regular expression: {exc}")
 
 
-def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> MasterConfig:
-    """Validate a BuildmasterConfig dict (already executed)."""
-    errors = ConfigErrors()
+def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
+                        errors: ConfigErrors | None = None) -> MasterConfig:
+    """Validate a BuildmasterConfig dict (already executed); raise :class:`ConfigErrors`
+    with these problems added to ``errors`` (those found while executing it)."""
+    errors = errors if errors is not None else ConfigErrors()
     where = str(path)
     cfg = MasterConfig(basedir=str(basedir), path=where)
 
@@ -292,6 +372,8 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
                 errors.add(f"{where}: c[{key!r}] contains {type(item).__name__}, "
                            f"expected a {label}")
                 continue
+            if not isinstance(item.name, str) or not item.name:
+                continue  # its constructor has reported the name already
             if item.name in target:
                 errors.add(f"duplicate {label} name {item.name!r} (first defined at "
                            f"{_where(target[item.name]) or where})", _where(item))
@@ -314,9 +396,8 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
             if bname not in cfg.builders:
                 errors.add(f"scheduler {sched.name!r} names unknown builder {bname!r}",
                            _where(sched))
-        if not sched.builderNames and not isinstance(sched, ForceScheduler):
-            errors.add(f"scheduler {sched.name!r} has no builderNames", _where(sched))
 
+    cfg.warnings.extend(_inert_arguments(cfg))
     cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
                                          path)
 
@@ -332,6 +413,7 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path) -> Maste
                            _where(target))
             ports[target.listen.port] = target
     cfg.status = list(status)
+    cfg.warnings.extend(_idle_status_targets(cfg.status, path))
 
     if errors:
         raise errors

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bbweb.config.errors import config_error
+from bbweb.config.errors import argument_error
 
 
 class RenderContext:
@@ -53,7 +53,7 @@ class Property(Renderable):
 
     def __init__(self, key: str, default: Any = None, defaultWhenFalse: bool = True) -> None:
         if not isinstance(key, str):
-            config_error("Property() needs the property name as a string")
+            argument_error("Property() needs the property name as a string")
         self.key = key
         self.default = default
         self.defaultWhenFalse = defaultWhenFalse
@@ -117,17 +117,19 @@ class Interpolate(Renderable):
 
     def __init__(self, fmtstring: str, *args: Any, **kwargs: Any) -> None:
         if not isinstance(fmtstring, str):
-            config_error("Interpolate() needs a format string")
+            argument_error("Interpolate() needs a format string")
+            fmtstring = ""
         if args and kwargs:
-            config_error("Interpolate() takes either positional or keyword arguments, not both")
+            argument_error("Interpolate() takes either positional or keyword arguments, "
+                           "not both")
         self.fmtstring = fmtstring
         self.args = args
         self.kwargs = kwargs
         for m in _INTERP_RE.finditer(fmtstring):
             base, _op, _arg = _split_selector(m.group(1))
             if not base.startswith(("prop:", "src:", "kw:")):
-                config_error(f"Interpolate: unknown selector in %({m.group(1)})s "
-                             "(use prop:, src: or kw:)")
+                argument_error(f"Interpolate: unknown selector in %({m.group(1)})s "
+                               "(use prop:, src: or kw:)")
 
     def _expand(self, expr: str, ctx: RenderContext) -> Any:
         base, op, arg = _split_selector(expr)
@@ -211,10 +213,11 @@ class WithProperties(Renderable):
 
     def __init__(self, fmtstring: str, *args: str, **lambdas: Any) -> None:
         if args and lambdas:
-            config_error("WithProperties takes either positional names or keyword functions")
+            argument_error("WithProperties takes either positional names or keyword "
+                           "functions")
         for k, fn in lambdas.items():
             if not callable(fn):
-                config_error(f"WithProperties: keyword argument {k!r} must be callable")
+                argument_error(f"WithProperties: keyword argument {k!r} must be callable")
         self.fmtstring = fmtstring
         self.args = args
         self.lambdas = lambdas

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.config.errors import Location, argument_error, caller_location
 
 NOT_SET = object()  # distinguishes "branch=None" (the default branch) from "not given"
 
@@ -41,27 +41,35 @@ class ChangeFilter:
         for key, value in kwargs.items():
             attr, _, kind = key.partition("_")
             if attr not in self.ATTRS or kind not in ("", "re", "fn"):
-                config_error(f"ChangeFilter: unknown argument {key!r}")
+                argument_error(f"ChangeFilter: unknown argument {key!r}")
+                continue
             if kind == "re":
                 if value is None:
                     continue
                 try:
                     pattern = re.compile(value) if isinstance(value, str) else value
                 except re.error as exc:
-                    config_error(f"ChangeFilter: {key} is not a valid regular expression: {exc}")
+                    argument_error(f"ChangeFilter: {key} is not a valid regular expression: "
+                                   f"{exc}")
+                    continue
+                if not callable(getattr(pattern, "match", None)):
+                    argument_error(f"ChangeFilter: {key} must be a regular expression")
+                    continue
                 self.checks.append((attr, "re", pattern))
             elif kind == "fn":
                 if value is None:
                     continue
                 if not callable(value):
-                    config_error(f"ChangeFilter: {key} must be callable")
+                    argument_error(f"ChangeFilter: {key} must be callable")
+                    continue
                 self.checks.append((attr, "fn", value))
             else:
                 if value is NOT_SET:
                     continue
                 self.checks.append((attr, "eq", _as_list(value) or [None]))
         if filter_fn is not None and not callable(filter_fn):
-            config_error("ChangeFilter: filter_fn must be callable")
+            argument_error("ChangeFilter: filter_fn must be callable")
+            self.filter_fn = None
 
     def filter_change(self, change: Mapping[str, Any]) -> bool:
         """True if the change (a dict with Buildbot's attribute names) passes."""
@@ -97,22 +105,27 @@ class BaseScheduler:
     """Options every scheduler shares."""
 
     kind = "base"
+    needs_builders = True  # False for schedulers that may list no builder (ForceScheduler)
 
     def __init__(self, name: str, builderNames: list[str], properties: dict | None = None,
                  codebases: Any = None, reason: str | None = None, **unknown: Any) -> None:
         if unknown:
-            config_error(f"{type(self).__name__} {name!r}: unknown argument(s) "
-                         f"{', '.join(sorted(unknown))}")
+            argument_error(f"{type(self).__name__} {name!r}: unknown argument(s) "
+                           f"{', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
         if not isinstance(name, str) or not name:
-            config_error(f"{type(self).__name__}: name must be a non-empty string")
+            argument_error(f"{type(self).__name__}: name must be a non-empty string")
         if isinstance(builderNames, str):
             builderNames = [builderNames]
         if not isinstance(builderNames, list | tuple) or not all(
                 isinstance(b, str) for b in builderNames):
-            config_error(f"scheduler {name!r}: builderNames must be a list of builder names")
+            argument_error(f"scheduler {name!r}: builderNames must be a list of builder names")
+            builderNames = []
+        elif not builderNames and self.needs_builders:
+            argument_error(f"scheduler {name!r} has no builderNames")
         if properties is not None and not isinstance(properties, dict):
-            config_error(f"scheduler {name!r}: properties must be a dict")
+            argument_error(f"scheduler {name!r}: properties must be a dict")
+            properties = None
         self.name = name
         self.builderNames = list(builderNames)
         self.properties = dict(properties or {})
@@ -131,16 +144,20 @@ class _ChangeScheduler(BaseScheduler):
                  onlyImportant: bool = False, categories: Any = None, **kwargs: Any) -> None:
         super().__init__(name, builderNames, **kwargs)
         if treeStableTimer is not None and (not isinstance(treeStableTimer, int | float)
+                                            or isinstance(treeStableTimer, bool)
                                             or treeStableTimer < 0):
-            config_error(f"scheduler {name!r}: treeStableTimer must be a number of "
-                         "seconds or None")
+            argument_error(f"scheduler {name!r}: treeStableTimer must be a number of "
+                           "seconds or None")
+            treeStableTimer = None
         if fileIsImportant is not None and not callable(fileIsImportant):
-            config_error(f"scheduler {name!r}: fileIsImportant must be callable")
+            argument_error(f"scheduler {name!r}: fileIsImportant must be callable")
+            fileIsImportant = None
         if change_filter is not None and not isinstance(change_filter, ChangeFilter):
             if callable(change_filter):
                 change_filter = ChangeFilter(filter_fn=change_filter)
             else:
-                config_error(f"scheduler {name!r}: change_filter must be a ChangeFilter")
+                argument_error(f"scheduler {name!r}: change_filter must be a ChangeFilter")
+                change_filter = None
         self.change_filter = change_filter
         self.treeStableTimer = treeStableTimer
         self.fileIsImportant = fileIsImportant
@@ -170,11 +187,11 @@ class SingleBranchScheduler(_ChangeScheduler):
     def __init__(self, name: str, builderNames: list[str] | None = None,
                  branch: Any = NOT_SET, change_filter: Any = None, **kwargs: Any) -> None:
         if branch is not NOT_SET and change_filter is not None:
-            config_error(f"SingleBranchScheduler {name!r}: give branch or change_filter, "
-                         "not both")
+            argument_error(f"SingleBranchScheduler {name!r}: give branch or change_filter, "
+                           "not both")
         if branch is NOT_SET and change_filter is None:
-            config_error(f"SingleBranchScheduler {name!r}: the branch argument (None for the "
-                         "default branch) or a change_filter is required")
+            argument_error(f"SingleBranchScheduler {name!r}: the branch argument (None for "
+                           "the default branch) or a change_filter is required")
         if branch is not NOT_SET:
             change_filter = ChangeFilter(branch=branch)
         super().__init__(name, builderNames or [], change_filter=change_filter, **kwargs)
@@ -192,8 +209,8 @@ class AnyBranchScheduler(_ChangeScheduler):
     def __init__(self, name: str, builderNames: list[str] | None = None,
                  branches: Any = NOT_SET, change_filter: Any = None, **kwargs: Any) -> None:
         if branches is not NOT_SET and change_filter is not None:
-            config_error(f"AnyBranchScheduler {name!r}: give branches or change_filter, "
-                         "not both")
+            argument_error(f"AnyBranchScheduler {name!r}: give branches or change_filter, "
+                           "not both")
         if branches is not NOT_SET and branches is not None:
             change_filter = ChangeFilter(branch=_as_list(branches))
         super().__init__(name, builderNames or [], change_filter=change_filter, **kwargs)
@@ -209,6 +226,7 @@ class ForceScheduler(BaseScheduler):
     form field and validates what is submitted."""
 
     kind = "force"
+    needs_builders = False
 
     def __init__(self, name: str, builderNames: list[str], reason: Any = None,
                  username: Any = None, branch: Any = None, revision: Any = None,
@@ -226,8 +244,9 @@ class ForceScheduler(BaseScheduler):
                 return False
             if isinstance(value, ff.BaseParameter):
                 return value
-            config_error(f"ForceScheduler {name!r}: {what} must be a parameter "
-                         "(e.g. StringParameter) or False")
+            argument_error(f"ForceScheduler {name!r}: {what} must be a parameter "
+                           "(e.g. StringParameter) or False")
+            return default
 
         self.reason_param = param(reason, ff.StringParameter(
             "reason", label="reason", default="force build", size=20), "reason")
@@ -244,7 +263,8 @@ class ForceScheduler(BaseScheduler):
             properties = [ff.AnyPropertyParameter(f"property{i}") for i in range(1, 5)]
         if not isinstance(properties, list | tuple) or not all(
                 isinstance(p, ff.BaseParameter) for p in properties):
-            config_error(f"ForceScheduler {name!r}: properties must be a list of parameters")
+            argument_error(f"ForceScheduler {name!r}: properties must be a list of parameters")
+            properties = []
         self.property_params = list(properties)
         for p in [self.reason_param, *self.codebase_params, *self.property_params]:
             p.set_prefix("")
@@ -280,8 +300,10 @@ def _cron_values(field: str, value: Any) -> set[int] | None:
     values = value if isinstance(value, list | tuple | set) else [value]
     out: set[int] = set()
     for v in values:
-        if not isinstance(v, int) or not lo <= v <= hi:
-            config_error(f"Nightly: {field} must be '*' or integers in {lo}..{hi}, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            argument_error(f"Nightly: {field} must be '*' or integers in {lo}..{hi}, "
+                           f"got {v!r}")
+            continue
         out.add(v)
     return out
 
@@ -304,6 +326,12 @@ class Nightly(BaseScheduler):
         self.dayOfWeek = _cron_values("dayOfWeek", dayOfWeek)
         self.branch = branch
         self.onlyIfChanged = onlyIfChanged
+        if change_filter is not None and not isinstance(change_filter, ChangeFilter):
+            if callable(change_filter):
+                change_filter = ChangeFilter(filter_fn=change_filter)
+            else:
+                argument_error(f"Nightly {name!r}: change_filter must be a ChangeFilter")
+                change_filter = None
         self.change_filter = change_filter or ChangeFilter(branch=branch)
         self.fileIsImportant = fileIsImportant
 
@@ -329,7 +357,7 @@ class Periodic(BaseScheduler):
         super().__init__(name, builderNames, **kwargs)
         if not isinstance(periodicBuildTimer, int | float) or isinstance(
                 periodicBuildTimer, bool) or periodicBuildTimer <= 0:
-            config_error(f"Periodic {name!r}: periodicBuildTimer must be a positive number "
-                         "of seconds")
+            argument_error(f"Periodic {name!r}: periodicBuildTimer must be a positive "
+                           "number of seconds")
         self.periodicBuildTimer = periodicBuildTimer
         self.branch = branch

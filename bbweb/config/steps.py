@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.config.errors import Location, argument_error, caller_location
 from bbweb.config.properties import Renderable, RenderContext, render
 
 DEFAULT_TIMEOUT = 1200
@@ -23,7 +23,7 @@ def _as_text_list(value: Any, what: str) -> list[str] | None:
         return [value]
     if isinstance(value, list | tuple) and all(isinstance(v, str | Renderable) for v in value):
         return list(value)
-    config_error(f"{what} must be a string or a list of strings")
+    argument_error(f"{what} must be a string or a list of strings")
     return None
 
 
@@ -63,11 +63,12 @@ class BuildStep:
         **unknown: Any,
     ) -> None:
         if unknown:
-            config_error(f"{type(self).__name__}: unknown argument(s) "
-                         f"{', '.join(sorted(unknown))}")
+            argument_error(f"{type(self).__name__}: unknown argument(s) "
+                           f"{', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
         if name is not None and not isinstance(name, str):
-            config_error(f"{type(self).__name__}: name must be a string")
+            argument_error(f"{type(self).__name__}: name must be a string")
+            name = None
         self.name = name
         self.description = _as_text_list(description, "description")
         self.descriptionDone = _as_text_list(descriptionDone, "descriptionDone")
@@ -81,13 +82,15 @@ class BuildStep:
         self.hideStepIf = hideStepIf
         self.workdir = workdir
         for label, value in (("timeout", timeout), ("maxTime", maxTime)):
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                config_error(f"{type(self).__name__}: {label} must be a positive number "
-                             "of seconds or None")
+            if value is not None and (not isinstance(value, int | float)
+                                      or isinstance(value, bool) or value <= 0):
+                argument_error(f"{type(self).__name__}: {label} must be a positive number "
+                               "of seconds or None")
         self.timeout = timeout
         self.maxTime = maxTime
         if env is not None and not isinstance(env, dict):
-            config_error(f"{type(self).__name__}: env must be a dict")
+            argument_error(f"{type(self).__name__}: env must be a dict")
+            env = None
         self.env = env or {}
 
     # -- what the master sends to the worker ------------------------------------------
@@ -129,9 +132,9 @@ class ShellCommand(BuildStep):
     def __init__(self, command: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if command is None:
-            config_error(f"{type(self).__name__}: command is required")
-        if not isinstance(command, str | list | tuple | Renderable):
-            config_error(f"{type(self).__name__}: command must be a string or a list")
+            argument_error(f"{type(self).__name__}: command is required")
+        elif not isinstance(command, str | list | tuple | Renderable):
+            argument_error(f"{type(self).__name__}: command must be a string or a list")
         self.command = command
 
     def step_name(self) -> str:
@@ -211,11 +214,11 @@ class Git(BuildStep):
         kwargs.setdefault("workdir", "build")
         super().__init__(**kwargs)
         if not repourl:
-            config_error("Git: repourl is required")
+            argument_error("Git: repourl is required")
         if mode not in self.MODES:
-            config_error(f"Git: mode must be one of {', '.join(self.MODES)}, not {mode!r}")
+            argument_error(f"Git: mode must be one of {', '.join(self.MODES)}, not {mode!r}")
         if method not in (None, "clean", "fresh", "clobber", "copy"):
-            config_error(f"Git: unknown method {method!r}")
+            argument_error(f"Git: unknown method {method!r}")
         self.repourl = repourl
         self.branch = branch
         self.mode = mode
@@ -242,16 +245,24 @@ class BuildFactory:
     def __init__(self, steps: list[BuildStep] | None = None) -> None:
         self.location = caller_location()
         self.steps: list[BuildStep] = []
+        if steps is not None and not isinstance(steps, list | tuple):
+            argument_error(f"BuildFactory() takes a list of steps, not {type(steps).__name__}")
+            steps = None
         for step in steps or []:
             self.addStep(step)
 
     def addStep(self, step: BuildStep) -> None:
         if isinstance(step, type) and issubclass(step, BuildStep):
-            config_error("addStep() takes a step instance, e.g. ShellCommand(...), not a class")
-        if not isinstance(step, BuildStep):
-            config_error(f"addStep() takes a build step, not {type(step).__name__}")
-        self.steps.append(step)
+            argument_error("addStep() takes a step instance, e.g. ShellCommand(...), "
+                           "not a class")
+        elif not isinstance(step, BuildStep):
+            argument_error(f"addStep() takes a build step, not {type(step).__name__}")
+        else:
+            self.steps.append(step)
 
     def addSteps(self, steps: list[BuildStep]) -> None:
+        if not isinstance(steps, list | tuple):
+            argument_error(f"addSteps() takes a list of steps, not {type(steps).__name__}")
+            return
         for step in steps:
             self.addStep(step)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.config.errors import Location, argument_error, caller_location
 from bbweb.status.records import is_int_text
 
 log = logging.getLogger("bbweb.config")
@@ -167,61 +167,74 @@ class WebStatus:
         **unknown: Any,
     ) -> None:
         if unknown:
-            config_error(f"WebStatus: unknown argument(s) {', '.join(sorted(unknown))}")
+            argument_error(f"WebStatus: unknown argument(s) {', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
+        self.listen: ListenAddress | None = None
         try:
             self.listen = parse_http_port(http_port)
         except ValueError as exc:
-            config_error(f"WebStatus: {exc}")
+            argument_error(f"WebStatus: {exc}")
         self.http_port = http_port
+        self.distrib: ListenAddress | UnixSocketAddress | None = None
         try:
             self.distrib = parse_distrib_port(distrib_port)
         except ValueError as exc:
-            config_error(f"WebStatus: {exc}")
+            argument_error(f"WebStatus: {exc}")
         if (isinstance(self.distrib, ListenAddress) and self.listen is not None
                 and _same_port(self.distrib, self.listen)):
-            config_error(f"WebStatus: distrib_port {distrib_port!r} is the same port as "
-                         f"http_port {http_port!r}")
+            argument_error(f"WebStatus: distrib_port {distrib_port!r} is the same port as "
+                           f"http_port {http_port!r}")
         self.distrib_port = distrib_port
         if site is not None:
-            config_error("WebStatus: site= (a Twisted Site) has no equivalent in bbweb")
-        for label, value in (("numbuilds", numbuilds), ("num_events", num_events)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                config_error(f"WebStatus: {label} must be a positive integer")
-        if num_events_max is not None and (not isinstance(num_events_max, int)
+            argument_error("WebStatus: site= (a Twisted Site) has no equivalent in bbweb")
+        if not _positive_int(numbuilds):
+            argument_error("WebStatus: numbuilds must be a positive integer")
+            numbuilds = 20
+        if not _positive_int(num_events):
+            argument_error("WebStatus: num_events must be a positive integer")
+            num_events = 200
+        if num_events_max is not None and (not _positive_int(num_events_max)
                                            or num_events_max < num_events):
-            config_error("WebStatus: num_events_max must be an integer >= num_events")
+            argument_error("WebStatus: num_events_max must be an integer >= num_events")
+            num_events_max = None
         if change_hook_dialects is None:
             change_hook_dialects = {}
         if not isinstance(change_hook_dialects, dict) or not all(
                 isinstance(k, str) for k in change_hook_dialects):
-            config_error("WebStatus: change_hook_dialects must be a dict of "
-                         "dialect name -> options")
+            argument_error("WebStatus: change_hook_dialects must be a dict of "
+                           "dialect name -> options")
+            change_hook_dialects = {}
         from bbweb.web.hook_auth import validate_hook_auth
 
         problem = validate_hook_auth(change_hook_auth)
         if problem:
-            config_error(f"WebStatus: {problem}")
+            argument_error(f"WebStatus: {problem}")
         if provide_feeds is None:
             provide_feeds = list(DEFAULT_FEEDS)
         elif not isinstance(provide_feeds, list | tuple) or any(
                 f not in DEFAULT_FEEDS for f in provide_feeds):
-            config_error("WebStatus: provide_feeds must be a list drawn from "
-                         f"{', '.join(DEFAULT_FEEDS)}")
+            argument_error("WebStatus: provide_feeds must be a list drawn from "
+                           f"{', '.join(DEFAULT_FEEDS)}")
+            provide_feeds = list(DEFAULT_FEEDS)
         if logRotateLength is None:
             logRotateLength = rotateLength  # documented as rotateLength; 0.8 took this
         elif rotateLength is not None and rotateLength != logRotateLength:
-            config_error("WebStatus: logRotateLength and rotateLength are the same option; "
-                         "give one of them")
+            argument_error("WebStatus: logRotateLength and rotateLength are the same "
+                           "option; give one of them")
         if logRotateLength is None:
             logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
         elif not _positive_int(logRotateLength):
-            config_error("WebStatus: logRotateLength (rotateLength) must be a positive "
-                         "number of bytes")
+            argument_error("WebStatus: logRotateLength (rotateLength) must be a positive "
+                           "number of bytes")
+            logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
         if maxRotatedFiles is None:
             maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
         elif not _positive_int(maxRotatedFiles):
-            config_error("WebStatus: maxRotatedFiles must be a positive integer")
+            argument_error("WebStatus: maxRotatedFiles must be a positive integer")
+            maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
+        if jinja_loaders is not None and not isinstance(jinja_loaders, list | tuple):
+            argument_error("WebStatus: jinja_loaders must be a list of Jinja loaders")
+            jinja_loaders = None
         self.allowForce = allowForce
         self.authz = _effective_authz(authz, auth, allowForce)
         _check_header_trust(self.authz, [self.listen, self.distrib])
@@ -256,7 +269,7 @@ def _check_header_trust(authz: Any, addresses: list[Any]) -> None:
     exposed = [a for a in addresses
                if isinstance(a, ListenAddress) and not _is_loopback(a.host)]
     if exposed:
-        config_error(
+        argument_error(
             f"WebStatus: Authz(useHttpHeader=True) without auth= trusts the user name in "
             f"every request's Authorization header, but bbweb listens on "
             f"{exposed[0].bind()}, where anybody can send one: bind it to the loopback "
@@ -273,10 +286,11 @@ def _effective_authz(authz: Any, auth: Any, allowForce: Any) -> Any:
 
     if authz is not None:
         if not isinstance(authz, Authz):
-            config_error(f"WebStatus: authz={authz!r} is not an Authz(...) object")
+            argument_error(f"WebStatus: authz={authz!r} is not an Authz(...) object")
+            return Authz()
         if allowForce is not None or auth is not None:
-            config_error("WebStatus: give either authz=Authz(...) or the deprecated "
-                         "allowForce=/auth=, not both (put auth= inside Authz)")
+            argument_error("WebStatus: give either authz=Authz(...) or the deprecated "
+                           "allowForce=/auth=, not both (put auth= inside Authz)")
         return authz
     if allowForce:
         log.warning("WebStatus(allowForce=True) is deprecated: use authz=Authz(...)")

@@ -145,7 +145,8 @@ def test_enabled_hook_that_is_not_installed_fails_checkconfig(tmp_path, capsys):
     write(tmp_path, "c['status'] = [WebStatus(change_hook_dialects={'nosuchhook': True})]\n")
     code, out = check(tmp_path, capsys)
     assert code == 1
-    assert "change_hooks.nosuchhook: no such change hook dialect is installed" in out
+    assert (f"master.cfg:{line_of(tmp_path, 'nosuchhook')}: change_hooks.nosuchhook: no such "
+            "change hook dialect is installed (installed: base, ") in out
 
 
 def test_bad_plugins_toml(tmp_path, capsys):
@@ -184,3 +185,49 @@ def test_validation_patterns_are_checked(tmp_path, capsys):
     assert cfg.validation["revision"].pattern == "^[0-9a-f]{40}$"
     assert cfg.validation["branch"].search("release/1.0")  # the others keep their defaults
     assert not any("validation" in w for w in cfg.warnings)
+
+
+def test_buildbot_options_bbweb_does_not_act_on_yet_warn(tmp_path, capsys):
+    write(tmp_path, """
+        c['slaves'].append(BuildSlave('s2', 'pw', notify_on_missing='ops@example.org'))
+        c['builders'] = [BuilderConfig(name='b', slavenames=['s1'], factory=f,
+                                       env={'CC': 'gcc'}, locks=['lock'])]
+        c['schedulers'] = [SingleBranchScheduler(name='s', branch=None, builderNames=['b'],
+                                                 onlyImportant=True,
+                                                 codebases={'': {}})]
+        c['mergeRequests'] = False
+    """)
+    code, out = check(tmp_path, capsys)
+    assert code == 0, out
+    cfg = tmp_path.resolve() / "master.cfg"
+    builder, sched = line_of(tmp_path, "BuilderConfig"), line_of(tmp_path, "SingleBranch")
+    for expected in (
+            f"warning: {cfg}:{line_of(tmp_path, 's2')}: BuildSlave 's2': notify_on_missing= "
+            "sends no mail",
+            f"warning: {cfg}:{builder}: builder 'b': env= has no effect in bbweb yet",
+            f"warning: {cfg}:{builder}: builder 'b': locks= has no effect in bbweb yet",
+            f"warning: {cfg}:{sched}: scheduler 's': onlyImportant= has no effect",
+            f"warning: {cfg}:{sched}: scheduler 's': codebases= has no effect",
+            f"warning: {cfg}: c['mergeRequests'] has no effect in bbweb and is ignored"):
+        assert expected in out
+    assert "Config file is good!" in out
+
+
+def test_a_status_target_nothing_runs_is_a_warning(tmp_path, capsys):
+    write(tmp_path, """
+        class Receiver:  # a 0.8-style status receiver: no consumer_name/handle_event
+            pass
+
+        class Consumer:
+            consumer_name = 'mine'
+
+            def handle_event(self, event):
+                pass
+
+        c['status'] = [WebStatus(http_port=8010), Receiver(), Consumer()]
+    """)
+    code, out = check(tmp_path, capsys)
+    assert code == 0, out
+    assert (f"warning: {tmp_path.resolve() / 'master.cfg'}: c['status'] contains Receiver, "
+            "which is neither a WebStatus nor an event consumer") in out
+    assert "Consumer," not in out
