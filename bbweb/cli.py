@@ -38,7 +38,7 @@ def cmd_create_master(args: argparse.Namespace) -> int:
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
     from bbweb.config.master import load_master_config
-    from bbweb.db.connection import Database
+    from bbweb.db.connection import Database, DatabaseUnreachable, check_connection, display_url
     from bbweb.db.migrate import upgrade
     from bbweb.engine.builders import sync_builders
 
@@ -47,6 +47,11 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         _print_errors(exc)
         return 1
+    try:
+        check_connection(cfg.db_url)
+    except DatabaseUnreachable as exc:
+        print(f"bbweb: {exc}", file=sys.stderr)
+        return 1
     revision = upgrade(cfg.db_url)
     db = Database(cfg.db_url)
     try:
@@ -54,18 +59,27 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
             sync_builders(conn, cfg)
     finally:
         db.dispose()
-    print(f"database {_safe_url(cfg.db_url)} is at schema revision {revision}")
+    print(f"database {display_url(cfg.db_url)} is at schema revision {revision}")
     return 0
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, for printing."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+def _unreachable_database(basedir: str, *, create: bool) -> str | None:
+    """One line saying why ``basedir``'s database cannot be connected to, or None when it
+    can. Checked before starting anything, so that a server that is down, a wrong password
+    or a missing database is told in one line rather than a driver traceback. A master.cfg
+    with errors gives None here: the command goes on to report those its own way."""
+    from bbweb.config.master import load_master_config
+    from bbweb.db.connection import DatabaseUnreachable, check_connection
+
+    try:
+        cfg = load_master_config(basedir)
+    except ConfigErrors:
+        return None
+    try:
+        check_connection(cfg.db_url, create=create)
+    except DatabaseUnreachable as exc:
+        return f"bbweb: {exc}"
+    return None
 
 
 def _print_errors(exc: ConfigErrors) -> None:
@@ -143,6 +157,15 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if _report_problems(errors, problems):
         return 1
+    if args.connect:
+        from bbweb.config.master import load_master_config
+        from bbweb.db.connection import display_url
+
+        problem = _unreachable_database(args.basedir, create=False)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+        print(f"database {display_url(load_master_config(args.basedir).db_url)}: connected")
     print("Config file is good!")
     return 0
 
@@ -154,12 +177,20 @@ def cmd_start(args: argparse.Namespace) -> int:
     _warnings, errors, problems = configuration_problems(args.basedir)
     if _report_problems(errors, problems):
         return 1
+    problem = _unreachable_database(args.basedir, create=True)  # start upgrades the schema
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     return start(Path(args.basedir), local_worker=args.local_worker, workers=args.web_workers)
 
 
 def cmd_master(args: argparse.Namespace) -> int:
     from bbweb.daemon import run_daemon
 
+    problem = _unreachable_database(args.basedir, create=False)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     return run_daemon(str(Path(args.basedir).resolve()))
 
 
@@ -290,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("checkconfig", help="check master.cfg and plugins.toml")
     p.add_argument("basedir", nargs="?", default=".")
+    p.add_argument("--connect", action="store_true",
+                   help="also connect to the configured database (c['db_url'])")
     p.set_defaults(func=cmd_checkconfig)
 
     p = sub.add_parser("start", help="run web, daemon and a local worker in the foreground")

@@ -3,7 +3,8 @@
 Every hash Apache's ``htpasswd`` writes is understood: MD5 ``$apr1$`` (``-m``, the
 default), SHA-1 ``{SHA}`` (``-s``), bcrypt ``$2y$`` (``-B``), SHA-256/512 crypt
 (``-2``/``-5``) and DES crypt (``-d``), plus MD5 crypt ``$1$`` that Apache accepts through
-the system's ``crypt()``; they are verified with passlib. Plain text (``htpasswd -p``) is
+the system's ``crypt()``; they are verified with passlib (a bcrypt password longer than
+72 bytes on its first 72 bytes, as Apache verifies it). Plain text (``htpasswd -p``) is
 refused, as Apache on Unix refuses it, and so is any value in a format not listed: were
 it compared as plain text, the stored hash itself would be the password. A file is re-read
 when it changes (size, mtime or inode), so ``htpasswd`` can edit it while the site runs.
@@ -31,6 +32,7 @@ _DES = re.compile(r"^[./0-9A-Za-z]{13}$")
 # tried in this order; the first whose ``identify`` accepts the hash decides
 _SCHEMES = ("bcrypt", "sha256_crypt", "sha512_crypt", "apr_md5_crypt", "md5_crypt",
             "ldap_sha1")
+BCRYPT_MAX_BYTES = 72  # what bcrypt hashes of a password (see _secret_for)
 VERIFIED_TTL = 300.0  # seconds a verified password is remembered (per process)
 VERIFIED_MAX = 1000  # remembered users at most (then forgotten all at once)
 # a valid apr1 hash of nothing anyone will type: checked for unknown users so that a
@@ -47,7 +49,7 @@ def verify_hash(password: str, stored: str, where: str = "htpasswd") -> bool:
         for scheme in _SCHEMES:
             handler = get_crypt_handler(scheme)
             if handler.identify(stored):
-                return bool(handler.verify(password, stored))
+                return bool(handler.verify(_secret_for(scheme, password), stored))
     except (ValueError, TypeError) as exc:  # a damaged hash
         log.error("%s: cannot verify the stored hash: %s", where, exc)
         return False
@@ -56,6 +58,17 @@ def verify_hash(password: str, stored: str, where: str = "htpasswd") -> bool:
               "refused (as Apache on Unix refuses it): set it again with 'htpasswd -B'",
               where)
     return False
+
+
+def _secret_for(scheme: str, password: str) -> str | bytes:
+    """bcrypt looks at 72 bytes of a password at most. Apache's ``htpasswd -B`` hashes
+    only the first 72 bytes of a longer one, and Apache checks a login the same way, so
+    any password whose first 72 bytes match is accepted there; bcrypt 5 raises on a
+    longer password instead, which would lock such a user out. The cut is made in UTF-8
+    bytes, as Apache makes it, even through a character."""
+    if scheme != "bcrypt":
+        return password
+    return password.encode("utf-8", "surrogateescape")[:BCRYPT_MAX_BYTES]
 
 
 def parse(text: str, name: str) -> dict[str, str]:

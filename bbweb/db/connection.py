@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from bbweb.db import schema
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# seconds ``check_connection`` waits for a server that does not answer (unless the URL
+# says otherwise with ``?connect_timeout=N``)
+CONNECT_TIMEOUT = 10
 
 
 def default_db_url(basedir: str | os.PathLike[str]) -> str:
@@ -113,3 +118,99 @@ def _ensure_counter(conn: Connection) -> None:
     row = conn.execute(sa.select(schema.event_counter.c.id)).first()
     if row is None:
         conn.execute(schema.event_counter.insert().values(id=1, value=0))
+
+
+class DatabaseUnreachable(Exception):
+    """The status database cannot be connected to. ``str()`` is one line for the user:
+    the URL (password hidden) and the reason."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot connect to the database {display_url(self.url)}: {self.reason}"
+
+
+def display_url(url: str) -> str:
+    """``url`` fit to print: the password replaced by ``***``, and ``postgresql://`` as
+    master.cfg says it rather than the driver-qualified form it is normalized to."""
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    creds, host = authority.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}{slash}{path}"
+
+
+# (pattern in the driver's message, the reason told to the user), first match wins
+_REASONS = (
+    (re.compile(r"connection refused", re.I), "connection refused (is the server running "
+                                              "and listening on that host and port?)"),
+    (re.compile(r"timeout expired|timed out", re.I), "timeout (the server did not answer)"),
+    (re.compile(r"password authentication failed|authentication failed|no password "
+                r"supplied|no pg_hba\.conf entry", re.I), "authentication failed"),
+    (re.compile(r'database "[^"]*" does not exist', re.I), "database does not exist"),
+    (re.compile(r"failed to resolve host|could not translate host name|name or service "
+                r"not known", re.I), "the host name cannot be resolved"),
+    (re.compile(r"unable to open database file", re.I),
+     "the database file cannot be opened or created (does its directory exist, and may "
+     "this user write there?)"),
+)
+
+
+def connect_failure_reason(exc: BaseException) -> str:
+    """Why connecting failed, in a few words: refused, timeout, authentication, missing
+    database, unknown host; otherwise the driver's own last line (without its
+    ``connection to server at ... failed:`` preamble)."""
+    orig = getattr(exc, "orig", None) or exc
+    message = str(orig)
+    for pattern, reason in _REASONS:
+        if pattern.search(message):
+            return reason
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(orig).__name__
+    last = re.sub(r"^.*? failed: ", "", last)
+    return re.sub(r"^(FATAL|ERROR):\s*", "", last) or type(orig).__name__
+
+
+def check_connection(url: str, *, create: bool = True,
+                     timeout: float = CONNECT_TIMEOUT) -> None:
+    """Connect to ``url`` once and disconnect; raises :class:`DatabaseUnreachable` with
+    the reason when that fails, instead of the driver's traceback.
+
+    The commands that start or upgrade a master call this first, so an unreachable
+    server, a wrong password or a missing database is told in one line. A server that
+    does not answer at all is given up after ``timeout`` seconds. With ``create=False``
+    an SQLite file that does not exist yet is reported rather than created (SQLite would
+    create an empty one on connecting)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseUnreachable(url, "not a database URL") from None
+    connect_args: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not create and database not in ("", ":memory:") and not Path(database).exists():
+            raise DatabaseUnreachable(url, "the database file does not exist ('bbweb "
+                                           "upgrade-master' creates it)")
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = max(1, round(timeout))
+    try:
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    except (sa.exc.ArgumentError, ImportError) as exc:  # e.g. a driver not installed
+        raise DatabaseUnreachable(url, f"cannot use this kind of URL: {exc}") from None
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseUnreachable(url, connect_failure_reason(exc)) from None
+    finally:
+        engine.dispose()

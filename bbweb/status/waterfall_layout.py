@@ -5,10 +5,13 @@ Every column (changes, one per builder) is a stream of events, newest first: cha
 build-start boxes, steps, point events (a slave connecting) and the empty spacers that stand
 for idle time (:func:`with_spacers`). Rows are made by :func:`bucket`: take the newest head
 of all streams, put every event that started within ``WINDOW`` seconds of it into the row,
-repeat. :func:`layout_table` turns the rows into table rows: each row is as tall as its
-fullest cell, cells are bottom-justified, the last slot of a column is filled with the event
-just below the page, and empty slots are absorbed by the box below them (``rowspan``) so
-that a step's box stretches over its duration.
+repeat. Buildbot 0.8 did only that, so a change could sit beside a build that started
+seconds before it, and two builds share one time; here a row also stops at the second of
+its newest build start or change (``ANCHORS``): each of them sits at its own time, beside
+only what started in the same second or later. :func:`layout_table` turns the rows into
+table rows: each row is as tall as its fullest cell, cells are bottom-justified, the last
+slot of a column is filled with the event just below the page, and empty slots are absorbed
+by the box below them (``rowspan``) so that a step's box stretches over its duration.
 
 The events carry the reader's records (``build``, ``step``, ``change``) without looking
 into them beyond the times, step numbers and ``hidden`` flags used here.
@@ -17,6 +20,7 @@ into them beyond the times, step numbers and ``hidden`` flags used here.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +28,9 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 WINDOW = 10.0  # events starting this close to a row's newest event share its row
+# boxes that stand for a moment (a build starting, a change arriving): a row holds only
+# those of the same second, so each sits beside what happened at the time its row shows
+ANCHORS = frozenset(("build", "change"))
 GAP = 2.0  # idle time longer than this is shown as an empty spacer
 MAX_BOXES = 4000  # a page ends after the row that reaches this many boxes
 
@@ -147,7 +154,8 @@ def bucket(columns: Sequence[Sequence[Event]], *, now: float, num_events: int,
     """Cut the columns (each newest first) into rows.
 
     Start at the newest head event; the row takes, in every column, each head event that
-    started less than ``WINDOW`` seconds before it. Rows whose earliest event is newer than
+    started less than ``WINDOW`` seconds before it, but none from before the second of
+    the newest build start or change among them. Rows whose earliest event is newer than
     ``last_time`` are made but not kept. Stop after ``num_events`` kept rows, after the row
     that reaches ``max_boxes`` boxes, when the next row would start before ``lower``, when
     nothing is left, or when a row would reach below a column's horizon (the oldest start
@@ -176,20 +184,34 @@ def bucket(columns: Sequence[Sequence[Event]], *, now: float, num_events: int,
         if horizon is not None and horizon > low:
             stopped, stop_low = "horizon", low
             break
+        # the columns with events in the window, and its newest build start or change
+        visiting: list[int] = []
+        anchor: float | None = None
+        while heap and -heap[0][0] > low:
+            i = heapq.heappop(heap)[1]
+            visiting.append(i)
+            col, p, end = columns[i], pos[i], lens[i]
+            while p < end and col[p].start > low:
+                if col[p].kind in ANCHORS:
+                    if anchor is None or col[p].start > anchor:
+                        anchor = col[p].start
+                    break
+                p += 1
+        cut = -math.inf if anchor is None else math.floor(anchor)
         cells: list[Sequence[Event]] = [empty] * n
         earliest = t
         taken = 0
-        while heap and -heap[0][0] > low:
-            i = heapq.heappop(heap)[1]
+        for i in visiting:
             col, p, end = columns[i], pos[i], lens[i]
             start = p
-            while p < end and col[p].start > low:
+            while p < end and col[p].start > low and col[p].start >= cut:
                 p += 1
-            cells[i] = col[start:p]
-            taken += p - start
-            pos[i] = p
-            if col[p - 1].start < earliest:
-                earliest = col[p - 1].start
+            if p > start:
+                cells[i] = col[start:p]
+                taken += p - start
+                pos[i] = p
+                if col[p - 1].start < earliest:
+                    earliest = col[p - 1].start
             if p < end:
                 heapq.heappush(heap, (-col[p].start, i))
         if last_time is None or earliest <= last_time:
@@ -313,6 +335,6 @@ def layout_table(chunks: Sequence[Chunk], next_events: Sequence[Event | None], *
     return rows
 
 
-__all__ = ["GAP", "MAX_BOXES", "WINDOW", "Bucketing", "Cell", "Chunk", "Event", "bucket",
+__all__ = ["ANCHORS", "GAP", "MAX_BOXES", "WINDOW", "Bucketing", "Cell", "Chunk", "Event", "bucket",
            "build_events", "builder_stream", "change_stream", "layout_table", "point_event",
            "time_cells", "with_spacers"]

@@ -91,6 +91,36 @@ def test_plain_text_and_unknown_formats_are_refused(make_app, htfile: Path,
     assert login(app.test_client(), "md5cuser", "md5-crypt-pw").headers["Location"] == "./"
 
 
+def test_a_bcrypt_password_longer_than_72_bytes(make_app, tmp_path: Path, caplog) -> None:
+    """``htpasswd -B`` hashes only the first 72 bytes of a password (bcrypt's limit), and
+    Apache accepts any password that starts with those bytes; so does bbweb (bcrypt 5
+    itself refuses such a password). The cut falls inside a two-byte character here,
+    as it does for Apache."""
+    long_password = "long-" + "ü" * 40  # 85 bytes in UTF-8; byte 72 is half an ü
+    assert len(long_password.encode()) > 72
+    path = tmp_path / "long.htpasswd"
+    htpasswd(path, "-B", "longuser", long_password)
+    assert path.read_text().split(":", 1)[1].startswith("$2y$")
+    _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(path)!r}))")
+    with caplog.at_level(logging.WARNING, logger="bbweb.auth"):
+        c = app.test_client()
+        assert login(c, "longuser", long_password).headers["Location"] == "./"
+        assert '<span class="user">longuser</span>' in c.get("/about").get_data(as_text=True)
+        # the same first 72 bytes (ö and ü share their first byte): Apache accepts it too
+        same_prefix = "long-" + "ü" * 33 + "ö" * 7
+        assert same_prefix.encode()[:72] == long_password.encode()[:72]
+        assert login(app.test_client(), "longuser", same_prefix).headers["Location"] == "./"
+        # another long password, sharing no 72-byte prefix, is refused
+        other = "LONG-" + "ü" * 40
+        assert login(app.test_client(), "longuser", other).headers["Location"] \
+            == "./authfail"
+        assert login(app.test_client(), "longuser",
+                     long_password[:30]).headers["Location"] == "./authfail"
+    # nothing blames the file (only the refused logins are logged)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not [r for r in caplog.records if str(path) in r.getMessage()]
+
+
 def test_unknown_user_fails(make_app, htfile: Path) -> None:
     _m, app = make_app(f"Authz(auth=HTPasswdAuth({str(htfile)!r}))")
     c = app.test_client()

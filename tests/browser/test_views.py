@@ -55,3 +55,33 @@ def test_view_renders_with_result_colours(browser, live_site, screenshots, view)
     assert not dialogs, f"injected script ran: {dialogs}"
     assert shot.stat().st_size > 5000  # a real picture, not a blank page
     page.close()
+
+
+# how many lines each matching cell's text takes, by the line boxes of its text
+LINES = """(selector) => [...document.querySelectorAll(selector)].map(cell => {
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0)
+                                                   .map(r => Math.round(r.top)));
+    return [cell.textContent.trim(), tops.size];
+})"""
+
+
+def test_names_and_times_are_not_broken_across_lines(browser, live_site, screenshots):
+    """At a laptop's width the build page's property names and sources ("Scheduler",
+    "BuildSlave") stay whole words on one line, as does each time on the builder page;
+    the current view's link is the one drawn bold in the header."""
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(f"{live_site.url}/builders/linux%20build/builds/0")
+    page.screenshot(path=str(screenshots / "build-properties.png"), full_page=True)
+    cells = page.evaluate(LINES, "table.properties td.name, table.properties td.source")
+    assert ["scheduler", 1] in cells and ["Scheduler", 1] in cells, cells
+    assert [c for c in cells if c[1] != 1] == []
+    page.goto(f"{live_site.url}/builders/linux%20build")
+    page.screenshot(path=str(screenshots / "builder-times.png"), full_page=True)
+    times = page.evaluate(LINES, "table.buildtable td.time")
+    assert times and [t for t in times if t[1] != 1] == [], times
+    weights = page.evaluate("""() => [...document.querySelectorAll("nav.views a")]
+        .map(a => [a.textContent, getComputedStyle(a).fontWeight])""")
+    assert [label for label, weight in weights if int(weight) >= 600] == ["Builders"]
+    page.close()

@@ -187,6 +187,26 @@ def test_events_ten_seconds_apart_share_a_row_across_columns():
     assert rows.stopped == "exhausted" and rows.next_events == [None, None]
 
 
+def test_a_row_reaches_no_further_back_than_the_second_of_its_newest_build_or_change():
+    """Within the ten seconds a row may span, a build start or a change ends it at its
+    second: what started before sits in a row of its own time, never beside it."""
+    builds = [ev("step", 106.5, 107), ev("build", 106.5, 108),  # build 1
+              ev("spacer", 104, 106.5),
+              ev("step", 102, 103), ev("step", 100, 101), ev("build", 100, 104)]  # build 0
+    changes = [ev("spacer", 105.25, 200), ev("change", 105.25)]
+    rows = wl.bucket([changes, builds], now=200, num_events=10)
+    assert [(ch.when, [[e.kind for e in c] for c in ch.cells]) for ch in rows.chunks] == [
+        (106.5, [[], ["step", "build"]]),
+        (105.25, [["spacer", "change"], []]),
+        (100, [[], ["spacer", "step", "step", "build"]])]
+    # a change and the build it started in the same second share a row
+    rows = wl.bucket([[ev("change", 106.2)], builds[:2]], now=200, num_events=10)
+    assert [(ch.when, [len(c) for c in ch.cells]) for ch in rows.chunks] == [(106.2, [1, 2])]
+    # without builds or changes, ten seconds make a row, as in Buildbot 0.8
+    steps = [ev("step", 109), ev("point", 105), ev("step", 100)]
+    assert [ch.when for ch in wl.bucket([[], steps], now=200, num_events=10).chunks] == [100]
+
+
 def test_rows_are_limited_and_bounded_in_time():
     col = [ev("point", t) for t in (100, 80, 60, 40, 20)]
     rows = wl.bucket([col], now=200, num_events=2)
@@ -497,6 +517,55 @@ def test_columns_boxes_and_links(web, history):
     assert "waterfall/help" in html and "next page" not in html
 
 
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def test_each_build_and_each_change_sits_at_its_own_time(wmaster, web):
+    """The sample master's first minutes: a build when the master starts (build 0 at t0),
+    a change a few seconds later (t0 + 5.25), the build it starts a moment after (build 1
+    at t0 + 6.5). Each sits in a row whose time is its own: the change is not beside
+    build 0, which started before it existed, and build 1 has a time of its own. A change
+    and a build started in the same second (build 2) share their row and its time."""
+    t0 = float(int(time.time()) - 7200)
+    force(wmaster, "runtests", reason="hourly")
+    b0 = claim(wmaster, "slave2", t0)
+    run(wmaster, b0.buildid, {}, t0)  # two steps, finished at t0 + 4
+    c1 = change(wmaster, t0 + 5.25, author="carl", comments="one", files=["f"])
+    b1 = claim(wmaster, "slave2", t0 + 6.5)
+    run(wmaster, b1.buildid, {}, t0 + 6.5)
+    c2 = change(wmaster, t0 + 30.2, author="dora", comments="two", files=["f"])
+    b2 = claim(wmaster, "slave2", t0 + 30.6)
+    assert (b0.number, b1.number, b2.number) == (0, 1, 2)
+    g = grid_of(page(web, "/waterfall?builder=runtests"))
+    times = g.column(g.header[0])
+
+    def row_time(box: Box) -> str:
+        """The time printed for the row a box belongs to (its bottom slot: boxes stretch
+        upwards)."""
+        bottom = box.row + box.rowspan - 1
+        [label] = [t for t in times if t.row <= bottom < t.row + t.rowspan]
+        return label.text.splitlines()[-1]
+
+    def change_box(number: int) -> Box:
+        [box] = [b for b in g.column("changes") if f"./changes/{number}" in b.hrefs]
+        return box
+
+    build = {n: g.find("runtests", f"Build {n}") for n in (0, 1, 2)}
+    assert row_time(build[0]) == _clock(t0)
+    assert row_time(change_box(c1)) == _clock(t0 + 5.25)
+    assert row_time(build[1]) == _clock(t0 + 6.5)
+    assert row_time(change_box(c2)) == row_time(build[2]) == _clock(t0 + 30.2)
+    # top to bottom, newest first, and the change is beside neither build 0 nor build 1
+    assert build[2].row < build[1].row < change_box(c1).row < build[0].row
+    bottoms = {b.row + b.rowspan - 1 for b in (build[0], build[1])}
+    assert change_box(c1).row not in bottoms
+    assert change_box(c2).row == build[2].row + build[2].rowspan - 1
+    # four rows, four times: build 2 with its change, build 1, change 1, build 0
+    assert [t.text.splitlines()[-1] for t in times] == [
+        _clock(t0 + 30.2), _clock(t0 + 6.5), _clock(t0 + 5.25), _clock(t0)]
+
+
 def test_last_build_and_current_activity_rows(web, history):
     html = page(web, "/waterfall")
     last = re.search(r'<tr class="LastBuild">(.*?)</tr>', html, re.S).group(1)
@@ -620,7 +689,7 @@ def test_next_page_starts_just_below_a_whole_second_bottom_row(wmaster, web):
     bottom row's time is a whole second, the next page must still show what happened in
     the second before it (a ``last_time`` one second lower lost those events)."""
     t = float(int(time.time()) - 1000)
-    change(wmaster, t + 9.8, author="newer", comments="n", files=["f"])
+    change(wmaster, t + 0.8, author="newer", comments="n", files=["f"])  # the same second
     change(wmaster, t, author="bottom", comments="b", files=["f"])  # the row's earliest
     below = change(wmaster, t - 0.5, author="below", comments="x", files=["f"])
     html = page(web, "/waterfall?num_events=1&builder=docs")
