@@ -54,6 +54,7 @@ CLAIM_POLL_INTERVAL = 0.25  # how often a waiting long-poll looks for work
 POLL_AFTER = 1.0  # when the master cannot afford to wait: poll again after this long
 DEFAULT_LEASE = 10.0  # seconds a worker has to confirm a claim
 LEASE_VAR = "BBWEB_CLAIM_LEASE"
+POLL_AFTER_HEADER = "X-Poll-After"  # on a 204: seconds before the worker claims again
 REPLAY_KEEP = 900.0  # seconds an answer is kept for repeats (workers retry for 120)
 MAX_KEY_LENGTH = 64
 # Long-polls that may wait at once in one serving process when its thread count is not
@@ -73,10 +74,12 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Answer:
-    """What to send back: an HTTP status and the JSON text (empty for 204)."""
+    """What to send back: an HTTP status, the JSON text (empty for 204) and extra headers
+    (never stored for repeats: only idle claim answers have any)."""
 
     status: int
     body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Answer:
@@ -320,10 +323,10 @@ def claim(db: Database, cfg: MasterConfig, name: str, key: str | None, *, wait: 
 
     Answers ``{"lease": {"request": id, "expires_in": s}}`` (confirm it with
     :func:`confirm`), ``{"shutdown": true}`` (asked to shut down gracefully, and idle),
-    ``{"commands": [...]}`` (a ping to answer), or 204 when the wait ran out — or, with
-    ``poll_after``, ``{"build": null, "poll_after": s}``: the master could not afford to
-    wait, poll again after that long. A worker that sends no ``seq`` (one from before
-    leases) gets ``{"build": ...}``, leased and confirmed at once.
+    ``{"commands": [...]}`` (a ping to answer), or 204 when the wait ran out — with
+    ``poll_after``, a 204 whose ``X-Poll-After`` header says to poll again after that
+    many seconds (the master could not afford to wait). A worker that sends no ``seq``
+    (one from before leases) gets ``{"build": ...}``, leased and confirmed at once.
     """
     path = "/claim"
     try:
@@ -377,7 +380,7 @@ def claim(db: Database, cfg: MasterConfig, name: str, key: str | None, *, wait: 
                 return answer
         if time.monotonic() >= deadline:
             if poll_after is not None:
-                return Answer.json({"build": None, "poll_after": poll_after})
+                return Answer(204, headers=((POLL_AFTER_HEADER, f"{poll_after:g}"),))
             return NO_CONTENT
         time.sleep(min(CLAIM_POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
 

@@ -33,8 +33,12 @@ MAX_CLAIM_WAIT = protocol.MAX_CLAIM_WAIT
 
 def _send(answer: Answer) -> Response:
     if answer.status == 204:
-        return Response(status=204)
-    return Response(answer.body, status=answer.status, mimetype="application/json")
+        resp = Response(status=204)
+    else:
+        resp = Response(answer.body, status=answer.status, mimetype="application/json")
+    for name, value in answer.headers:
+        resp.headers[name] = value
+    return resp
 
 
 def _error(status: int, message: str) -> Response:

@@ -66,9 +66,15 @@ class MasterClient:
 
     def call(self, path: str, body: dict[str, Any] | None = None,
              timeout: float = 30.0) -> dict[str, Any] | None:
-        """POST ``body`` to ``path``; the decoded answer, or None for 204 No Content.
-        Connection errors and 5xx answers are retried (with the same Idempotency-Key) for
-        up to ``retry_for`` seconds."""
+        """POST ``body`` to ``path``; the decoded answer, or None for 204 No Content."""
+        resp = self.post(path, body, timeout)
+        return None if resp.status_code == 204 else resp.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None,
+             timeout: float = 30.0) -> requests.Response:
+        """POST ``body`` to ``path`` and return the (2xx) response. Connection errors
+        and 5xx answers are retried (with the same Idempotency-Key) for up to
+        ``retry_for`` seconds; 401, 404/409 and other 4xx raise."""
         deadline = time.monotonic() + self.retry_for
         delay = 0.2
         headers = {"Idempotency-Key": uuid.uuid4().hex}
@@ -83,10 +89,8 @@ class MasterClient:
                     raise AuthenticationError(_message(resp))
                 if resp.status_code in (404, 409):
                     raise NotOurs(_message(resp))
-                if resp.status_code == 204:
-                    return None
                 if resp.status_code < 300:
-                    return resp.json()
+                    return resp
                 if resp.status_code < 500:
                     raise RuntimeError(f"the master refused {path}: {resp.status_code} "
                                        f"{_message(resp)}")
@@ -125,7 +129,13 @@ class MasterClient:
         body: dict[str, Any] = {"wait": wait}
         if seq is not None:
             body["seq"] = seq
-        return self.call("/claim", body, timeout=wait + 30)
+        resp = self.post("/claim", body, timeout=wait + 30)
+        if resp.status_code != 204:
+            return resp.json()
+        try:
+            return {"poll_after": float(resp.headers["X-Poll-After"])}
+        except (KeyError, ValueError):
+            return None
 
     def confirm(self, request_id: int, session: str, seq: int) -> dict[str, Any]:
         """Confirm the lease a claim answered: the master starts the build and returns

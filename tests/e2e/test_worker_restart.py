@@ -84,9 +84,9 @@ def test_killed_and_restarted_worker_loses_nothing(live):
         started = time.monotonic()
         live.start_worker("phoenix", "pwp")
 
-        def ended():
+        def ended(killed: list[int] = running) -> bool:
             rows = {b.id: b for b in builds_of(live, "endless")}
-            return all(rows[i].finished_at is not None for i in running)
+            return all(rows[i].finished_at is not None for i in killed)
 
         wait_for(ended, 15, what=f"round {round_}: builds {running} of the killed worker "
                  "to end")

@@ -85,6 +85,7 @@ class FaultProxy:
         self._rules: list[DropRule] = []
         self.requests: list[str] = []  # request lines relayed or dropped, in order
         self._closing = False
+        self._upstreams: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True,
                                         name="fault-proxy")
         self._thread.start()
@@ -104,8 +105,16 @@ class FaultProxy:
             self._rules.clear()
 
     def close(self) -> None:
+        """Stop accepting, and hang up on the server for requests still in flight (so a
+        long-poll does not keep it busy after the test)."""
         self._closing = True
         self._listener.close()
+        with self._lock:
+            for up in list(self._upstreams):
+                try:
+                    up.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     # -- relaying -------------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -146,12 +155,18 @@ class FaultProxy:
         chunks = []
         try:
             with socket.create_connection(self.upstream, timeout=120) as up:
-                up.sendall(request)
-                while True:
-                    data = up.recv(65536)
-                    if not data:
-                        break
-                    chunks.append(data)
+                with self._lock:
+                    self._upstreams.add(up)
+                try:
+                    up.sendall(request)
+                    while True:
+                        data = up.recv(65536)
+                        if not data:
+                            break
+                        chunks.append(data)
+                finally:
+                    with self._lock:
+                        self._upstreams.discard(up)
         except OSError:
             return b""
         return b"".join(chunks)
