@@ -14,11 +14,20 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from bbweb.db.schema import builders, buildrequests, builds, events, logs, slaves, steps
+from bbweb.db.schema import (
+    builders,
+    buildrequests,
+    builds,
+    buildset_properties,
+    events,
+    logs,
+    slaves,
+    steps,
+)
 from bbweb.engine.actions_slaves import ping_slaves
 from bbweb.engine.force import force_build
 from bbweb.engine.logs import read_text
-from bbweb.status.builder import SUCCESS
+from bbweb.status.builder import EXCEPTION, SUCCESS
 from tests.e2e.conftest import LiveMaster, start_live_master, stop_live_master, wait_for
 from tests.support.faultproxy import FaultProxy
 
@@ -174,3 +183,33 @@ def test_goodbye_answer_lost(faulty):
                                .where(builders.c.name == "faulty",
                                       builds.c.finished_at.is_(None))).all()
     assert running == []
+
+
+def test_deeply_nested_property_strands_nothing(faulty):
+    """A buildset property nested 980 levels deep, stored before such values were refused
+    at entry, made the claim fail after its commit: the claim was stranded and the worker's
+    slot lost. Now the build ends as EXCEPTION and the worker goes on building."""
+    live, proxy = faulty
+    proxy.clear()
+    if "worker-fw" not in live.procs:
+        start_worker(live, proxy)
+    wait_for(lambda: connected(live), 60, what="the worker to connect")
+    with live.db.write() as conn:
+        _bsid, brids = force_build(conn, live.config, ["faulty"], reason="deep",
+                                   owner="tester", scheduler="force",
+                                   properties={"deep": "placeholder"})
+        conn.execute(buildset_properties.update()
+                     .where(buildset_properties.c.buildsetid == _bsid,
+                            buildset_properties.c.name == "deep")
+                     .values(value="[" * 980 + "1" + "]" * 980))
+
+    def done():
+        with live.db.read() as conn:
+            return conn.execute(sa.select(builds).where(
+                builds.c.buildrequestid == brids["faulty"],
+                builds.c.finished_at.isnot(None))).first()
+
+    build = wait_for(done, 60, what="the build with the deep property to end")
+    assert build.results == EXCEPTION
+    assert json.loads(build.text) == ["exception", "bad", "properties"]
+    assert_built_once_cleanly(live, run_forced_build(live))
