@@ -5,6 +5,11 @@ Its running builds end as EXCEPTION ("slave lost") and their requests return to 
 (:func:`bbweb.engine.slaves.mark_disconnected`): one transaction per worker, which also
 re-checks the worker's ``last_seen`` under a row lock, so a heartbeat that arrived since
 the scan keeps the worker alive.
+
+The same pass puts requests whose claim lease ran out unconfirmed back in the queue (a
+claim does that too, but pages should not show a request as claimed for long when no
+worker claims), and forgets answers kept for repeated worker requests once no worker can
+repeat them any more (:mod:`bbweb.engine.worker_protocol`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from bbweb.daemon.lock import DaemonLock
 from bbweb.db.connection import Database
 from bbweb.db.schema import slaves
 from bbweb.engine import slaves as eslaves
-from bbweb.engine.builds import abandon_builds_of_slave
+from bbweb.engine.builds import (
+    abandon_builds_of_slave,
+    release_expired_leases,
+    release_leases_of_slave,
+)
+from bbweb.engine.worker_protocol import prune_answers
 
 log = logging.getLogger("bbweb.daemon.liveness")
 
@@ -47,6 +57,14 @@ def reap_lost_workers(db: Database, cfg: MasterConfig, *, lock: DaemonLock | Non
     Raises :class:`~bbweb.daemon.lock.LeaseLost` when ``lock`` is given and no longer ours.
     """
     now = time.time() if now is None else now
+    with db.write() as conn:
+        if lock is not None:
+            lock.check(conn)
+        released = release_expired_leases(conn, now)
+        prune_answers(conn, now)
+    if released:
+        log.info("claim lease(s) on build request(s) %s ran out unconfirmed; queued again",
+                 ", ".join(map(str, released)))
     with db.read() as conn:
         if heartbeat_timeout is None:
             candidates = eslaves.find_lost_slaves(conn, cfg, now)
@@ -64,6 +82,7 @@ def reap_lost_workers(db: Database, cfg: MasterConfig, *, lock: DaemonLock | Non
                     row.last_seen is not None and row.last_seen >= now - limit):
                 continue  # it reconnected or heartbeated since the scan
             abandoned = abandon_builds_of_slave(conn, cfg, sid, now=now)
+            release_leases_of_slave(conn, sid)
             eslaves.mark_disconnected(conn, sid, name)
         silent = None if row.last_seen is None else now - row.last_seen
         log.warning("worker %r lost: no heartbeat for %s (timeout %.0fs); marked "

@@ -193,8 +193,13 @@ buildrequests = sa.Table(
     sa.Column("cancelled_at", sa.Float),
     sa.Column("cancelled_by", sa.Text),
     sa.Column("cancel_reason", sa.Text),
+    # a claim is first a lease (0006): claimed_by/claimed_at are set and the lease runs out
+    # at lease_expires_at unless the worker confirms it (then the build exists and this is
+    # NULL again); an expired lease puts the request back in the queue
+    sa.Column("lease_expires_at", sa.Float),
     sa.Index("ix_buildrequests_pending", "builderid", "complete", "claimed_at"),
     sa.Index("ix_buildrequests_cancelled", "builderid", "cancelled_at"),
+    sa.Index("ix_buildrequests_lease_expires_at", "lease_expires_at"),
 )
 
 slaves = sa.Table(
@@ -217,6 +222,8 @@ slaves = sa.Table(
     sa.Column("ping_requested_at", sa.Float),
     sa.Column("ping_requested_by", sa.Text),
     sa.Column("ping_answered_at", sa.Float),
+    # the worker process that last said hello (0006): a random id it makes at start-up
+    sa.Column("session", sa.String(64)),
 )
 
 builds = sa.Table(
@@ -236,6 +243,11 @@ builds = sa.Table(
     sa.Column("stop_requested", sa.Text),
     sa.Column("stopped_by", sa.Text),  # who asked for the stop (0005)
     sa.Column("stop_requested_at", sa.Float),
+    # which worker process confirmed the build, and the number of the claim it made for it
+    # (0006): a heartbeat that lists the builds the worker runs after that claim settled
+    # ends the ones it no longer lists
+    sa.Column("worker_session", sa.String(64)),
+    sa.Column("worker_seq", sa.Integer),
     sa.UniqueConstraint("builderid", "number"),
     sa.Index("ix_builds_slave", "slaveid", "finished_at"),
     sa.Index("ix_builds_request", "buildrequestid"),
@@ -438,4 +450,24 @@ master_state = sa.Table(
     sa.Column("value", JsonText, nullable=False),
     sa.Column("set_by", sa.Text),
     sa.Column("set_at", sa.Float),
+)
+
+# Answers already given to worker requests (0006), by the worker's Idempotency-Key: a
+# worker repeats a request whose answer it did not get (a reset connection, a proxy's 502),
+# and the repeat must be answered as the first time, not acted on twice. Stored in the
+# transaction that acted; the unique constraint makes two concurrent copies safe; rows are
+# pruned after a retention period far longer than a worker keeps retrying.
+worker_requests = sa.Table(
+    "worker_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slaveid", sa.Integer, sa.ForeignKey("slaves.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("request_key", sa.String(64), nullable=False),
+    sa.Column("path", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("slaveid", "request_key"),
+    sa.Index("ix_worker_requests_created_at", "created_at"),
 )

@@ -27,6 +27,7 @@ from bbweb.db.schema import (
     buildset_properties,
     buildset_sourcestamps,
     buildsets,
+    change_properties,
     logs,
     sourcestamp_changes,
     sourcestamps,
@@ -34,8 +35,8 @@ from bbweb.db.schema import (
 )
 from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
-from bbweb.engine.changes import load_changes
 from bbweb.engine.logs import append_chunks, create_log, finish_log
+from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, json_text_depth, value_depth
 from bbweb.status.builder import (
     EXCEPTION,
     FAILURE,
@@ -114,18 +115,33 @@ def render_context(conn: Connection, build: Any) -> RenderContext:
 
 
 # -- claiming --------------------------------------------------------------------------------
+#
+# A claim has two phases. ``lease_build_request`` marks the oldest request a worker can run
+# as claimed by it for a short time (``lease_expires_at``); ``start_leased_build`` — the
+# worker's confirmation that it received the lease — creates the build. A lease the worker
+# never confirms (its answer was lost, the worker died) runs out and the request is
+# claimable again, and no build was ever created for it: nothing is left running that no
+# worker knows about.
 
 def builders_for_slave(cfg: MasterConfig, slavename: str) -> list[str]:
     return cfg.builders_for_slave(slavename)
 
 
-def has_pending_work(conn: Connection, builder_ids: list[int]) -> bool:
+def _claimable(now: float) -> Any:
+    """Unclaimed, or leased by a worker that never confirmed in time."""
+    return sa.or_(buildrequests.c.claimed_at.is_(None),
+                  buildrequests.c.lease_expires_at < now)
+
+
+def has_pending_work(conn: Connection, builder_ids: list[int],
+                     now: float | None = None) -> bool:
     """Cheap read-only check before taking the write lock to claim."""
     if not builder_ids:
         return False
+    now = time.time() if now is None else now
     return conn.execute(sa.select(buildrequests.c.id).where(
         buildrequests.c.builderid.in_(builder_ids), buildrequests.c.complete.is_(False),
-        buildrequests.c.claimed_at.is_(None)).limit(1)).first() is not None
+        _claimable(now)).limit(1)).first() is not None
 
 
 def running_builds_of_slave(conn: Connection, slaveid: int) -> list[int]:
@@ -133,26 +149,58 @@ def running_builds_of_slave(conn: Connection, slaveid: int) -> list[int]:
         builds.c.slaveid == slaveid, builds.c.finished_at.is_(None)))]
 
 
-def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, slaveid: int,
-                        now: float | None = None) -> ClaimedBuild | None:
-    """Atomically claim the oldest unclaimed request this worker can run and start its
-    build. Safe against any number of concurrent claimers: the claim is an UPDATE guarded
-    by ``claimed_at IS NULL`` (with ``SKIP LOCKED`` candidates on PostgreSQL), and build
-    numbers come from a row-locked counter on the builder."""
+def leases_of_slave(conn: Connection, slaveid: int, now: float) -> list[int]:
+    """Requests leased to the worker and not yet confirmed, whose lease still runs."""
+    return [r.id for r in conn.execute(sa.select(buildrequests.c.id).where(
+        buildrequests.c.claimed_by == slaveid, buildrequests.c.complete.is_(False),
+        buildrequests.c.lease_expires_at >= now))]
+
+
+def release_expired_leases(conn: Connection, now: float | None = None) -> list[int]:
+    """Put requests whose lease ran out unconfirmed back in the queue."""
+    now = time.time() if now is None else now
+    ids = [r.id for r in conn.execute(sa.select(buildrequests.c.id).where(
+        buildrequests.c.lease_expires_at < now, buildrequests.c.complete.is_(False)))]
+    if ids:
+        conn.execute(buildrequests.update().where(
+            buildrequests.c.id.in_(ids), buildrequests.c.lease_expires_at < now,
+        ).values(claimed_by=None, claimed_at=None, lease_expires_at=None))
+    return ids
+
+
+def release_leases_of_slave(conn: Connection, slaveid: int) -> list[int]:
+    """The worker is gone or restarted: its unconfirmed leases go back to the queue now."""
+    ids = [r.id for r in conn.execute(sa.select(buildrequests.c.id).where(
+        buildrequests.c.claimed_by == slaveid, buildrequests.c.lease_expires_at.isnot(None),
+        buildrequests.c.complete.is_(False)))]
+    if ids:
+        conn.execute(buildrequests.update().where(buildrequests.c.id.in_(ids))
+                     .values(claimed_by=None, claimed_at=None, lease_expires_at=None))
+    return ids
+
+
+def lease_build_request(conn: Connection, cfg: MasterConfig, slavename: str, slaveid: int,
+                        lease: float, now: float | None = None) -> int | None:
+    """Lease the oldest claimable request this worker can run for ``lease`` seconds and
+    return its id (None when there is none, or the worker is at its ``max_builds``).
+
+    Safe against any number of concurrent claimers: the claim is an UPDATE guarded by the
+    request still being claimable (with ``SKIP LOCKED`` candidates on PostgreSQL)."""
     now = time.time() if now is None else now
     slave = cfg.slaves.get(slavename)
     names = builders_for_slave(cfg, slavename)
     if slave is None or not names:
         return None
-    if slave.max_builds is not None and \
-            len(running_builds_of_slave(conn, slaveid)) >= slave.max_builds:
+    release_expired_leases(conn, now)
+    if slave.max_builds is not None and len(running_builds_of_slave(conn, slaveid)) + len(
+            leases_of_slave(conn, slaveid, now)) >= slave.max_builds:
         return None
-    ids = {r.name: r.id for r in conn.execute(sa.select(builders.c.name, builders.c.id)
-                                              .where(builders.c.name.in_(names)))}
+    ids = [r.id for r in conn.execute(sa.select(builders.c.id)
+                                      .where(builders.c.name.in_(names)))]
     if not ids:
         return None
-    query = (sa.select(buildrequests.c.id, buildrequests.c.builderid, buildrequests.c.buildsetid)
-             .where(buildrequests.c.builderid.in_(list(ids.values())),
+    query = (sa.select(buildrequests.c.id)
+             .where(buildrequests.c.builderid.in_(ids),
                     buildrequests.c.complete.is_(False), buildrequests.c.claimed_at.is_(None))
              .order_by(buildrequests.c.priority.desc(), buildrequests.c.submitted_at,
                        buildrequests.c.id)
@@ -163,39 +211,120 @@ def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, sla
         claimed = conn.execute(buildrequests.update().where(
             buildrequests.c.id == cand.id, buildrequests.c.claimed_at.is_(None),
             buildrequests.c.complete.is_(False),
-        ).values(claimed_by=slaveid, claimed_at=now)).rowcount
+        ).values(claimed_by=slaveid, claimed_at=now, lease_expires_at=now + lease)).rowcount
         if claimed == 1:
-            name = next(n for n, i in ids.items() if i == cand.builderid)
-            return _start_build(conn, cfg, name, cand.builderid, cand.id, cand.buildsetid,
-                                slavename, slaveid, now)
+            return int(cand.id)
     return None
 
 
+def start_leased_build(conn: Connection, cfg: MasterConfig, brid: int, slavename: str,
+                       slaveid: int, session: str | None = None, seq: int | None = None,
+                       now: float | None = None) -> ClaimedBuild | None:
+    """Confirm the worker's lease on request ``brid``: start its build. None when the lease
+    is no longer the worker's (it ran out and the request was claimed again, or the
+    request was finished meanwhile). A lease that ran out but was not yet given to anyone
+    else is still honoured: the worker that holds it is evidently alive."""
+    now = time.time() if now is None else now
+    req = conn.execute(sa.select(buildrequests).where(
+        buildrequests.c.id == brid, buildrequests.c.claimed_by == slaveid,
+        buildrequests.c.complete.is_(False), buildrequests.c.lease_expires_at.isnot(None),
+    )).first()
+    if req is None:
+        return None
+    bname = conn.execute(sa.select(builders.c.name)
+                         .where(builders.c.id == req.builderid)).scalar_one()
+    if bname not in cfg.builders or bname not in builders_for_slave(cfg, slavename):
+        # the configuration changed meanwhile: someone else may run it
+        conn.execute(buildrequests.update().where(buildrequests.c.id == brid)
+                     .values(claimed_by=None, claimed_at=None, lease_expires_at=None))
+        return None
+    conn.execute(buildrequests.update().where(buildrequests.c.id == brid)
+                 .values(lease_expires_at=None))
+    return _start_build(conn, cfg, bname, req.builderid, brid, req.buildsetid, slavename,
+                        slaveid, now, session, seq)
+
+
+def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, slaveid: int,
+                        now: float | None = None) -> ClaimedBuild | None:
+    """Lease and confirm at once: the build starts in this transaction. For callers that
+    hand the build over in the same breath (tests, and workers of before the lease)."""
+    now = time.time() if now is None else now
+    brid = lease_build_request(conn, cfg, slavename, slaveid, 60.0, now)
+    if brid is None:
+        return None
+    return start_leased_build(conn, cfg, brid, slavename, slaveid, now=now)
+
+
+def _decode_property(text: str) -> tuple[bool, Any]:
+    """(True, value) for stored JSON no deeper than the bound, (False, depth) otherwise."""
+    depth = json_text_depth(text)
+    if depth > MAX_PROPERTY_DEPTH:
+        return False, depth
+    return True, json.loads(text)
+
+
+def _gather_properties(conn: Connection, cfg: MasterConfig, buildername: str, bsid: int,
+                       sss: list[dict[str, Any]], slavename: str
+                       ) -> tuple[dict[str, tuple[Any, str]], list[str]]:
+    """The build's properties by precedence (global, builder, buildset, changes, slave),
+    and a description of each value left out for nesting too deeply (stored before such
+    values were refused at entry; decoding them could fail anywhere)."""
+    bcfg = cfg.builders[buildername]
+    props: dict[str, tuple[Any, str]] = {}
+    refused: list[str] = []
+
+    def add(name: str, value: Any, source: str) -> None:
+        if value_depth(value) > MAX_PROPERTY_DEPTH:
+            refused.append(f"property {name!r} ({source}) nests more than "
+                           f"{MAX_PROPERTY_DEPTH} levels deep")
+            props.pop(name, None)
+        else:
+            props[name] = (value, source)
+
+    def add_stored(name: str, text: str, source: str) -> None:
+        ok, value = _decode_property(text)
+        if ok:
+            add(name, value, source)
+        else:
+            refused.append(f"property {name!r} ({source}) nests {value} levels deep, more "
+                           f"than the {MAX_PROPERTY_DEPTH} allowed")
+            props.pop(name, None)
+
+    for k, v in cfg.properties.items():
+        add(k, v, "Global")
+    for k, v in bcfg.properties.items():
+        add(k, v, "Builder")
+    for r in conn.execute(sa.select(buildset_properties)
+                          .where(buildset_properties.c.buildsetid == bsid)
+                          .order_by(buildset_properties.c.id)):
+        add_stored(r.name, r.value, r.source)
+    changeids = [c for ss in sss for c in ss["changeids"]]
+    if changeids:
+        for r in conn.execute(sa.select(change_properties)
+                              .where(change_properties.c.changeid.in_(changeids))
+                              .order_by(change_properties.c.changeid,
+                                        change_properties.c.id)):
+            add_stored(r.name, r.value, "Change")
+    for k, v in cfg.slaves[slavename].properties.items():
+        add(k, v, "BuildSlave")
+    return props, refused
+
+
 def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderid: int,
-                 brid: int, bsid: int, slavename: str, slaveid: int, now: float) -> ClaimedBuild:
+                 brid: int, bsid: int, slavename: str, slaveid: int, now: float,
+                 session: str | None = None, seq: int | None = None) -> ClaimedBuild:
     number = conn.execute(builders.update().where(builders.c.id == builderid)
                           .values(next_number=builders.c.next_number + 1)
                           .returning(builders.c.next_number)).scalar_one() - 1
     bs = conn.execute(sa.select(buildsets.c.reason).where(buildsets.c.id == bsid)).one()
     buildid = int(conn.execute(builds.insert().values(
         builderid=builderid, number=number, buildrequestid=brid, slaveid=slaveid,
-        reason=bs.reason, started_at=now, text="[]",
+        reason=bs.reason, started_at=now, text="[]", worker_session=session, worker_seq=seq,
     )).inserted_primary_key[0])
 
     bcfg = cfg.builders[buildername]
     sss = build_sourcestamps(conn, brid)
-    props: dict[str, tuple[Any, str]] = {}
-    props.update({k: (v, "Global") for k, v in cfg.properties.items()})
-    props.update({k: (v, "Builder") for k, v in bcfg.properties.items()})
-    for r in conn.execute(sa.select(buildset_properties)
-                          .where(buildset_properties.c.buildsetid == bsid)
-                          .order_by(buildset_properties.c.id)):
-        props[r.name] = (json.loads(r.value), r.source)
-    all_changeids = [c for ss in sss for c in ss["changeids"]]
-    for ch in load_changes(conn, all_changeids):
-        props.update({k: (v, "Change") for k, v in ch["properties"].items()})
-    slave = cfg.slaves[slavename]
-    props.update({k: (v, "BuildSlave") for k, v in slave.properties.items()})
+    props, refused = _gather_properties(conn, cfg, buildername, bsid, sss, slavename)
     main_ss = next((s for s in sss if s["codebase"] == ""), sss[0] if sss else None)
     if main_ss is not None:
         for key in ("branch", "revision", "repository", "project", "codebase"):
@@ -227,8 +356,24 @@ def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderi
         conn.execute(steps.insert(), step_rows)
     events.emit(conn, "build.started", buildid=buildid, builder=buildername, number=number,
                 slave=slavename, brid=brid)
+    if refused:
+        _refuse_build(conn, cfg, buildid, refused, now)
     return ClaimedBuild(buildid, buildername, number, bcfg.slavebuilddir,
                         {k: v for k, (v, _s) in props.items()})
+
+
+def _refuse_build(conn: Connection, cfg: MasterConfig, buildid: int, problems: list[str],
+                  now: float) -> None:
+    """End a build that cannot run as it was asked for as EXCEPTION at once, with the
+    reason in its first step's log (or only in its text when it has no step). Its request
+    completes: running it again would fail the same way."""
+    first = conn.execute(sa.select(steps).where(steps.c.buildid == buildid)
+                         .order_by(steps.c.number).limit(1)).first()
+    message = "the build cannot start: " + "; ".join(problems)
+    if first is not None:
+        _step_exception(conn, first, message, now)
+    finish_build(conn, cfg, buildid, now, result=EXCEPTION,
+                 text=["exception", "bad", "properties"])
 
 
 # -- running steps ---------------------------------------------------------------------------
@@ -475,12 +620,18 @@ def stop_requested(conn: Connection, buildid: int) -> str | None:
 
 
 def abandon_builds_of_slave(conn: Connection, cfg: MasterConfig, slaveid: int,
-                            now: float | None = None) -> list[int]:
-    """A worker vanished: its running builds end as EXCEPTION ("slave lost") and their
-    requests go back to the queue so another worker (or the same one, back) retries."""
+                            now: float | None = None, only: list[int] | None = None
+                            ) -> list[int]:
+    """A worker vanished or forgot its builds: its running builds (those in ``only``, when
+    given) end as EXCEPTION ("slave lost") and their requests go back to the queue so
+    another worker (or the same one, back) retries."""
     now = time.time() if now is None else now
-    lost = conn.execute(sa.select(builds).where(builds.c.slaveid == slaveid,
-                                                builds.c.finished_at.is_(None))).all()
+    query = sa.select(builds).where(builds.c.slaveid == slaveid, builds.c.finished_at.is_(None))
+    if only is not None:
+        if not only:
+            return []
+        query = query.where(builds.c.id.in_(only))
+    lost = conn.execute(query.order_by(builds.c.id)).all()
     for build in lost:
         for row in conn.execute(sa.select(steps).where(steps.c.buildid == build.id,
                                                        steps.c.started_at.isnot(None),
@@ -490,7 +641,7 @@ def abandon_builds_of_slave(conn: Connection, cfg: MasterConfig, slaveid: int,
         conn.execute(builds.update().where(builds.c.id == build.id).values(
             finished_at=now, results=EXCEPTION, text=json.dumps(["exception", "slave", "lost"])))
         conn.execute(buildrequests.update().where(buildrequests.c.id == build.buildrequestid)
-                     .values(claimed_by=None, claimed_at=None))
+                     .values(claimed_by=None, claimed_at=None, lease_expires_at=None))
         events.emit(conn, "build.finished", buildid=build.id,
                     builder=_builder_name(conn, build.builderid), number=build.number,
                     results=EXCEPTION)

@@ -1,41 +1,48 @@
 """``/api/worker``: the HTTP protocol between workers and the master.
 
-Workers authenticate with HTTP Basic (their BuildSlave name and password), long-poll for
-work, and report step output and results. Every call is stateless on this side; any web
-process can serve any worker.
+Workers authenticate with HTTP Basic (their BuildSlave name and password). This module
+only checks credentials and bodies and translates to HTTP; what each call does, and how a
+repeated call is recognised (the ``Idempotency-Key`` header), is
+:mod:`bbweb.engine.worker_protocol`. Every call is stateless on this side; any web process
+can serve any worker.
 """
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import logging
 import select
 import socket
 import ssl
-import time
+import threading
 from functools import wraps
 from typing import Any
 
-import sqlalchemy as sa
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 
 from bbweb.app import site
-from bbweb.db.schema import builders, builds, master_state, slaves, steps
-from bbweb.engine import actions_slaves
-from bbweb.engine import builds as engine_builds
 from bbweb.engine import slaves as engine_slaves
-from bbweb.engine.actions import CLEAN_SHUTDOWN
+from bbweb.engine import worker_protocol as protocol
+from bbweb.engine.worker_protocol import Answer, ProtocolError
 
 bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
 
-MAX_CLAIM_WAIT = 30.0
-CLAIM_POLL_INTERVAL = 0.25
+MAX_CLAIM_WAIT = protocol.MAX_CLAIM_WAIT
+
+
+def _send(answer: Answer) -> Response:
+    if answer.status == 204:
+        resp = Response(status=204)
+    else:
+        resp = Response(answer.body, status=answer.status, mimetype="application/json")
+    for name, value in answer.headers:
+        resp.headers[name] = value
+    return resp
 
 
 def _error(status: int, message: str) -> Response:
-    resp = jsonify({"error": message})
-    resp.status_code = status
-    return resp
+    return _send(Answer.error(ProtocolError(status, message)))
 
 
 def worker_auth(view):  # type: ignore[no-untyped-def]
@@ -53,6 +60,11 @@ def worker_auth(view):  # type: ignore[no-untyped-def]
             resp.headers["WWW-Authenticate"] = 'Basic realm="bbweb workers"'
             return resp
         g.worker_name = auth.username
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > protocol.MAX_KEY_LENGTH or not key.isprintable():
+            return _error(400, "Idempotency-Key must be at most "
+                          f"{protocol.MAX_KEY_LENGTH} printable characters")
+        g.request_key = key or None
         return view(*args, **kwargs)
 
     return wrapper
@@ -73,191 +85,182 @@ def _client_gone() -> bool:
         return True
 
 
+def _serving_threads() -> int | None:
+    """The size of the thread pool serving this request, when it is a standard
+    ThreadPoolExecutor (gunicorn's gthread worker class); None when unknown."""
+    thread = threading.current_thread()
+    if getattr(thread, "_target", None) is not concurrent.futures.thread._worker:
+        return None
+    try:
+        executor = thread._args[0]()  # type: ignore[attr-defined]
+        return int(executor._max_workers)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     return data if isinstance(data, dict) else {}
 
 
+def _int_or_none(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(400, f"{what} must be a non-negative integer")
+    return value
+
+
+def _session(body: dict[str, Any]) -> str | None:
+    session = body.get("session")
+    if session is None:
+        return None
+    if not isinstance(session, str) or not 0 < len(session) <= 64:
+        raise ProtocolError(400, "session must be a string of at most 64 characters")
+    return session
+
+
+def _running(body: dict[str, Any]) -> list[int] | None:
+    running = body.get("running")
+    if running is None:
+        return None
+    if not isinstance(running, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) for b in running):
+        raise ProtocolError(400, "running must be a list of build ids")
+    return running
+
+
+def _protocol_view(view):  # type: ignore[no-untyped-def]
+    """Turn a refused body (ProtocolError while reading it) into its 4xx answer."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return _send(view(*args, **kwargs))
+        except ProtocolError as exc:
+            return _send(Answer.error(exc))
+
+    return wrapper
+
+
 @bp.post("/hello")
 @worker_auth
-def hello() -> Any:
-    info = _body().get("info") or {}
+@_protocol_view
+def hello() -> Answer:
+    body = _body()
+    info = body.get("info") or {}
     if not isinstance(info, dict):
-        return _error(400, "info must be an object")
+        raise ProtocolError(400, "info must be an object")
     s = site()
-    with s.db.write() as conn:
-        sid = engine_slaves.slave_connected(conn, g.worker_name, info)
-        actions_slaves.clear_graceful(conn, sid)
-    return jsonify({"builders": s.config.builders_for_slave(g.worker_name),
-                    "heartbeat_interval": engine_slaves.heartbeat_interval(s.config,
-                                                                           g.worker_name)})
+    return protocol.hello(s.db, s.config, g.worker_name, g.request_key, info,
+                          _session(body), _running(body))
 
 
 @bp.post("/heartbeat")
 @worker_auth
-def heartbeat() -> Any:
+@_protocol_view
+def heartbeat() -> Answer:
+    body = _body()
     s = site()
-    with s.db.write() as conn:
-        sid = engine_slaves.heartbeat(conn, g.worker_name)
-        rows = conn.execute(sa.select(builds.c.id, builds.c.stop_requested).where(
-            builds.c.slaveid == sid, builds.c.finished_at.is_(None),
-            builds.c.stop_requested.isnot(None))).all()
-        ping = actions_slaves.pending_ping(conn, sid)
-    commands = [{"type": "stop", "build_id": r.id, "reason": r.stop_requested} for r in rows]
-    if ping is not None:
-        commands.append({"type": "ping", "token": ping})
-    return jsonify({"commands": commands})
+    return protocol.heartbeat(s.db, s.config, g.worker_name, _session(body),
+                              _running(body) or [], _int_or_none(body.get("settled"),
+                                                                 "settled"))
 
 
 @bp.post("/pong")
 @worker_auth
-def pong() -> Any:
+@_protocol_view
+def pong() -> Answer:
     """The worker's answer to a ping it was handed (by a heartbeat or a claim)."""
     token = _body().get("token")
     if not isinstance(token, int | float) or isinstance(token, bool):
-        return _error(400, "token must be the number the ping command carried")
-    s = site()
-    with s.db.write() as conn:
-        sid = engine_slaves.slave_id(conn, g.worker_name)
-        answered = sid is not None and actions_slaves.answer_ping(conn, sid, g.worker_name,
-                                                                  float(token))
-    return jsonify({"answered": answered})
+        raise ProtocolError(400, "token must be the number the ping command carried")
+    return protocol.pong(site().db, g.worker_name, g.request_key, float(token))
 
 
 @bp.post("/goodbye")
 @worker_auth
-def goodbye() -> Any:
-    """The worker is leaving: what it was building goes back to the queue now rather than
-    after the heartbeat timeout."""
+@_protocol_view
+def goodbye() -> Answer:
     s = site()
-    with s.db.write() as conn:
-        sid = engine_slaves.slave_id(conn, g.worker_name)
-        if sid is None:
-            return jsonify({"abandoned": []})
-        abandoned = engine_builds.abandon_builds_of_slave(conn, s.config, sid)
-        engine_slaves.mark_disconnected(conn, sid, g.worker_name)
-    if abandoned:
-        log.info("worker %s left during build(s) %s; their requests are queued again",
-                 g.worker_name, abandoned)
-    return jsonify({"abandoned": abandoned})
+    return protocol.goodbye(s.db, s.config, g.worker_name, g.request_key)
 
 
 @bp.post("/claim")
 @worker_auth
-def claim() -> Any:
-    s = site()
+@_protocol_view
+def claim() -> Answer:
+    """Long-poll for work. It waits only where the server can afford it (see
+    :func:`bbweb.engine.worker_protocol.long_poll_limit`); otherwise it answers at once and
+    tells the worker when to poll again."""
+    body = _body()
     try:
-        wait = min(max(float(_body().get("wait", 0) or 0), 0.0), MAX_CLAIM_WAIT)
+        wait = min(max(float(body.get("wait", 0) or 0), 0.0), MAX_CLAIM_WAIT)
     except (TypeError, ValueError):
-        return _error(400, "wait must be a number of seconds")
-    deadline = time.monotonic() + wait
-    name = g.worker_name
-    names = s.config.builders_for_slave(name)
-    with s.db.write() as conn:
-        sid = engine_slaves.heartbeat(conn, name)
-        ids = [r.id for r in conn.execute(sa.select(builders.c.id)
-                                          .where(builders.c.name.in_(names)))]
-    while True:
-        if _client_gone():
-            return Response(status=204)
-        with s.db.read() as conn:
-            state = conn.execute(sa.select(slaves.c.paused, slaves.c.graceful,
-                                           slaves.c.ping_requested_at,
-                                           slaves.c.ping_answered_at)
-                                 .where(slaves.c.id == sid)).one()
-            stopping = conn.execute(sa.select(master_state.c.name).where(
-                master_state.c.name == CLEAN_SHUTDOWN)).first() is not None
-            pending = not (state.paused or state.graceful or stopping) and \
-                engine_builds.has_pending_work(conn, ids)
-        if state.graceful:
-            # asked to shut down gracefully, and idle (it is claiming): tell it to go
-            log.info("worker %s is told to shut down gracefully", name)
-            return jsonify({"build": None, "shutdown": True})
-        if state.ping_requested_at is not None and state.ping_answered_at is None:
-            return jsonify({"build": None, "commands": [
-                {"type": "ping", "token": state.ping_requested_at}]})
-        if pending:
-            with s.db.write() as conn:
-                claimed = engine_builds.claim_build_request(conn, s.config, name, sid)
-            if claimed is not None:
-                log.info("worker %s claimed %s #%d", name, claimed.builder, claimed.number)
-                return jsonify({"build": claimed.as_json()})
-        if time.monotonic() >= deadline:
-            return Response(status=204)
-        time.sleep(min(CLAIM_POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
+        raise ProtocolError(400, "wait must be a number of seconds") from None
+    seq = _int_or_none(body.get("seq"), "seq")
+    s = site()
+    limit = protocol.long_poll_limit(bool(request.environ.get("wsgi.multithread")),
+                                     _serving_threads())
+    with protocol.LONG_POLLS.slot(limit if wait > 0 else 0) as may_wait:
+        cut_short = wait > 0 and not may_wait
+        return protocol.claim(s.db, s.config, g.worker_name, g.request_key,
+                              wait=0.0 if cut_short else wait, seq=seq,
+                              client_gone=_client_gone,
+                              poll_after=protocol.POLL_AFTER if cut_short else None)
 
 
-def _own_build(conn: Any, buildid: int) -> Any:
-    return conn.execute(sa.select(builds).join(slaves, slaves.c.id == builds.c.slaveid).where(
-        builds.c.id == buildid, slaves.c.name == g.worker_name)).first()
-
-
-def _own_step(conn: Any, stepid: int) -> Any:
-    return conn.execute(
-        sa.select(steps.c.id, steps.c.finished_at, builds.c.id.label("buildid"),
-                  builds.c.stop_requested)
-        .join(builds, builds.c.id == steps.c.buildid)
-        .join(slaves, slaves.c.id == builds.c.slaveid)
-        .where(steps.c.id == stepid, slaves.c.name == g.worker_name)).first()
+@bp.post("/leases/<int:brid>/confirm")
+@worker_auth
+@_protocol_view
+def confirm(brid: int) -> Answer:
+    body = _body()
+    s = site()
+    return protocol.confirm(s.db, s.config, g.worker_name, g.request_key, brid,
+                            _session(body), _int_or_none(body.get("seq"), "seq"))
 
 
 @bp.post("/builds/<int:buildid>/next_step")
 @worker_auth
-def next_step(buildid: int) -> Any:
+@_protocol_view
+def next_step(buildid: int) -> Answer:
     s = site()
-    with s.db.write() as conn:
-        if _own_build(conn, buildid) is None:
-            return _error(404, f"build {buildid} is not assigned to worker {g.worker_name}")
-        spec = engine_builds.next_step(conn, s.config, buildid)
-    return jsonify({"step": spec})
+    return protocol.next_step(s.db, s.config, g.worker_name, g.request_key, buildid)
 
 
 @bp.post("/steps/<int:stepid>/log")
 @worker_auth
-def step_log(stepid: int) -> Any:
-    s = site()
+@_protocol_view
+def step_log(stepid: int) -> Answer:
     body = _body()
     logname = body.get("log", "stdio")
     chunks = body.get("chunks")
     if not isinstance(logname, str) or not logname or len(logname) > 255:
-        return _error(400, "log must be a log name")
+        raise ProtocolError(400, "log must be a log name")
     if not isinstance(chunks, list) or not all(
             isinstance(c, list | tuple) and len(c) == 2 and isinstance(c[1], str)
             for c in chunks):
-        return _error(400, "chunks must be a list of [stream, text] pairs")
-    with s.db.write() as conn:
-        row = _own_step(conn, stepid)
-        if row is None:
-            return _error(404, f"step {stepid} is not running on worker {g.worker_name}")
-        if row.finished_at is not None:
-            return _error(409, f"step {stepid} has already finished")
-        try:
-            engine_builds.append_step_log(conn, s.config, stepid, logname,
-                                          [(c[0], c[1]) for c in chunks])
-        except ValueError as exc:
-            return _error(400, str(exc))
-    return jsonify({"stop": row.stop_requested is not None})
+        raise ProtocolError(400, "chunks must be a list of [stream, text] pairs")
+    s = site()
+    return protocol.append_log(s.db, s.config, g.worker_name, g.request_key, stepid,
+                               logname, [(c[0], c[1]) for c in chunks])
 
 
 @bp.post("/steps/<int:stepid>/finish")
 @worker_auth
-def step_finish(stepid: int) -> Any:
-    s = site()
+@_protocol_view
+def step_finish(stepid: int) -> Answer:
     body = _body()
     rc = body.get("rc")
     interrupted = body.get("interrupted")
     props = body.get("properties") or {}
     error = body.get("error")
-    if rc is not None and not isinstance(rc, int):
-        return _error(400, "rc must be an integer or null")
+    if rc is not None and (not isinstance(rc, int) or isinstance(rc, bool)):
+        raise ProtocolError(400, "rc must be an integer or null")
     if interrupted not in (None, "timeout", "stopped", "error"):
-        return _error(400, "interrupted must be null, timeout, stopped or error")
+        raise ProtocolError(400, "interrupted must be null, timeout, stopped or error")
     if not isinstance(props, dict):
-        return _error(400, "properties must be an object")
-    with s.db.write() as conn:
-        row = _own_step(conn, stepid)
-        if row is None:
-            return _error(404, f"step {stepid} is not running on worker {g.worker_name}")
-        engine_builds.finish_step(conn, s.config, stepid, rc, interrupted, props,
-                                  error if isinstance(error, str) else None)
-    return jsonify({"stop": row.stop_requested is not None})
+        raise ProtocolError(400, "properties must be an object")
+    s = site()
+    return protocol.finish_step(s.db, s.config, g.worker_name, g.request_key, stepid, rc,
+                                interrupted, props, error if isinstance(error, str) else None)

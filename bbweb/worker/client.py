@@ -3,12 +3,18 @@
 Every call is a plain JSON POST with HTTP Basic credentials. A master that is restarting
 or briefly unreachable is waited for (with backoff) instead of failing the build; a wrong
 password is never retried, because retrying cannot fix it.
+
+Retrying is safe because every call carries an ``Idempotency-Key`` header, made once per
+call and sent again with each retry: when the master did act on a call whose answer was
+lost on the way back, it answers the retry as it answered the first time and does nothing
+again (no log chunk stored twice, no step started twice).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import requests
@@ -61,11 +67,21 @@ class MasterClient:
     def call(self, path: str, body: dict[str, Any] | None = None,
              timeout: float = 30.0) -> dict[str, Any] | None:
         """POST ``body`` to ``path``; the decoded answer, or None for 204 No Content."""
+        resp = self.post(path, body, timeout)
+        return None if resp.status_code == 204 else resp.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None,
+             timeout: float = 30.0) -> requests.Response:
+        """POST ``body`` to ``path`` and return the (2xx) response. Connection errors
+        and 5xx answers are retried (with the same Idempotency-Key) for up to
+        ``retry_for`` seconds; 401, 404/409 and other 4xx raise."""
         deadline = time.monotonic() + self.retry_for
         delay = 0.2
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
         while True:
             try:
-                resp = self.session.post(self.base + path, json=body or {}, timeout=timeout)
+                resp = self.session.post(self.base + path, json=body or {}, timeout=timeout,
+                                         headers=headers)
             except requests.RequestException as exc:
                 problem = f"cannot reach the master: {exc}"
             else:
@@ -73,10 +89,8 @@ class MasterClient:
                     raise AuthenticationError(_message(resp))
                 if resp.status_code in (404, 409):
                     raise NotOurs(_message(resp))
-                if resp.status_code == 204:
-                    return None
                 if resp.status_code < 300:
-                    return resp.json()
+                    return resp
                 if resp.status_code < 500:
                     raise RuntimeError(f"the master refused {path}: {resp.status_code} "
                                        f"{_message(resp)}")
@@ -88,17 +102,49 @@ class MasterClient:
             delay = min(delay * 2, MAX_BACKOFF)
 
     # -- the protocol ----------------------------------------------------------------------
-    def hello(self, info: dict[str, Any]) -> dict[str, Any]:
-        return self.call("/hello", {"info": info}) or {}
+    def hello(self, info: dict[str, Any], session: str | None = None,
+              running: list[int] | None = None) -> dict[str, Any]:
+        """Announce this worker process. ``running`` lists the builds it runs (none, when
+        it has just started): the master ends every other build it thought ours."""
+        body: dict[str, Any] = {"info": info}
+        if session is not None:
+            body.update(session=session, running=running or [])
+        return self.call("/hello", body) or {}
 
-    def heartbeat(self, running: list[int]) -> list[dict[str, Any]]:
-        return (self.call("/heartbeat", {"running": running}) or {}).get("commands", [])
+    def heartbeat(self, running: list[int], session: str | None = None,
+                  settled: int | None = None) -> list[dict[str, Any]]:
+        """Say we are alive and what we run; ``settled`` is the number of our last claim
+        whose build (if any) is in ``running`` already."""
+        body: dict[str, Any] = {"running": running}
+        if session is not None:
+            body.update(session=session, settled=settled)
+        return (self.call("/heartbeat", body) or {}).get("commands", [])
 
-    def claim(self, wait: float) -> dict[str, Any] | None:
-        """Long-poll for work. The answer (None when the wait ran out) may carry
-        ``build`` (run it), ``commands`` (e.g. a ping to answer) or ``shutdown`` (the
-        worker was asked to shut down gracefully: exit)."""
-        return self.call("/claim", {"wait": wait}, timeout=wait + 30)
+    def claim(self, wait: float, seq: int | None = None) -> dict[str, Any] | None:
+        """Long-poll for work. The answer (None when the wait ran out) may carry ``lease``
+        (confirm it to get the build), ``build`` (run it), ``commands`` (e.g. a ping to
+        answer), ``poll_after`` (the master could not wait: ask again after that many
+        seconds) or ``shutdown`` (the worker was asked to shut down gracefully: exit).
+        ``seq`` numbers our claims; without it the master starts the build at once."""
+        body: dict[str, Any] = {"wait": wait}
+        if seq is not None:
+            body["seq"] = seq
+        resp = self.post("/claim", body, timeout=wait + 30)
+        if resp.status_code != 204:
+            return resp.json()
+        try:
+            return {"poll_after": float(resp.headers["X-Poll-After"])}
+        except (KeyError, ValueError):
+            return None
+
+    def confirm(self, request_id: int, session: str, seq: int) -> dict[str, Any]:
+        """Confirm the lease a claim answered: the master starts the build and returns
+        it. :class:`NotOurs` when the lease ran out and the request went to another."""
+        answer = self.call(f"/leases/{request_id}/confirm", {"session": session, "seq": seq})
+        build = (answer or {}).get("build")
+        if not isinstance(build, dict):
+            raise NotOurs(f"the master gave no build for request {request_id}")
+        return build
 
     def pong(self, token: float) -> bool:
         """Answer a ping command (``token`` is what the command carried)."""

@@ -4,6 +4,14 @@ The worker keeps no judgement of its own: the master says which step runs next, 
 what command, and decides results. The worker runs commands, streams their output,
 heartbeats, and obeys stop requests. It can run on any host that reaches the master's
 web port.
+
+Each process makes a random session id and says hello listing no running build, so that
+whatever a previous process of the same name was running is ended by the master at once
+(a restart by systemd within the heartbeat timeout leaves nothing stuck). Claims are
+numbered: a claim answers a lease, which the worker confirms to get the build; the
+heartbeat lists the builds the worker runs and the number of the last claim settled (its
+build, if any, already listed), so the master can tell a build the worker dropped from
+one it is just receiving.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import platform
 import signal
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -72,11 +81,18 @@ class Worker:
         self.current_build: int | None = None
         self.heartbeat_interval = 5.0
         self._in_build = False
+        self.session = uuid.uuid4().hex
+        # what the heartbeat reports, changed together under the lock: the builds we run,
+        # and the number of our last claim whose build (if it had one) is among them
+        self._state_lock = threading.Lock()
+        self._running: set[int] = set()
+        self._claims = 0
+        self._settled = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
         try:
-            hello = self.client.hello(worker_info(self.opts.basedir))
+            hello = self.client.hello(worker_info(self.opts.basedir), self.session, [])
         except AuthenticationError as exc:
             log.error("the master refused worker %r: %s", self.opts.name, exc)
             return 2
@@ -86,25 +102,44 @@ class Worker:
         self.heartbeat_interval = float(hello.get("heartbeat_interval") or 5.0)
         log.info("worker %s connected to %s; builders: %s", self.opts.name,
                  self.opts.master_url, ", ".join(hello.get("builders", [])) or "(none)")
+        if hello.get("ended"):
+            log.warning("the master ended build(s) %s that a previous run of this worker "
+                        "left unfinished; their requests are queued again",
+                        ", ".join(map(str, hello["ended"])))
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         code = 0
         try:
             while not self.shutdown.is_set():
+                self._claims += 1
+                seq = self._claims
                 try:
-                    answer = self.client.claim(self.opts.claim_wait)
+                    answer = self.client.claim(self.opts.claim_wait, seq)
                 except MasterGone as exc:
+                    self._settle(seq)
                     log.warning("%s; still trying", exc)
                     continue
                 if answer is None:
+                    self._settle(seq)
                     continue
                 for command in answer.get("commands") or []:
                     self._obey(command, self.client)
                 if answer.get("shutdown"):
+                    self._settle(seq)
                     log.info("the master asked this worker to shut down gracefully")
                     break
-                if answer.get("build"):
-                    self._run_build(answer["build"])
+                build = answer.get("build")
+                lease = answer.get("lease")
+                if isinstance(lease, dict) and isinstance(lease.get("request"), int):
+                    build = self._confirm(lease["request"], seq)
+                if isinstance(build, dict):
+                    self._run_build(build, seq)
+                else:
+                    self._settle(seq)
+                poll_after = answer.get("poll_after")
+                if isinstance(poll_after, int | float) and poll_after > 0:
+                    # the master would not wait for work (its server cannot afford it)
+                    self.shutdown.wait(min(float(poll_after), self.opts.claim_wait))
         except ShutdownRequested:
             pass
         except AuthenticationError as exc:
@@ -128,12 +163,31 @@ class Worker:
         if not self._in_build:
             raise ShutdownRequested()
 
+    def _settle(self, seq: int, build_id: int | None = None) -> None:
+        """Claim ``seq`` is dealt with: its build (if any) is now among those we run."""
+        with self._state_lock:
+            if build_id is not None:
+                self._running.add(build_id)
+            self._settled = seq
+
+    def _confirm(self, request_id: int, seq: int) -> dict[str, Any] | None:
+        """Confirm a lease: the build to run, or None when the lease was lost."""
+        try:
+            return self.client.confirm(request_id, self.session, seq)
+        except NotOurs as exc:
+            log.warning("lost the claim on build request %d: %s", request_id, exc)
+        except MasterGone as exc:
+            log.warning("could not confirm the claim on build request %d: %s", request_id,
+                        exc)
+        return None
+
     def _heartbeat_loop(self) -> None:
         client = self.client.copy()
         while not self.shutdown.wait(self.heartbeat_interval):
-            running = [self.current_build] if self.current_build is not None else []
+            with self._state_lock:
+                running, settled = sorted(self._running), self._settled
             try:
-                commands = client.heartbeat(running)
+                commands = client.heartbeat(running, self.session, settled)
             except AuthenticationError:
                 log.error("the master refused our heartbeat; stopping")
                 self.shutdown.set()
@@ -161,10 +215,11 @@ class Worker:
                 log.warning("could not answer a ping: %s", exc)
 
     # -- builds ------------------------------------------------------------------------------
-    def _run_build(self, build: dict[str, Any]) -> None:
+    def _run_build(self, build: dict[str, Any], seq: int) -> None:
         self._in_build = True
         self.stop_build.clear()
         self.current_build = build["id"]
+        self._settle(seq, build["id"])
         builddir = self.opts.basedir / build["builddir"]
         log.info("building %s #%d", build["builder"], build["number"])
         try:
@@ -180,6 +235,8 @@ class Worker:
             log.error("lost the master during %s #%d: %s", build["builder"],
                       build["number"], exc)
         finally:
+            with self._state_lock:
+                self._running.discard(build["id"])
             self.current_build = None
             self._in_build = False
         log.info("done with %s #%d", build["builder"], build["number"])
