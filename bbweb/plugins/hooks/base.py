@@ -24,6 +24,8 @@ def _json_field(raw: Any, name: str, kind: type, default: Any) -> Any:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ValueError(f"'{name}' is not valid JSON: {exc.msg} at position {exc.pos}")
+        except RecursionError:
+            raise ValueError(f"'{name}' is nested too deeply") from None
     if not isinstance(raw, kind):
         raise ValueError(f"'{name}' must be a JSON {'list' if kind is list else 'object'}")
     return raw
