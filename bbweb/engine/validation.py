@@ -31,6 +31,9 @@ from typing import Any
 # Real properties are a few levels deep; rendering needs a Python stack frame or more per
 # level, and the interpreter stops at about 1,000.
 MAX_DEPTH = 32
+# Deepest nesting of a whole request document (a webhook payload, a JSON body): room for
+# a property of MAX_DEPTH inside it; real payloads are under ten levels deep.
+MAX_DOCUMENT_DEPTH = 2 * MAX_DEPTH
 # Largest property value, JSON-encoded (a value this big is already unreadable on a page).
 MAX_PROPERTY_BYTES = 64 * 1024
 # Latest ``when`` (5000-01-01) a page can show; later or non-finite times break date code.
@@ -107,6 +110,36 @@ def check_value(field: str, value: Any) -> None:
     size = len(json.dumps(value))  # safe now: depth is bounded
     if size > MAX_PROPERTY_BYTES:
         raise ValueRefused(field, f"is larger than {MAX_PROPERTY_BYTES} bytes as JSON")
+
+
+def depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (0 for a scalar); iterative."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((sub, level + 1) for sub in item.values())
+        elif isinstance(item, list):
+            stack.extend((sub, level + 1) for sub in item)
+        else:
+            deepest = max(deepest, level)
+            continue
+        deepest = max(deepest, level + 1)
+    return deepest
+
+
+def loads(data: str | bytes, what: str = "the payload") -> Any:
+    """``json.loads`` of a request document, refused (:class:`ValueRefused`) when nested
+    more than :data:`MAX_DOCUMENT_DEPTH` deep, whether or not the decoder itself ran out of
+    stack. Other decoding errors are the decoder's ``ValueError``s."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueRefused(what, "is nested too deeply") from None
+    if isinstance(value, list | dict) and depth(value) > MAX_DOCUMENT_DEPTH:
+        raise ValueRefused(what, f"is nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+    return value
 
 
 def check_properties(properties: Mapping[Any, Any], what: str = "property") -> None:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 from flask import Request
 
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import check_change
+from bbweb.engine.validation import ValueRefused, check_change, loads
 
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 ZERO_SHA_CHARS = frozenset("0")
@@ -93,9 +93,9 @@ def form_fields(body: bytes) -> dict[str, list[str]]:
 def load_json(data: bytes | str, what: str = "the payload") -> Any:
     """Decode JSON; ValueError with a short message (never the payload) on failure."""
     try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError(f"{what} is nested too deeply") from None
+        return loads(data, what)  # depth bounded as for every dialect
+    except ValueRefused:
+        raise
     except UnicodeDecodeError:
         raise ValueError(f"{what} is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
