@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import os
 import re
 import shutil
 import sys
@@ -396,6 +397,9 @@ def run(args: argparse.Namespace, basedir: Path, db: Database, db_url: str,
     client_5xx = samples.count(pred=lambda s: s >= 500)
     with db.read() as conn:
         nbuilds = conn.execute(sa.select(sa.func.count()).select_from(schema.builds)).scalar()
+    print("machine load average (1, 5, 15 min) at the end: "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+          + f" on {os.cpu_count()} CPUs (other work on the machine slows every figure)")
     print(f"load ran {load_wall:.1f} s; hooks sent {len(hooks)} "
           f"({len(hooks) / load_wall if load_wall else 0:.1f}/s), schedule lag max "
           f"{lag['max'] * 1000:.0f} ms; pages read {len(pages)} "

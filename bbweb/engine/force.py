@@ -69,7 +69,7 @@ def check_force_values(*, reason: Any, owner: Any, branch: Any, revision: Any,
     """What a force request may carry (:mod:`bbweb.engine.validation`: text every database
     stores, bounded property values); BuildsetError naming the field, nothing stored."""
     try:
-        for name, value in (("reason", reason), ("your name", owner), ("branch", branch),
+        for name, value in (("reason", reason), ("owner", owner), ("branch", branch),
                             ("revision", revision), ("repository", repository),
                             ("project", project)):
             check_text(f"the {name} field", value)

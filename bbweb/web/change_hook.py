@@ -11,9 +11,13 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
 4. a body over the dialect's ``max_body_size`` option (default :data:`MAX_BODY_BYTES`)
    → 413 before anything is parsed;
 5. the dialect's ``get_changes(request)``: ``ValueError`` → 400, ``PermissionError`` →
-   403, anything else → 500 (logged). Answers are short ``text/plain`` messages that never
-   carry the request body;
-6. properties: no change may set a reserved name (:data:`RESERVED_PROPERTIES`); a dialect
+   403, ``RecursionError`` (a body nested too deeply for the decoder) → 400, anything else
+   → 500 (logged). Every answer, success or error, is a short ``text/plain`` line that
+   never carries the request body;
+6. values and properties: every change is checked by
+   :func:`bbweb.engine.validation.check_change` (storable text, bounded property depth and
+   size, a sane ``when``) → 400 naming the field; no change may set a reserved name
+   (:data:`RESERVED_PROPERTIES`); a dialect
    that copies properties from the request (``base``) may only set the ones its
    ``allow_properties`` option allows (none by default);
 7. redelivery: when the dialect's ``delivery_id(request)`` gives an id, each (dialect, id)
