@@ -232,7 +232,10 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
 
     app = Flask("bbweb", instance_path=basedir)
     app.config["TESTING"] = testing
-    app.config["JSON_SORT_KEYS"] = True
+    # jsonify (the worker API) sorts keys, as /json does: the same document is the same bytes.
+    # (Flask 2.3 dropped the JSON_SORT_KEYS setting; this is its replacement.)
+    app.json.sort_keys = True  # type: ignore[attr-defined]
+    app.after_request(security_headers)
     hooks, failures = load_change_hooks(cfg, settings)
     pages, page_failures = load_pages(cfg, settings)
     failures.update(page_failures)
@@ -253,6 +256,23 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
     init_auth(app)  # sessions, logins, the site-wide ``view`` check
     register_blueprints(app)
     return app
+
+
+# Pages may be framed by this site only: a page of another site cannot overlay a force or
+# stop button (clickjacking). CSP frame-ancestors for current browsers, X-Frame-Options
+# for the older ones.
+FRAME_POLICY = {"Content-Security-Policy": "frame-ancestors 'self'",
+                "X-Frame-Options": "SAMEORIGIN"}
+
+
+def security_headers(resp: Any) -> Any:
+    """Headers every answer carries (docs/security.md): ``X-Content-Type-Options: nosniff``
+    (a browser never guesses HTML or script from user text in a log, a feed, a badge or
+    a JSON document), and the frame policy (kept where an answer sets its own)."""
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    for name, value in FRAME_POLICY.items():
+        resp.headers.setdefault(name, value)
+    return resp
 
 
 def _sync_builders_once(db: Database, cfg: MasterConfig) -> None:

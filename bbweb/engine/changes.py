@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from bbweb.config.master import MasterConfig
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
+from bbweb.engine.validation import ValueRefused, check_change
 
 
 class ChangeError(ValueError):
@@ -65,10 +66,10 @@ class ChangeInput:
         for name in self.properties:
             if not isinstance(name, str) or not name:
                 raise ChangeError("property names must be non-empty strings")
-        try:
-            json.dumps(self.properties)
-        except (TypeError, ValueError) as exc:
-            raise ChangeError(f"properties must be JSON-serialisable: {exc}")
+        try:  # storable text, bounded depth and size: the same rules for every source
+            check_change(self)
+        except ValueRefused as exc:
+            raise ChangeError(str(exc)) from None
 
 
 def change_dict(row: Any, files: list[str], properties: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from bbweb.config.master import MasterConfig
 from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError, create_buildset, create_sourcestamp
+from bbweb.engine.validation import ValueRefused, check_properties, check_text
 
 SOURCE = "Force Build Form"
 
@@ -40,9 +41,9 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
         reason_template = sched.reasonString
     else:
         reason_template = "A build was forced by '%(owner)s': %(reason)s"
-    for name, _value in (properties or {}).items():
-        if not isinstance(name, str) or not name:
-            raise BuildsetError("property names must be non-empty strings")
+    check_force_values(reason=reason, owner=owner, branch=branch, revision=revision,
+                       repository=repository, project=project, properties=properties,
+                       codebases=codebases)
     full_reason = reason_template % {"owner": owner or "<unknown>", "reason": reason}
     if codebases:
         ssids = [create_sourcestamp(conn, branch=ss.get("branch") or None,
@@ -60,3 +61,25 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
         props["scheduler"] = (scheduler, "Scheduler")
     return create_buildset(conn, cfg, sourcestampids=ssids, builder_names=builder_names,
                            reason=full_reason, scheduler=scheduler, properties=props)
+
+
+def check_force_values(*, reason: Any, owner: Any, branch: Any, revision: Any,
+                       repository: Any, project: Any, properties: dict[str, Any] | None,
+                       codebases: dict[str, dict[str, str]] | None) -> None:
+    """What a force request may carry (:mod:`bbweb.engine.validation`: text every database
+    stores, bounded property values); BuildsetError naming the field, nothing stored."""
+    try:
+        for name, value in (("reason", reason), ("owner", owner), ("branch", branch),
+                            ("revision", revision), ("repository", repository),
+                            ("project", project)):
+            check_text(f"the {name} field", value)
+        for cb, fields in (codebases or {}).items():
+            check_text("a codebase name", cb)
+            for name, value in (fields or {}).items():
+                check_text(f"the {name} field", value)
+        for name in properties or {}:
+            if not isinstance(name, str) or not name:
+                raise BuildsetError("property names must be non-empty strings")
+        check_properties(properties or {})
+    except ValueRefused as exc:
+        raise BuildsetError(str(exc)) from None

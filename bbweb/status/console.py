@@ -26,7 +26,6 @@ revision in different repositories or codebases never share a colour.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,10 +178,7 @@ def result_css(results: int | None) -> str:
 # -- queries ------------------------------------------------------------------------------------
 
 def _json_list(text: str | None) -> list[str]:
-    try:
-        value = json.loads(text) if text else []
-    except ValueError:
-        return []
+    value = queries.decode_json(text, [], "a build's or step's text")
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 

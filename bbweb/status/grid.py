@@ -26,7 +26,6 @@ plain Python over at most ``width`` builds per builder: :func:`layout`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,10 +131,7 @@ def _got_revision(value: str | None, codebase: str) -> str | None:
     if value[:1] == '"' and value[-1:] == '"' and "\\" not in value and len(value) > 1:
         got: Any = value[1:-1]  # the usual plain string, without the JSON decoder
     else:
-        try:
-            got = json.loads(value)
-        except ValueError:
-            return None
+        got = queries.decode_json(value, None, "a got_revision property")
     if isinstance(got, dict):
         got = got.get(codebase)
     if got is None or got == "" or isinstance(got, bool | dict | list):
@@ -201,10 +197,7 @@ def _read_builds(conn: Connection, newest: list[sa.ColumnElement[bool]],
 
 
 def _text_list(raw: str | None) -> list[str]:
-    try:
-        text = json.loads(raw) if raw else []
-    except ValueError:
-        return []
+    text = queries.decode_json(raw, [], "a build's text")
     return [str(t) for t in text] if isinstance(text, list) else [str(text)]
 
 

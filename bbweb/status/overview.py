@@ -21,7 +21,6 @@ The :class:`BuildRow` helpers turn a build into what a build table shows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,10 +38,7 @@ TRUNK = "trunk"
 
 
 def _json_value(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
+    return queries.decode_json(text, None, "a build property")
 
 
 # -- branch and property filters ----------------------------------------------------------------

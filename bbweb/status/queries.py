@@ -17,6 +17,7 @@ depend on what the caller asked for, never on how much history exists.**
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ from bbweb.db.schema import (
     sourcestamps,
     steps,
 )
+from bbweb.engine.validation import TOO_DEEP, displayable, may_need_cleaning
 from bbweb.status import batching
 from bbweb.status.records import (
     BuilderInfo,
@@ -57,14 +59,48 @@ from bbweb.status.records import (
     in_int_range,
 )
 
+log = logging.getLogger("bbweb.status")
+_LOGGED_LIMIT = 1000
+_logged: set[str] = set()
 
-def _json(text: str | None, default: Any) -> Any:
+
+def decode_json(text: str | None, default: Any, what: str = "a stored value") -> Any:
+    """A JSON column as pages and the JSON API can show it; every JSON column the status
+    layer reads (properties, step text and urls, slave info) is decoded here.
+
+    Rows stored before values were checked where they enter
+    (:mod:`bbweb.engine.validation`) may hold what no page can render: an unpaired
+    surrogate (from a ``"\\ud800"`` escape) or nesting deeper than Python's recursion
+    limit. Such a value is shown repaired (U+FFFD, a "nested too deeply" marker) and
+    undecodable text as ``default``, each logged once per process, so one bad row never
+    makes a page answer 500."""
     if text is None or text == "":
         return default
     try:
-        return json.loads(text)
+        value = json.loads(text)
+    except RecursionError:
+        _log_once(what, "nested too deeply to decode")
+        return TOO_DEEP
     except ValueError:
+        _log_once(what, "not valid JSON")
         return default
+    if may_need_cleaning(text):
+        value, problems = displayable(value)
+        if problems:
+            _log_once(what, ", ".join(problems))
+    return value
+
+
+def _log_once(what: str, problem: str) -> None:
+    key = f"{what}: {problem}"
+    if key in _logged:
+        return
+    if len(_logged) < _LOGGED_LIMIT:
+        _logged.add(key)
+    log.warning("%s cannot be shown as stored (%s); it is shown repaired", what, problem)
+
+
+_json = decode_json
 
 
 # -- builders ---------------------------------------------------------------------------------
@@ -179,7 +215,7 @@ def _build(row: Any) -> BuildInfo:
         id=row.id, builderid=row.builderid, builder=row.builder_name, number=row.number,
         buildrequestid=row.buildrequestid, slave=row.slave_name, reason=row.reason or "",
         started_at=row.started_at, finished_at=row.finished_at, results=row.results,
-        text=_json(row.text, []), stop_requested=row.stop_requested)
+        text=_json(row.text, [], f"build {row.id} text"), stop_requested=row.stop_requested)
 
 
 def build_numbers(conn: Connection, builderid: int) -> list[int]:
@@ -275,8 +311,10 @@ def build_steps(conn: Connection, buildids: Iterable[int]) -> dict[int, list[Ste
                           .order_by(steps.c.buildid, steps.c.number)):
         step = StepInfo(id=r.id, buildid=r.buildid, number=r.number, name=r.name,
                         started_at=r.started_at, finished_at=r.finished_at, results=r.results,
-                        text=_json(r.text, []), urls=_json(r.urls, {}),
-                        statistics=_json(r.statistics, {}), hidden=bool(r.hidden))
+                        text=_json(r.text, [], f"step {r.id} text"),
+                        urls=_json(r.urls, {}, f"step {r.id} urls"),
+                        statistics=_json(r.statistics, {}, f"step {r.id} statistics"),
+                        hidden=bool(r.hidden))
         out.setdefault(r.buildid, []).append(step)
         by_id[r.id] = step
     if by_id:
@@ -301,7 +339,8 @@ def build_properties(conn: Connection, buildids: Iterable[int]) -> dict[int, lis
     out: dict[int, list[Property]] = {}
     for r in conn.execute(sa.select(schema.build_properties)
                           .where(schema.build_properties.c.buildid.in_(ids))):
-        out.setdefault(r.buildid, []).append((r.name, _json(r.value, None), r.source))
+        out.setdefault(r.buildid, []).append(
+            (r.name, _json(r.value, None, f"build {r.buildid} property {r.name!r}"), r.source))
     return {k: _sorted_props(v) for k, v in out.items()}
 
 
@@ -328,7 +367,9 @@ def get_changes(conn: Connection, numbers: Iterable[int]) -> dict[int, ChangeInf
     props: dict[int, list[Property]] = {}
     for r in conn.execute(sa.select(change_properties)
                           .where(change_properties.c.changeid.in_(present))):
-        props.setdefault(r.changeid, []).append((r.name, _json(r.value, None), r.source))
+        props.setdefault(r.changeid, []).append(
+            (r.name, _json(r.value, None, f"change {r.changeid} property {r.name!r}"),
+             r.source))
     for cid, plist in props.items():
         found[cid].properties = _sorted_props(plist)
     return found
@@ -449,7 +490,7 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
                                   last_seen=None, connected_at=None, paused=False,
                                   graceful=False)
         else:
-            info = _json(r.info, {})
+            info = _json(r.info, {}, f"slave {name!r} info")
             out[name] = SlaveInfo(id=r.id, name=name,
                                   info=info if isinstance(info, dict) else {},
                                   connected=bool(r.connected), last_seen=r.last_seen,
@@ -513,7 +554,9 @@ def pending_build_requests(conn: Connection, builder: BuilderInfo, *,
     props: dict[int, list[Property]] = {}
     for r in conn.execute(sa.select(buildset_properties)
                           .where(buildset_properties.c.buildsetid.in_(bsids))):
-        props.setdefault(r.buildsetid, []).append((r.name, _json(r.value, None), r.source))
+        props.setdefault(r.buildsetid, []).append(
+            (r.name, _json(r.value, None, f"buildset {r.buildsetid} property {r.name!r}"),
+             r.source))
     stamps = buildset_sourcestamps(conn, bsids)
     earlier = conn.execute(_build_query().where(
         builds.c.buildrequestid.in_([r.id for r in reqs])).order_by(builds.c.number)).all()

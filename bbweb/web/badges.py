@@ -5,7 +5,9 @@ sub-path of ``/png`` is the same. The build is the newest *finished* build by de
 (a running build has no result to show), build ``number`` (negative counts back from the
 latest started) or the newest build, among the last :data:`REVISION_SEARCH`, whose
 default-codebase ``got_revision`` is ``revision``. Anything not found, not finished or
-not parseable gives the "unknown" badge with status 200, never an error.
+not parseable gives the "unknown" badge with status 200. A lookup that fails (the
+database is unreachable, a bug) is logged with its traceback and answered with the
+"unknown" image, status 503 and ``Cache-Control: no-store`` (see :func:`_answer`).
 
 The images are our own: drawn here at request time (then cached) with a small bitmap font
 and encoded as PNG with zlib, so no imaging library is needed. Colours follow the result
@@ -16,6 +18,7 @@ briefly; the ETag is the image's digest.
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import zlib
 from functools import lru_cache
@@ -29,6 +32,7 @@ from bbweb.status.builder import result_name
 from bbweb.status.records import BuildInfo
 
 bp = Blueprint("badges", __name__)
+log = logging.getLogger("bbweb.badges")
 
 REVISION_SEARCH = 200
 SIZES = {"small": (32, 14), "normal": (84, 18), "large": (120, 80)}
@@ -259,19 +263,32 @@ def find_build() -> BuildInfo | None:
         return queries.get_build(conn, builder, number, details=False)
 
 
-def _result_word() -> tuple[str, str]:
-    """(result word for the badge, tooltip text)."""
+def _result_word() -> tuple[str, str, bool]:
+    """(result word for the badge, tooltip text, whether the lookup failed)."""
     try:
         build = find_build()
-    except Exception:  # a badge never breaks a README: anything odd is "unknown"
-        build = None
+    except Exception:  # the database is down, a bug: say so in the log, not in the cache
+        log.exception("badge for builder %r: the build could not be looked up",
+                      request.args.get("builder", "")[:100])
+        return "unknown", f"{request.args.get('builder', '')}: unknown (error)", True
     if build is None or build.results is None:
-        return "unknown", f"{request.args.get('builder', '')}: unknown"
+        return "unknown", f"{request.args.get('builder', '')}: unknown", False
     word = result_name(build.results)
-    return word, f"{build.builder} #{build.number}: {word}"
+    return word, f"{build.builder} #{build.number}: {word}", False
 
 
-def _answer(body: bytes, content_type: str, filename: str) -> Response:
+def _answer(body: bytes, content_type: str, filename: str, failed: bool = False
+            ) -> Response:
+    """The badge; after a failed lookup the "unknown" image with 503 and ``no-store``:
+    browsers still draw an image body whatever the status, but no cache (a CDN, an
+    image proxy in front of a README) keeps the error for after the site has recovered,
+    and a monitor sees the failure."""
+    if failed:
+        resp = Response(body, status=503, content_type=content_type)
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Retry-After"] = "60"
+        resp.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+        return resp
     resp = Response(body, content_type=content_type)
     resp.headers["Cache-Control"] = "public, max-age=60"
     resp.headers["Content-Disposition"] = f'inline; filename="{filename}"'
@@ -286,14 +303,15 @@ def png(subpath: str = "") -> Response:
         return svg()
     size = request.args.get("size", "normal")
     size = size if size in SIZES else "normal"
-    word, _title = _result_word()
-    return _answer(badge_png(word, size), "image/png", f"{word}_{size}.png")
+    word, _title, failed = _result_word()
+    return _answer(badge_png(word, size), "image/png", f"{word}_{size}.png", failed)
 
 
 @bp.route("/badge.svg")
 def svg() -> Response:
-    word, title = _result_word()
-    return _answer(badge_svg(word, title), "image/svg+xml; charset=utf-8", f"{word}.svg")
+    word, title, failed = _result_word()
+    return _answer(badge_svg(word, title), "image/svg+xml; charset=utf-8", f"{word}.svg",
+                   failed)
 
 
 __all__ = ["badge_png", "badge_svg", "bp", "find_build"]

@@ -11,9 +11,13 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
 4. a body over the dialect's ``max_body_size`` option (default :data:`MAX_BODY_BYTES`)
    → 413 before anything is parsed;
 5. the dialect's ``get_changes(request)``: ``ValueError`` → 400, ``PermissionError`` →
-   403, anything else → 500 (logged). Answers are short ``text/plain`` messages that never
-   carry the request body;
-6. properties: no change may set a reserved name (:data:`RESERVED_PROPERTIES`); a dialect
+   403, ``RecursionError`` (a body nested too deeply for the decoder) → 400, anything else
+   → 500 (logged). Every answer, success or error, is a short ``text/plain`` line that
+   never carries the request body;
+6. values and properties: every change is checked by
+   :func:`bbweb.engine.validation.check_change` (storable text, bounded property depth and
+   size, a sane ``when``) → 400 naming the field; no change may set a reserved name
+   (:data:`RESERVED_PROPERTIES`); a dialect
    that copies properties from the request (``base``) may only set the ones its
    ``allow_properties`` option allows (none by default);
 7. redelivery: when the dialect's ``delivery_id(request)`` gives an id, each (dialect, id)
@@ -25,7 +29,6 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,7 @@ from bbweb.engine.hook_deliveries import (
     record_delivery,
     set_changeids,
 )
+from bbweb.engine.validation import ValueRefused, check_change
 from bbweb.web.hook_auth import check_hook_auth
 
 bp = Blueprint("change_hook", __name__)
@@ -63,7 +67,6 @@ RESERVED_PROPERTIES = frozenset({
 })
 
 MAX_MESSAGE = 300
-MAX_EPOCH = 95_617_584_000  # 5000-01-01: later (or non-finite) times break the pages
 _DIALECT_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -217,6 +220,8 @@ def parse(dialect: str, hook: Any, policy: HookPolicy) -> tuple[list[ChangeInput
         raise HookRefused(400, _short(str(exc)) or "malformed request") from None
     except RequestEntityTooLarge:
         raise _too_large(policy) from None
+    except RecursionError:  # json.loads (or a dialect's own walk) of a very deep payload
+        raise HookRefused(400, "the request is nested too deeply") from None
     except HTTPException as exc:  # e.g. werkzeug's BadRequest for an unparsable body
         if exc.code is not None and exc.code < 500:
             raise HookRefused(exc.code, "malformed request") from None
@@ -259,38 +264,16 @@ def check_properties(changes: list[ChangeInput], policy: HookPolicy) -> None:
                                        "change hook accepts (allow_properties)")
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (a JSON "\ud800" escape)
-        return False
-    return True
-
-
 def check_values(changes: list[ChangeInput]) -> None:
-    """Refuse (400) what no database stores or no page shows, from any dialect: NUL
-    characters and lone surrogates in text, and times that are not finite or are beyond
-    year 5000."""
+    """Refuse (400, naming the field) what no database stores or no page shows, from any
+    dialect: NUL characters and lone surrogates in any text (property values included),
+    property values nested deeper or larger than :mod:`bbweb.engine.validation` allows,
+    and times that are not finite or are beyond year 5000."""
     for ch in changes:
-        texts = [ch.author, ch.comments, ch.revision, ch.branch, ch.category, ch.revlink,
-                 ch.repository, ch.project, ch.codebase, ch.src]
-        if isinstance(ch.files, list):
-            texts.extend(ch.files)
-        if isinstance(ch.properties, dict):
-            texts.extend(ch.properties)
-        if not all(_storable(t) for t in texts if isinstance(t, str)):
-            raise HookRefused(400, "the request has text that cannot be stored (a NUL "
-                                   "character or an unpaired surrogate)")
-        if ch.when is not None:
-            try:
-                when = float(ch.when)
-            except (TypeError, ValueError, OverflowError):
-                continue  # ChangeInput.validate() answers this one
-            if not math.isfinite(when) or abs(when) > MAX_EPOCH:
-                raise HookRefused(400, "'when' must be a finite number of seconds since "
-                                       "the epoch")
+        try:
+            check_change(ch)
+        except ValueRefused as exc:
+            raise HookRefused(400, _short(f"the change cannot be stored: {exc}")) from None
 
 
 def store(dialect: str, changes: list[ChangeInput], delivery: str | None) -> list[int]:
@@ -316,9 +299,24 @@ def no_changes_response(dialect: str) -> Response:
 
 # -- the view ----------------------------------------------------------------------------------
 
-@bp.route("", methods=["GET", "POST"], strict_slashes=False)
-@bp.route("/<dialect>", methods=["GET", "POST"])
+# Every method reaches the view, so that refusing one is a text/plain answer like the rest
+# (not the HTML page Flask's router would give).
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@bp.route("", methods=METHODS, strict_slashes=False)
+@bp.route("/<dialect>", methods=METHODS)
 def change_hook(dialect: str = "base") -> Any:
+    """Every answer is a short ``text/plain`` line (docs/plugins.md), successes included."""
+    try:
+        return _change_hook(dialect)
+    except Exception:  # the database, a scheduler, a bug: never Flask's HTML error page
+        log.exception("change hook %s failed",
+                      dialect if _DIALECT_NAME.match(dialect) else "(bad name)")
+        return _text(500, "Error processing changes.")
+
+
+def _change_hook(dialect: str) -> Response:
     s = site()
     denied = check_hook_auth(s.config.web.change_hook_auth, s.basedir)
     if denied is not None:
@@ -350,4 +348,10 @@ def change_hook(dialect: str = "base") -> Any:
              delivery or "-", request.remote_addr, ids or "none")
     if not ids:
         return no_changes_response(dialect)
-    return Response("", status=202)
+    return stored_response(ids)
+
+
+def stored_response(ids: list[int]) -> Response:
+    """202 and the ids of the changes stored (``/changes/N`` shows each)."""
+    noun = "change" if len(ids) == 1 else "changes"
+    return _text(202, f"stored {len(ids)} {noun}: {' '.join(str(i) for i in ids)}")

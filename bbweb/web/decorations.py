@@ -60,7 +60,7 @@ def revision_url(revision: str | None, repository: str | None, webstatus_revlink
 SAFE_SCHEMES = ("", "http", "https", "mailto", "ftp")
 
 
-def _safe_href(url: str) -> str | None:
+def safe_href(url: str) -> str | None:
     """Only web and mail links: a configured rule must not produce ``javascript:``."""
     try:
         scheme = urlsplit(url.strip()).scheme.lower()
@@ -72,7 +72,7 @@ def _safe_href(url: str) -> str | None:
 def link(url: str | None, text: str, title: str | None = None, cls: str | None = None
          ) -> Markup:
     """``<a href=url>text</a>`` with everything escaped, or the escaped text alone."""
-    href = _safe_href(url) if url else None
+    href = safe_href(url) if url else None
     if href is None:
         return escape(text)
     attrs = Markup(' href="{}"').format(href)

@@ -54,7 +54,8 @@ FLAGS_HELP = [
     ("max", "builds/_all: how many of the newest builds to return (default: build cache "
             f"size, at most {MAX_BUILDS_ARG})."),
     ("callback", "JSONP: wrap the document as callback(document); - the name must be a "
-                 "JavaScript identifier or dotted path."),
+                 "JavaScript identifier or dotted path. Refused (400) on a site whose view "
+                 "is restricted."),
 ]
 
 
@@ -101,6 +102,26 @@ def _flags() -> Flags:
     return Flags(as_text=as_text, compact=_bool_arg("compact", not as_text),
                  filter=_bool_arg("filter", as_text),
                  callback=callback if callback and CALLBACK.fullmatch(callback) else None)
+
+
+def refuse_private_jsonp(flags: Flags) -> None:
+    """JSONP only where anybody may see the site.
+
+    A JSONP answer is a script, and any web page may include a script from another site:
+    the visitor's browser sends its session cookie or cached HTTP Basic credentials along,
+    and the including page reads the private document. So on a site whose ``view`` is
+    restricted, ``callback=`` is refused with 400 (rather than answered without the
+    wrapper: a script that silently gets something else is harder to diagnose than a
+    message). Plain JSON is unaffected; browsers keep it from other sites' pages."""
+    if not request.args.get("callback"):
+        return
+    from bbweb.web.authz import site_authz
+
+    if site_authz().value("view") is True:
+        return
+    flags.callback = None
+    raise JsonError(400, "Bad argument", "callback= (JSONP) is not served on a site whose "
+                                         "view is restricted: fetch the plain JSON instead")
 
 
 def path_segments() -> tuple[list[str], bool]:
@@ -181,6 +202,7 @@ def json_resource(_subpath: str = "") -> Response:
     segments, trailing = path_segments()
     s = site()
     try:
+        refuse_private_jsonp(flags)
         max_builds = _int_arg("max")
         numbuilds = _int_arg("numbuilds")
         with s.db.read() as conn:

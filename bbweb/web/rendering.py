@@ -133,7 +133,7 @@ def page_context(title: str) -> dict[str, Any]:
     return {
         "page_title": title,
         "project_title": s.config.title,
-        "project_url": s.config.titleURL,
+        "project_url": project_url(s.config.titleURL),
         "version": __version__,
         "built_at": timefmt.full_time(now),
         "tz": timefmt.tz_name(now),
@@ -145,6 +145,15 @@ def page_context(title: str) -> dict[str, Any]:
         "alert_msg": request.args.get("alert_msg", ""),
         "refresh": max(int(refresh), 15) if is_int_text(refresh) and int(refresh) > 0 else None,
     }
+
+
+def project_url(title_url: Any) -> str | None:
+    """``c['titleURL']`` for the header's link, through the same scheme filter as revision
+    links: a ``javascript:`` (or any non-web) URL would run on every page it is clicked on,
+    so it is not linked (the title is shown as plain text)."""
+    if not isinstance(title_url, str) or not title_url.strip():
+        return None
+    return decorations.safe_href(title_url)
 
 
 def render_page(template: str, title: str, status: int = 200,

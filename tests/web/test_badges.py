@@ -146,3 +146,27 @@ def test_svg_badge(feed_client, url, word, tooltip):  # noqa: F811
     assert b"<script>" not in resp.data
     title = root.find(SVG_NS + "title")
     assert title is not None and title.text == tooltip
+
+
+def test_a_failed_lookup_is_logged_and_not_cached(feed_master, feed_client, caplog):  # noqa: F811
+    """The database failing (here: a table gone) is no "unknown" result: the error is
+    logged with its traceback, and the "unknown" image (which a browser still draws)
+    comes with 503 and no-store, so no cache keeps it after the site recovers."""
+    with feed_master.db.write() as conn:
+        conn.exec_driver_sql("ALTER TABLE builds RENAME TO builds_gone")
+    for url, mimetype in (("/png?builder=docs&size=small", "image/png"),
+                          ("/badge.svg?builder=docs", "image/svg+xml")):
+        resp = feed_client.get(url)
+        assert resp.status_code == 503, url
+        assert resp.mimetype == mimetype
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "ETag" not in resp.headers and resp.headers["Retry-After"] == "60"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert decode_png(feed_client.get("/png?builder=docs&size=small").data)[:2] == (32, 14)
+    assert "badge for builder 'docs': the build could not be looked up" in caplog.text
+    assert "Traceback" in caplog.text and "builds" in caplog.text
+    # an unknown builder is an ordinary answer: "unknown", cacheable
+    with feed_master.db.write() as conn:
+        conn.exec_driver_sql("ALTER TABLE builds_gone RENAME TO builds")
+    resp = feed_client.get("/png?builder=nosuch")
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "public, max-age=60"

@@ -11,6 +11,7 @@ from flask import Request
 
 from bbweb.config.master import MasterConfig
 from bbweb.engine.changes import ChangeInput
+from bbweb.engine.validation import ValueRefused, loads
 
 TEXT_FIELDS = ("comments", "revision", "branch", "category", "revlink", "repository",
                "project", "codebase")
@@ -21,7 +22,7 @@ def _json_field(raw: Any, name: str, kind: type, default: Any) -> Any:
         return default
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = loads(raw, repr(name))
         except json.JSONDecodeError as exc:
             raise ValueError(f"'{name}' is not valid JSON: {exc.msg} at position {exc.pos}")
     if not isinstance(raw, kind):
@@ -42,7 +43,12 @@ class BaseHook:
 
     def get_changes(self, request: Request) -> list[ChangeInput]:
         if request.is_json:
-            data = request.get_json(silent=True)
+            try:
+                data = loads(request.get_data(cache=True), "the request body")
+            except ValueRefused:
+                raise
+            except ValueError:
+                data = None
             if not isinstance(data, dict):
                 raise ValueError("the request body is not a JSON object")
         else:

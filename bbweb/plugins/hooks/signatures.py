@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from flask import Request
 
 from bbweb.engine.changes import ChangeInput
+from bbweb.engine.validation import ValueRefused, check_change, loads
 
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 ZERO_SHA_CHARS = frozenset("0")
@@ -92,9 +93,9 @@ def form_fields(body: bytes) -> dict[str, list[str]]:
 def load_json(data: bytes | str, what: str = "the payload") -> Any:
     """Decode JSON; ValueError with a short message (never the payload) on failure."""
     try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError(f"{what} is nested too deeply") from None
+        return loads(data, what)  # depth bounded as for every dialect
+    except ValueRefused:
+        raise
     except UnicodeDecodeError:
         raise ValueError(f"{what} is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -233,23 +234,12 @@ def epoch_timestamp(value: Any, where: str) -> float | None:
 
 # -- changes ------------------------------------------------------------------------------------
 
-def _storable(value: str) -> bool:
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
-        return False
-    return True
-
-
 def checked(changes: list[ChangeInput]) -> list[ChangeInput]:
-    """Refuse (ValueError) text no database can store: NUL characters and lone
-    surrogates, which JSON escapes can carry but UTF-8 cannot."""
+    """Refuse (ValueError naming the field) what cannot be stored: NUL characters, lone
+    surrogates (which JSON escapes can carry but UTF-8 cannot), property values too deep
+    or too large. The change-hook framework applies the same rules
+    (:func:`bbweb.engine.validation.check_change`) to every dialect's changes anyway; a
+    dialect calling this just refuses earlier."""
     for ch in changes:
-        texts = [ch.author, ch.comments, ch.revision, ch.branch, ch.category, ch.revlink,
-                 ch.repository, ch.project, ch.codebase, ch.src, *ch.files, *ch.properties]
-        if not all(_storable(t) for t in texts if isinstance(t, str)):
-            raise ValueError("the payload has text that cannot be stored (a NUL character "
-                             "or an unpaired surrogate)")
+        check_change(ch)
     return changes
