@@ -367,7 +367,8 @@ def test_empty_history(web):
 
 def test_nav_links_and_trailing_slash(web):
     html = page(web, "/grid")
-    assert '<a href="./grid">Grid</a>' in html and '<a href="./tgrid">T-Grid</a>' in html
+    assert '<a href="./grid" class="current" aria-current="page">Grid</a>' in html
+    assert '<a href="./tgrid">T-Grid</a>' in html
     page(web, "/grid/", status=404)
     assert web.head("/tgrid").status_code == 200
     assert web.post("/grid").status_code == 200

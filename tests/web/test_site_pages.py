@@ -205,5 +205,6 @@ def test_header_links_every_mounted_view(client):
     for label, path in (("Builders", "builders"), ("Recent Builds", "one_line_per_build"),
                         ("Buildslaves", "buildslaves"), ("Changesources", "changes"),
                         ("JSON API", "json/help"), ("About", "about")):
-        assert f'<a href="./{path}">{label}</a>' in nav
+        marked = ' class="current" aria-current="page"' if path == "about" else ""
+        assert f'<a href="./{path}"{marked}>{label}</a>' in nav
         assert client.get("/" + path).status_code == 200
