@@ -300,8 +300,8 @@ def no_changes_response(dialect: str) -> Response:
 # -- the view ----------------------------------------------------------------------------------
 
 # Every method reaches the view, so that refusing one is a text/plain answer like the rest
-# (not the HTML page Flask's router would give).
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# (not the HTML page Flask's router would give, nor its automatic OPTIONS answer).
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @bp.route("", methods=METHODS, strict_slashes=False)

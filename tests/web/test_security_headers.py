@@ -114,6 +114,7 @@ def test_every_change_hook_answer_is_one_text_line(master, client):
         "get": client.get("/change_hook/base"),
         "put": client.put("/change_hook/base", data={"author": "a"}),
         "delete": client.delete("/change_hook/base"),
+        "options": client.options("/change_hook/base"),
         "disabled": client.post("/change_hook/github", data={}),
         "nested": client.post("/change_hook/base", data=b"[" * 20000,
                               content_type="application/json"),
@@ -126,8 +127,8 @@ def test_every_change_hook_answer_is_one_text_line(master, client):
     assert answers["stored"].status_code == 202
     assert answers["stored"].get_data(as_text=True) == "stored 1 change: 1\n"
     assert [answers[k].status_code for k in ("bad request", "get", "put", "delete",
-                                             "disabled", "nested")] == [400, 405, 405, 405,
-                                                                        404, 400]
+                                             "options", "disabled", "nested")] == [
+        400, 405, 405, 405, 405, 404, 400]
     assert client.get("/changes/1").status_code == 200
 
 
