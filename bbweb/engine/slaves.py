@@ -15,7 +15,8 @@ from bbweb.db.schema import slaves
 from bbweb.engine import events
 
 # A worker heartbeats this often unless its BuildSlave sets keepalive_interval, and is
-# considered gone after missing about three heartbeats.
+# considered gone after DEFAULT_HEARTBEAT_TIMEOUT of silence (six default heartbeats; with
+# keepalive_interval, three of its intervals plus a second: see heartbeat_timeout).
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 MAX_HEARTBEAT_INTERVAL = 60.0
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0

@@ -176,13 +176,13 @@ def googlecode(client: Any, text: str) -> Any:
 
 
 FORGES = {
-    "github-json": (github_json, lambda: payload("github/push-2-commits.buildbot-0.8.9.json")),
-    "github-form": (github_form, lambda: payload("github/push-2-commits.buildbot-0.8.9.json")),
+    "github-json": (github_json, lambda: payload("github/legacy-push-2-commits.bbweb.json")),
+    "github-form": (github_form, lambda: payload("github/legacy-push-2-commits.bbweb.json")),
     "gitlab": (gitlab, lambda: json.loads(GITLAB_PUSH)),
-    "bitbucket-form": (bitbucket_form, lambda: payload("bitbucket/post-git.buildbot-0.8.9.json")),
+    "bitbucket-form": (bitbucket_form, lambda: payload("bitbucket/post-git.bbweb.json")),
     "bitbucket-cloud": (bitbucket_cloud, lambda: payload("bitbucket/cloud-push.go-scm.json")),
     "googlecode": (googlecode,
-                   lambda: payload("googlecode/post-commit-hg.buildbot-0.8.9.json")),
+                   lambda: payload("googlecode/post-commit-hg.bbweb.json")),
 }
 
 
