@@ -26,7 +26,7 @@ from bbweb.config.master import MasterConfig
 from bbweb.config.properties import RenderContext
 from bbweb.config.properties import render as render_value
 from bbweb.db.connection import Database
-from bbweb.status import detail, logstream, queries
+from bbweb.status import build_history, detail, logstream, queries
 from bbweb.status.builder import EXCEPTION, FAILURE, SKIPPED, WARNINGS
 from bbweb.status.naming import natural_key
 from bbweb.status.records import (
@@ -232,6 +232,17 @@ class MasterStatus:
             return None
         return BuildStatus(BuilderStatus(self, found.builder, builder), found)
 
+    def getBuildsOfBuildset(self, buildsetid: int) -> list[BuildStatus]:
+        """Every build run for a buildset's requests, retried ones included (what 0.8's
+        buildset summary mail collected), each with its details, in start order."""
+        with self.db.read() as conn:
+            ids = build_history.buildset_build_ids(conn, buildsetid)
+            found = queries.builds_by_id(conn, ids, details=True)
+            infos = {b.builder: queries.get_builder(conn, b.builder)
+                     for b in found.values()}
+        return [BuildStatus(BuilderStatus(self, found[i].builder, infos[found[i].builder]),
+                            found[i]) for i in ids if i in found]
+
     def asDict(self) -> dict[str, str]:
         return {"title": self.getTitle(), "titleURL": self.getTitleURL(),
                 "buildbotURL": self.getBuildbotURL()}
@@ -314,6 +325,16 @@ class BuildStatus:
     def getPreviousBuild(self) -> BuildStatus | None:
         """Build number N-1 of the same builder (possibly still running), as in 0.8."""
         return self.builder.getBuild(self.number - 1) if self.number > 0 else None
+
+    def getPreviousFinishedBuild(self) -> BuildStatus | None:
+        """The newest earlier-numbered build of this builder that had finished when this
+        one finished (by now, for a running build): what notifiers compare with. Unlike
+        :meth:`getPreviousBuild` it is never a build still running, and the answer does
+        not change when it is asked later."""
+        with self.builder.master.db.read() as conn:
+            buildid = build_history.previous_finished_build_id(
+                conn, self.info.builderid, self.number, self.info.finished_at)
+        return None if buildid is None else self.builder.master.getBuildById(buildid)
 
     def getSourceStamps(self, absolute: bool = False) -> list[SourceStamp]:
         """With ``absolute``, each stamp carries the revision that was checked out

@@ -1,0 +1,476 @@
+"""``MailNotifier``: Buildbot 0.8's build mail, as a notifier of the master daemon.
+
+Configured with 0.8's arguments (``from bbweb.status.mail import MailNotifier``), it
+decides from each ``build.finished`` event (or, with ``buildSetSummary``, each
+``buildset.complete``) whether the mode asks for a mail, to whom, and what it says, and
+sends it over SMTP. What changed from 0.8 on purpose is listed in docs/compat.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from bbweb.config.errors import caller_location, config_error
+from bbweb.plugins.notifiers.base import Notification, Notifier
+from bbweb.plugins.notifiers.mail_format import (
+    BUILTIN_FORMATTERS,
+    DEFAULT_SUBJECT,
+    defaultMessage,
+    result_word,
+)
+from bbweb.plugins.notifiers.mail_recipients import (
+    VALID_EMAIL,
+    Recipients,
+    choose_recipients,
+    interested_candidates,
+    make_lookup,
+    strip_controls,
+)
+from bbweb.plugins.notifiers.smtp import DEFAULT_TIMEOUT, SmtpSettings, SmtpTransport
+from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
+
+log = logging.getLogger("bbweb.notifiers.mail")
+
+MODES = ("change", "failing", "passing", "problem", "warnings", "exception")
+# What the mode strings meant in 0.8's code (its manual said "all" was every mode).
+MODE_STRINGS = {"all": ("failing", "passing", "warnings", "exception"),
+                "warnings": ("failing", "warnings")}
+DEFAULT_MODE = ("failing", "passing", "warnings")
+WHOLE_BUILDSET = "(whole buildset)"
+DEFAULT_LOG_TAIL = 256 * 1024  # characters of each attached log (its end)
+HEADER_VALUE_LIMIT = 998
+# Headers MailNotifier writes itself; extraHeaders cannot add them a second time.
+OWN_HEADERS = frozenset({"date", "subject", "from", "to", "cc", "message-id",
+                         "mime-version", "content-type", "content-transfer-encoding",
+                         "content-disposition"})
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_POLICY = SMTP_POLICY.clone(cte_type="7bit")
+
+
+def expand_mode(mode: Any) -> tuple[str, ...]:
+    """0.8's mode argument as a tuple of modes; config errors as 0.8 worded them."""
+    if isinstance(mode, str):
+        modes = MODE_STRINGS.get(mode, (mode,))
+    elif isinstance(mode, list | tuple):
+        modes = tuple(mode)
+    else:
+        config_error(f"MailNotifier: mode must be a string or a list of strings, not "
+                     f"{type(mode).__name__}")
+    for m in modes:
+        if m == "all":
+            config_error("MailNotifier: mode 'all' is not valid in an iterator and must be "
+                         "passed in as a separate string")
+        if m not in MODES:
+            config_error(f"MailNotifier: mode {m} is not a valid mode")
+    return tuple(modes)
+
+
+def _import_callable(value: Any, option: str) -> Any:
+    """A callable option; from plugins.toml it can be ``"package.module:function"``."""
+    if isinstance(value, str):
+        module, _, attr = value.partition(":")
+        if not module or not attr:
+            config_error(f"MailNotifier: {option}={value!r} must be a function, or "
+                         "'package.module:function' naming one")
+        try:
+            value = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            config_error(f"MailNotifier: {option}={value!r} cannot be imported: {exc}")
+    if not callable(value):
+        config_error(f"MailNotifier: {option} must be callable")
+    return value
+
+
+def _default_previous(build: Any) -> Any:
+    return build.getPreviousFinishedBuild()
+
+
+class MailNotifier(Notifier):
+    """Mail about finished builds (one per build, or one per buildset)."""
+
+    plugin_name = "mail"
+    event_kinds = frozenset({"build.finished", "buildset.complete"})
+
+    def __init__(
+        self,
+        fromaddr: str | None = None,
+        mode: Any = DEFAULT_MODE,
+        categories: Sequence[str] | None = None,
+        builders: Sequence[str] | None = None,
+        addLogs: bool | Sequence[str] = False,
+        relayhost: str = "localhost",
+        buildSetSummary: bool = False,
+        subject: str = DEFAULT_SUBJECT,
+        lookup: Any = None,
+        extraRecipients: Sequence[str] = (),
+        sendToInterestedUsers: bool = True,
+        customMesg: Any = None,
+        messageFormatter: Any = defaultMessage,
+        extraHeaders: dict[Any, Any] | None = None,
+        addPatch: bool = True,
+        useTls: bool = False,
+        smtpUser: str | None = None,
+        smtpPassword: str | None = None,
+        smtpPort: int = 25,
+        previousBuildGetter: Any = _default_previous,
+        *,
+        name: str | None = None,
+        useSmtps: bool | None = None,
+        smtpCAFile: str | None = None,
+        smtpTimeout: float = DEFAULT_TIMEOUT,
+        logTailSize: int = DEFAULT_LOG_TAIL,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            config_error(f"MailNotifier: unknown argument(s) {', '.join(sorted(unknown))}")
+        super().__init__(name)
+        self.location = caller_location()
+        if not isinstance(fromaddr, str) or not fromaddr.strip():
+            config_error("MailNotifier: fromaddr (the From: address) is required")
+        if strip_controls(fromaddr) != fromaddr or "@" not in parseaddr(fromaddr)[1]:
+            config_error(f"MailNotifier: fromaddr {fromaddr!r} is not an email address")
+        self.fromaddr = fromaddr
+        self.mode = expand_mode(mode)
+        if customMesg is not None:
+            config_error("MailNotifier: customMesg is deprecated; use messageFormatter "
+                         "instead")
+        if categories is not None and builders is not None:
+            config_error("MailNotifier: Please specify only builders or categories to "
+                         "include - not both.")
+        for label, value in (("builders", builders), ("categories", categories)):
+            if value is not None and (not isinstance(value, list | tuple | set)
+                                      or not all(isinstance(v, str) for v in value)):
+                config_error(f"MailNotifier: {label} must be a list of names")
+        self.builders = None if builders is None else list(builders)
+        self.categories = None if categories is None else list(categories)
+        if not (isinstance(addLogs, bool) or (isinstance(addLogs, list | tuple) and all(
+                isinstance(n, str) for n in addLogs))):
+            config_error("MailNotifier: addLogs must be True, False or a list of log names "
+                         "('<log>' or '<step>.<log>')")
+        self.addLogs = addLogs if isinstance(addLogs, bool) else list(addLogs)
+        if not isinstance(relayhost, str) or not relayhost or strip_controls(relayhost) \
+                != relayhost:
+            config_error("MailNotifier: relayhost must be a host name")
+        self.relayhost = relayhost
+        self.buildSetSummary = bool(buildSetSummary)
+        self.subject = self._check_subject(subject)
+        self.lookup = make_lookup(lookup)
+        if not isinstance(extraRecipients, list | tuple):
+            config_error("MailNotifier: extraRecipients must be a list or tuple")
+        for r in extraRecipients:
+            if not isinstance(r, str) or not VALID_EMAIL.match(r) \
+                    or strip_controls(r) != r:
+                config_error(f"MailNotifier: extra recipient {r!r} is not a valid email")
+        self.extraRecipients = list(extraRecipients)
+        self.sendToInterestedUsers = bool(sendToInterestedUsers)
+        self.messageFormatter = _import_callable(messageFormatter, "messageFormatter")
+        self.extraHeaders = self._check_headers(extraHeaders)
+        self.addPatch = bool(addPatch)
+        self.previousBuildGetter = _import_callable(previousBuildGetter,
+                                                    "previousBuildGetter")
+        self.smtp = self._smtp_settings(useTls, useSmtps, smtpUser, smtpPassword, smtpPort,
+                                        smtpCAFile, smtpTimeout)
+        self.useTls = bool(useTls)
+        self.smtpPort = smtpPort
+        self.smtpUser = smtpUser
+        if not isinstance(logTailSize, int) or isinstance(logTailSize, bool) \
+                or logTailSize < 1024:
+            config_error("MailNotifier: logTailSize must be a number of characters, at "
+                         "least 1024")
+        self.logTailSize = logTailSize
+        self._transport: SmtpTransport | None = None
+
+    def __repr__(self) -> str:
+        return f"<MailNotifier {self.name!r} from {self.fromaddr!r}>"
+
+    # -- argument checks -----------------------------------------------------------------
+
+    @staticmethod
+    def _check_subject(subject: Any) -> str:
+        if not isinstance(subject, str):
+            config_error("MailNotifier: subject must be a string")
+        if "\n" in subject or "\r" in subject:
+            config_error("MailNotifier: Newlines are not allowed in email subjects")
+        try:
+            subject % {"result": "", "title": "", "projectName": "", "builder": ""}
+        except (KeyError, ValueError, TypeError) as exc:
+            config_error(f"MailNotifier: subject {subject!r} cannot be filled in: "
+                         f"{type(exc).__name__}: {exc} (the keys are result, title, "
+                         "projectName and builder)")
+        return subject
+
+    @staticmethod
+    def _check_headers(headers: Any) -> dict[Any, Any]:
+        if headers is None:
+            return {}
+        if not isinstance(headers, dict):
+            config_error("MailNotifier: extraHeaders must be a dictionary")
+        for key in headers:
+            if isinstance(key, str):
+                if not _HEADER_NAME.match(key):
+                    config_error(f"MailNotifier: extraHeaders key {key!r} is not a valid "
+                                 "header name")
+                if key.lower() in OWN_HEADERS:
+                    config_error(f"MailNotifier: extraHeaders cannot set {key!r}: "
+                                 "MailNotifier writes that header itself")
+        return dict(headers)
+
+    def _smtp_settings(self, useTls: Any, useSmtps: Any, user: Any, password: Any,
+                       port: Any, ca_file: Any, timeout: Any) -> SmtpSettings:
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            config_error("MailNotifier: smtpPort must be a port number (1-65535)")
+        if (user is None) != (password is None):
+            config_error("MailNotifier: give both smtpUser and smtpPassword (SMTP AUTH), "
+                         "or neither")
+        if user is not None and not (isinstance(user, str) and isinstance(password, str)):
+            config_error("MailNotifier: smtpUser and smtpPassword must be strings")
+        implicit = port == 465 if useSmtps is None else bool(useSmtps)
+        if implicit and useTls:
+            config_error("MailNotifier: useTls (STARTTLS) and implicit TLS (useSmtps, or "
+                         "port 465) exclude each other; choose one")
+        if ca_file is not None:
+            if not isinstance(ca_file, str):
+                config_error("MailNotifier: smtpCAFile must be a file name")
+            if not os.path.isabs(os.path.expanduser(ca_file)) and self.location is not None:
+                ca_file = os.path.join(os.path.dirname(self.location.filename), ca_file)
+            ca_file = os.path.expanduser(ca_file)
+            if not os.path.isfile(ca_file):
+                config_error(f"MailNotifier: smtpCAFile {ca_file!r} does not exist")
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            config_error("MailNotifier: smtpTimeout must be a positive number of seconds")
+        return SmtpSettings(host=self.relayhost, port=port, starttls=bool(useTls),
+                            implicit_tls=implicit, user=user, password=password,
+                            ca_file=ca_file, timeout=float(timeout))
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def builder_watched(self, name: str, category: str | None) -> bool:
+        if self.builders is not None and name not in self.builders:
+            return False
+        return self.categories is None or category in self.categories
+
+    def isMailNeeded(self, build: Any, results: int | None) -> bool:
+        """0.8's mode table for one build with result ``results``."""
+        builder = build.getBuilder()
+        if not self.builder_watched(builder.getName(), builder.getCategory()):
+            return False
+        mode = self.mode
+        prev = None
+        if "change" in mode or "problem" in mode:
+            prev = self.previousBuildGetter(build)
+        if "change" in mode and prev is not None and prev.getResults() != results:
+            return True
+        if "failing" in mode and results == FAILURE:
+            return True
+        if "passing" in mode and results == SUCCESS:
+            return True
+        if "problem" in mode and results == FAILURE and prev is not None \
+                and prev.getResults() != FAILURE:
+            return True
+        if "warnings" in mode and results == WARNINGS:
+            return True
+        return "exception" in mode and results == EXCEPTION
+
+    def notifications_for(self, event: dict[str, Any]) -> list[Notification]:
+        payload = event["payload"]
+        if event["kind"] == "build.finished":
+            if self.buildSetSummary:
+                return []
+            builder_cfg = self.config.builders.get(payload["builder"])
+            category = builder_cfg.category if builder_cfg is not None else None
+            if not self.builder_watched(payload["builder"], category):
+                return []
+            build = self.master_status.getBuildById(int(payload["buildid"]))
+            if build is None:
+                log.warning("mail %r: build %s #%s is gone; no mail", self.name,
+                            payload["builder"], payload["number"])
+                return []
+            results = payload.get("results", build.getResults())
+            if not self.isMailNeeded(build, results):
+                return []
+            return [self._compose(event, build.getBuilder().getName(), [build], results)]
+        if event["kind"] == "buildset.complete":
+            if not self.buildSetSummary:
+                return []
+            bsid = int(payload["buildsetid"])
+            kept = [b for b in self.master_status.getBuildsOfBuildset(bsid)
+                    if self.isMailNeeded(b, b.getResults())]
+            if not kept:
+                return []
+            return [self._compose(event, WHOLE_BUILDSET, kept, payload.get("results"),
+                                  buildsetid=bsid)]
+        return []
+
+    # -- composing -----------------------------------------------------------------------
+
+    def _format(self, build: Any) -> dict[str, Any]:
+        """The formatter's answer for one build, checked."""
+        name, results = build.getBuilder().getName(), build.getResults()
+        builtin = BUILTIN_FORMATTERS.get(self.messageFormatter)
+        if builtin is not None:
+            answer = builtin(self.mode, name, build, results, self.master_status,
+                             self.previousBuildGetter(build))
+        else:
+            answer = self.messageFormatter(self.mode, name, build, results,
+                                           self.master_status)
+        if not isinstance(answer, dict) or not isinstance(answer.get("body"), str):
+            raise ValueError(f"messageFormatter returned {type(answer).__name__}, not a dict "
+                             "with a 'body' string")
+        if answer.get("type", "plain") not in ("plain", "html"):
+            raise ValueError(f"messageFormatter returned type {answer.get('type')!r}; it "
+                             "must be 'plain' or 'html'")
+        if "subject" in answer and not isinstance(answer["subject"], str):
+            raise ValueError("messageFormatter returned a subject that is not a string")
+        return answer
+
+    def _compose(self, event: dict[str, Any], name: str, builds: list[Any],
+                 results: int | None, buildsetid: int | None = None) -> Notification:
+        if len(builds) == 1:
+            answer = self._format(builds[0])
+            body, kind, subject = answer["body"], answer.get("type", "plain"), \
+                answer.get("subject")
+        else:  # 0.8: bodies one after another; the last type and subject given win
+            body, kind, subject = "", "plain", None
+            for build in builds:
+                answer = self._format(build)
+                body += answer["body"] + "\n\n"
+                kind = answer.get("type", "plain")
+                subject = answer.get("subject", subject)
+        if subject is None:
+            title = self.master_status.getTitle()
+            subject = self.subject % {"result": result_word(results), "title": title,
+                                      "projectName": title, "builder": name}
+        recipients = self._recipients(builds)
+        first = builds[0]
+        what = (f"{name} #{first.getNumber()}" if buildsetid is None
+                else f"buildset {buildsetid}: " + ", ".join(
+                    f"{b.getBuilder().getName()} #{b.getNumber()}" for b in builds))
+        what += f" ({result_word(results)})"
+        message_id = self.message_id(event["id"], recipients.envelope)
+        note = Notification(key=message_id, what=what,
+                            recipients=[*recipients.to, *recipients.cc],
+                            builder=name if buildsetid is None else None,
+                            build_number=first.getNumber() if buildsetid is None else None,
+                            buildsetid=buildsetid)
+        if not recipients.envelope:
+            note.skip_reason = "no recipients: nobody interested and no extraRecipients"
+            return note
+        msg = EmailMessage(policy=_POLICY)
+        msg["Date"] = formatdate(event["created_at"], localtime=True)
+        msg["Subject"] = _header_value(subject)
+        msg["From"] = self.fromaddr
+        msg["To"] = recipients.header_addresses(recipients.to)
+        if recipients.cc:
+            msg["CC"] = recipients.header_addresses(recipients.cc)
+        msg["Message-ID"] = message_id
+        msg.set_content(body, subtype=kind, charset="utf-8")
+        self._add_headers(msg, builds)
+        if self.addPatch:
+            self._attach_patches(msg, builds)
+        if self.addLogs:
+            self._attach_logs(msg, builds, summary=buildsetid is not None)
+        note.payload = (recipients.envelope, msg)
+        return note
+
+    def _recipients(self, builds: list[Any]) -> Recipients:
+        candidates = interested_candidates(builds, self.lookup, self.db) \
+            if self.sendToInterestedUsers else []
+        return choose_recipients(candidates, self.extraRecipients,
+                                 self.sendToInterestedUsers)
+
+    def message_id(self, event_id: int, envelope: Sequence[str]) -> str:
+        """The same for the same master, notifier, event and recipients: a mail sent again
+        after a crash is recognisably the same mail."""
+        url = self.config.buildbotURL or ""
+        host = urlsplit(url).hostname or "bbweb.invalid"
+        key = "\0".join([url, self.name, str(event_id),
+                         ",".join(sorted(a.lower() for a in envelope))])
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+        return f"<bbweb.{event_id}.{digest}@{host}>"
+
+    def _add_headers(self, msg: EmailMessage, builds: list[Any]) -> None:
+        """extraHeaders, rendered against the build's properties (with several builds,
+        the first one's); values can never add a line."""
+        for key, value in self.extraHeaders.items():
+            key = builds[0].render(key)
+            value = builds[0].render(value)
+            key = strip_controls(str(key)).strip()
+            if not _HEADER_NAME.match(key) or key.lower() in OWN_HEADERS or key in msg:
+                log.warning("mail %r: extra header %r is not added (not a header name, or "
+                            "already in the message)", self.name, key[:100])
+                continue
+            msg[key] = _header_value(str(value))
+
+    def _attach_patches(self, msg: EmailMessage, builds: list[Any]) -> None:
+        index = 0
+        for build in builds:
+            for ss in build.getSourceStamps():
+                if not ss.patch or ss.patch[1] is None:
+                    continue
+                body = ss.patch[1]
+                raw = body if isinstance(body, bytes) else str(body).encode("utf-8")
+                filename = f"source patch {index}"
+                index += 1
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    msg.add_attachment(raw, maintype="application", subtype="octet-stream",
+                                       filename=filename)
+                else:
+                    msg.add_attachment(text, subtype="plain", charset="utf-8",
+                                       filename=filename)
+
+    def _attach_logs(self, msg: EmailMessage, builds: list[Any], summary: bool) -> None:
+        wanted = None if self.addLogs is True else set(self.addLogs)
+        for build in builds:
+            for step in build.getSteps():
+                for logfile in step.getLogs():
+                    short = f"{step.getName()}.{logfile.getName()}"
+                    if wanted is not None and logfile.getName() not in wanted \
+                            and short not in wanted:
+                        continue
+                    text, cut = logfile.getTail(self.logTailSize)
+                    if cut:
+                        text = (f"[only the last {len(text)} characters of this log are "
+                                f"attached; the whole log is at "
+                                f"{self.master_status.getURLForThing(logfile) or 'the build page'}]"
+                                "\n" + text)
+                    filename = f"{build.getBuilder().getName()}.{short}" if summary else short
+                    msg.add_attachment(text, subtype="plain", charset="utf-8",
+                                       filename=strip_controls(filename))
+
+    # -- delivering ----------------------------------------------------------------------
+
+    def deliver(self, notification: Notification) -> str:
+        envelope, msg = notification.payload
+        if self._transport is None:
+            self._transport = SmtpTransport(self.smtp)
+        sender = parseaddr(self.fromaddr)[1] or self.fromaddr
+        return self._transport.send(sender, list(envelope), msg.as_bytes())
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+def _header_value(text: str) -> str:
+    """A header value with control characters turned to spaces, at most one header
+    line's worth of characters."""
+    text = " ".join(strip_controls(text).split())
+    return text if len(text) <= HEADER_VALUE_LIMIT else text[:HEADER_VALUE_LIMIT - 1] + "…"
+
+
+FormatterType = Callable[[Sequence[str], str, Any, int, Any], dict[str, Any]]
+
+__all__ = ["DEFAULT_MODE", "MODES", "MailNotifier", "WHOLE_BUILDSET", "expand_mode"]
