@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.db.schema import buildrequests, builds
+from bbweb.db.schema import buildrequests, builds, sourcestamps
 
 
 def previous_finished_build_id(conn: Connection, builderid: int, number: int,
@@ -32,3 +32,12 @@ def buildset_build_ids(conn: Connection, buildsetid: int) -> list[int]:
     return [i for (i,) in conn.execute(
         sa.select(builds.c.id).join(buildrequests, buildrequests.c.id == builds.c.buildrequestid)
         .where(buildrequests.c.buildsetid == buildsetid).order_by(builds.c.id))]
+
+
+def patch_body(conn: Connection, sourcestampid: int) -> bytes | None:
+    """A source stamp's patch exactly as stored (bytes; binary patches included)."""
+    body = conn.execute(sa.select(sourcestamps.c.patch_body)
+                        .where(sourcestamps.c.id == sourcestampid)).scalar()
+    if body is None:
+        return None
+    return body.tobytes() if isinstance(body, memoryview) else bytes(body)

@@ -243,6 +243,12 @@ class MasterStatus:
         return [BuildStatus(BuilderStatus(self, found[i].builder, infos[found[i].builder]),
                             found[i]) for i in ids if i in found]
 
+    def getPatchBody(self, sourcestamp: SourceStamp) -> bytes | None:
+        """A source stamp's patch as the bytes that were submitted (``ss.patch[1]`` is
+        text, with undecodable bytes replaced)."""
+        with self.db.read() as conn:
+            return build_history.patch_body(conn, sourcestamp.ssid)
+
     def asDict(self) -> dict[str, str]:
         return {"title": self.getTitle(), "titleURL": self.getTitleURL(),
                 "buildbotURL": self.getBuildbotURL()}

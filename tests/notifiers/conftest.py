@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from bbweb.db.schema import notifications
 from bbweb.engine import builds as eb
 from bbweb.engine import events as eevents
+from bbweb.engine import slaves as es
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from tests.support.history import claim, force
@@ -37,7 +38,7 @@ c['builders'] = [
     BuilderConfig(name='docs', slavenames=['slave1'], factory=f, category='doc'),
 ]
 c['schedulers'] = [
-    SingleBranchScheduler(name='all', branch=None, builderNames=['runtests', 'docs']),
+    AnyBranchScheduler(name='all', builderNames=['runtests', 'docs']),
     ForceScheduler(name='force', builderNames=['runtests', 'docs']),
 ]
 c['status'] = []
@@ -139,6 +140,19 @@ def finish_claimed(master: Any, buildid: int, result: int, clock: Clock,
                 eb.finish_step(conn, cfg, spec["id"], None, interrupted="error", now=clock())
             else:
                 eb.finish_step(conn, cfg, spec["id"], rcs.get(spec["name"], 0), now=clock())
+
+
+def run_pending(master: Any, result: int, clock: Clock) -> list[int]:
+    """Claim and run every pending request (oldest first) to ``result``; build ids."""
+    done = []
+    while True:
+        with master.db.write() as conn:
+            sid = es.slave_id(conn, "slave1") or es.ensure_slave(conn, "slave1")
+            claimed = eb.claim_build_request(conn, master.config, "slave1", sid, now=clock())
+        if claimed is None:
+            return done
+        finish_claimed(master, claimed.buildid, result, clock)
+        done.append(claimed.buildid)
 
 
 def build(master: Any, builder: str, result: int, clock: Clock, **force_kw: Any) -> int:

@@ -373,7 +373,7 @@ class MailNotifier(Notifier):
         if recipients.cc:
             msg["CC"] = recipients.header_addresses(recipients.cc)
         msg["Message-ID"] = message_id
-        msg.set_content(body, subtype=kind, charset="utf-8")
+        msg.set_content(body, subtype=kind, charset="utf-8", cte=_body_encoding(body))
         self._add_headers(msg, builds)
         if self.addPatch:
             self._attach_patches(msg, builds)
@@ -417,8 +417,9 @@ class MailNotifier(Notifier):
             for ss in build.getSourceStamps():
                 if not ss.patch or ss.patch[1] is None:
                     continue
-                body = ss.patch[1]
-                raw = body if isinstance(body, bytes) else str(body).encode("utf-8")
+                raw = self.master_status.getPatchBody(ss)
+                if raw is None:
+                    continue
                 filename = f"source patch {index}"
                 index += 1
                 try:
@@ -462,6 +463,15 @@ class MailNotifier(Notifier):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+def _body_encoding(body: str) -> str | None:
+    """7bit for ASCII text whose lines SMTP carries as they are (as 0.8); otherwise the
+    email package's choice (quoted-printable or base64: no server needs 8BITMIME)."""
+    lines = body.splitlines() or [""]
+    if body.isascii() and max(len(line) for line in lines) <= 998:
+        return "7bit"
+    return None
 
 
 def _header_value(text: str) -> str:
