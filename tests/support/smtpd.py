@@ -1,7 +1,8 @@
 """A real SMTP server for tests: aiosmtpd in a thread, with STARTTLS, implicit TLS and
 AUTH as asked, and a certificate made with the ``openssl`` command.
 
-Every message is kept as it arrived (envelope, raw bytes, parsed with :mod:`email`).
+Recipients named ``refused-…`` are refused with 550, ``later-…`` with 450. Every
+message is kept as it arrived (envelope, raw bytes, parsed with :mod:`email`).
 Tests share one server per kind for the session and tell their mail apart by the envelope
 sender (each test uses its own ``fromaddr``). ``hold()`` makes the server keep the client
 waiting after it stored a message and before it answers, as a slow or crashing exchange
@@ -89,10 +90,21 @@ class _Sink:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
-    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
+    async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str,
+                          _options: Any) -> str:
+        """``refused-…`` addresses are refused for good (550), ``later-…`` for now (450)."""
+        if address.startswith("refused-"):
+            return "550 5.1.1 no such mailbox"
+        if address.startswith("later-"):
+            return "450 4.2.1 mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
-        received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(raw),
-                            session.ssl is not None, session.auth_data)
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(raw), tls,
+                            session.auth_data)
         with self.server.lock:
             self.server.messages.append(received)
         while self.server.holding.is_set():  # keep the client waiting for our answer
@@ -138,8 +150,10 @@ class SmtpServer:
                               authenticator=_authenticator, auth_required=True,
                               auth_require_tls=True, **common)
         if self.kind == "smtps":
+            # (aiosmtpd counts only STARTTLS as TLS for AUTH; this connection is TLS
+            # from its first byte)
             return Controller(sink, ssl_context=ctx, authenticator=_authenticator,
-                              auth_required=True, **common)
+                              auth_required=True, auth_require_tls=False, **common)
         if self.kind == "clear-auth":
             return Controller(sink, authenticator=_authenticator, auth_required=True,
                               auth_require_tls=False, **common)
