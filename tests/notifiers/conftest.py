@@ -17,6 +17,7 @@ from bbweb.engine import events as eevents
 from bbweb.engine import slaves as es
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
+from tests.daemon.conftest import daemons  # noqa: F401 (the fixture, for daemon tests)
 from tests.support.history import claim, force
 from tests.support.smtpd import SmtpServer
 
