@@ -317,7 +317,7 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
             with db.write() as conn:
                 sync_builders(conn, cfg)
             forget_clean_shutdown(db)
-            bind_notifiers(notifiers, db, cfg)
+            bind_notifiers(all_consumers, db, cfg)
         except Exception:
             log.exception("cannot start the daemon: the status database is unusable")
             return 1

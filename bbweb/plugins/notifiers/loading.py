@@ -112,9 +112,9 @@ def _unique_names(notifiers: Iterable[Any]) -> list[str]:
     return warnings
 
 
-def bind_notifiers(notifiers: Iterable[Any], db: Any, cfg: Any) -> None:
-    """Hand each notifier the status database (before any event is dispatched)."""
-    for notifier in notifiers:
-        bind = getattr(notifier, "bind", None)
-        if callable(bind):
-            bind(db, cfg)
+def bind_notifiers(consumers: Iterable[Any], db: Any, cfg: Any) -> None:
+    """Hand each :class:`Notifier` among ``consumers`` the status database and the
+    configuration (before any event is dispatched)."""
+    for consumer in consumers:
+        if isinstance(consumer, Notifier):
+            consumer.bind(db, cfg)
