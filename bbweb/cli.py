@@ -97,6 +97,12 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     _pages, page_failures = load_pages(cfg, settings)
     failures.update(page_failures)
     failures.update(load_auth(cfg, settings, args.basedir)[1])
+    from bbweb.plugins.notifiers.loading import load_notifiers
+
+    _notifiers, notifier_failures, notifier_warnings = load_notifiers(cfg, settings)
+    failures.update(notifier_failures)
+    for warning in notifier_warnings:
+        print(f"warning: {warning}")
     if failures:
         print("bbweb: plugins that cannot be used:", file=sys.stderr)
         for name, message in sorted(failures.items()):

@@ -89,3 +89,16 @@ def test_a_good_configuration_passes_checkconfig(tmp_path, capsys):
     cfg += "c['status'].append(MailNotifier(fromaddr='bb@example.org', lookup='example.org'))\n"
     (tmp_path / "master.cfg").write_text(cfg)
     assert main(["checkconfig", str(tmp_path)]) == 0, capsys.readouterr().err
+
+
+def test_checkconfig_reports_plugins_toml_notifiers(tmp_path, capsys):
+    cfg = MAIL_CFG.replace("DB_URL", repr("sqlite:///" + str(tmp_path / "s.sqlite")))
+    (tmp_path / "master.cfg").write_text(cfg)
+    (tmp_path / "plugins.toml").write_text(
+        '[notifiers]\nmail = { fromaddr = "bb@example.org", mode = ["failing", "all"] }\n')
+    assert main(["checkconfig", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "notifiers.mail: MailNotifier: mode 'all' is not valid in an iterator" in err
+    (tmp_path / "plugins.toml").write_text(
+        '[notifiers]\nmail = { fromaddr = "bb@example.org", mode = "all" }\n')
+    assert main(["checkconfig", str(tmp_path)]) == 0
