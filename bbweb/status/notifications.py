@@ -72,15 +72,6 @@ def recent_deliveries(conn: Connection, notifier: str, limit: int = 50,
     return [_record(r) for r in rows]
 
 
-def deliveries_for_event(conn: Connection, notifier: str, event_id: int
-                         ) -> list[DeliveryRecord]:
-    """Every attempt ``notifier`` made for one event, oldest first."""
-    rows = conn.execute(sa.select(notifications).where(
-        notifications.c.notifier == notifier, notifications.c.event_id == event_id)
-        .order_by(notifications.c.id)).all()
-    return [_record(r) for r in rows]
-
-
 def delivery_settled(conn: Connection, notifier: str, event_id: int, key: str) -> bool:
     """Whether ``notifier`` already sent (or skipped, or had refused for good) the
     notification ``key`` of event ``event_id``."""

@@ -35,9 +35,8 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy.exc
@@ -79,7 +78,6 @@ class Notification:
     build_number: int | None = None
     buildsetid: int | None = None
     skip_reason: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 # Errors that say nothing about the event but about the database: handling is retried.
@@ -114,7 +112,6 @@ class Notifier:
         self.config: Any = None
         self.master_status: Any = None
         self._recorded = 0
-        self._lock = threading.Lock()
 
     # -- the consumer interface ----------------------------------------------------------
 

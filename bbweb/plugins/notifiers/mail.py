@@ -8,20 +8,25 @@ sends it over SMTP. What changed from 0.8 on purpose is listed in docs/compat.md
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
-import re
-from collections.abc import Callable, Sequence
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, parseaddr
+from collections.abc import Sequence
+from email.utils import parseaddr
 from typing import Any
-from urllib.parse import urlsplit
 
 from bbweb.config.errors import caller_location, config_error
 from bbweb.plugins.notifiers.base import Notification, Notifier
+from bbweb.plugins.notifiers.mail_compose import (
+    HEADER_NAME,
+    OWN_HEADERS,
+    MailContent,
+    add_extra_headers,
+    attach_logs,
+    attach_patches,
+    build_message,
+    message_id,
+)
 from bbweb.plugins.notifiers.mail_format import (
     BUILTIN_FORMATTERS,
     DEFAULT_SUBJECT,
@@ -48,13 +53,6 @@ MODE_STRINGS = {"all": ("failing", "passing", "warnings", "exception"),
 DEFAULT_MODE = ("failing", "passing", "warnings")
 WHOLE_BUILDSET = "(whole buildset)"
 DEFAULT_LOG_TAIL = 256 * 1024  # characters of each attached log (its end)
-HEADER_VALUE_LIMIT = 998
-# Headers MailNotifier writes itself; extraHeaders cannot add them a second time.
-OWN_HEADERS = frozenset({"date", "subject", "from", "to", "cc", "message-id",
-                         "mime-version", "content-type", "content-transfer-encoding",
-                         "content-disposition"})
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
-_POLICY = SMTP_POLICY.clone(cte_type="7bit")
 
 
 def expand_mode(mode: Any) -> tuple[str, ...]:
@@ -217,7 +215,7 @@ class MailNotifier(Notifier):
             config_error("MailNotifier: extraHeaders must be a dictionary")
         for key in headers:
             if isinstance(key, str):
-                if not _HEADER_NAME.match(key):
+                if not HEADER_NAME.match(key):
                     config_error(f"MailNotifier: extraHeaders key {key!r} is not a valid "
                                  "header name")
                 if key.lower() in OWN_HEADERS:
@@ -335,11 +333,43 @@ class MailNotifier(Notifier):
 
     def _compose(self, event: dict[str, Any], name: str, builds: list[Any],
                  results: int | None, buildsetid: int | None = None) -> Notification:
+        content = self._content(name, builds, results)
+        recipients = self._recipients(builds)
+        first = builds[0]
+        what = (f"{name} #{first.getNumber()}" if buildsetid is None
+                else f"buildset {buildsetid}: " + ", ".join(
+                    f"{b.getBuilder().getName()} #{b.getNumber()}" for b in builds))
+        what += f" ({result_word(results)})"
+        msgid = message_id(self.config.buildbotURL or "", self.name, event["id"],
+                           recipients.envelope)
+        note = Notification(key=msgid, what=what, recipients=[*recipients.to, *recipients.cc],
+                            builder=name if buildsetid is None else None,
+                            build_number=first.getNumber() if buildsetid is None else None,
+                            buildsetid=buildsetid)
+        if not recipients.envelope:
+            note.skip_reason = "no recipients: nobody interested and no extraRecipients"
+            return note
+        msg = build_message(content, sender=self.fromaddr, recipients=recipients,
+                            msgid=msgid, date=event["created_at"])
+        # 0.8 rendered the headers only for a single build; a summary uses its first
+        add_extra_headers(msg, self.extraHeaders, first, self.name)
+        if self.addPatch:
+            attach_patches(msg, builds, self.master_status)
+        if self.addLogs:
+            attach_logs(msg, builds, self.addLogs, summary=buildsetid is not None,
+                        tail_size=self.logTailSize, master_status=self.master_status)
+        note.payload = (recipients.envelope, msg)
+        return note
+
+    def _content(self, name: str, builds: list[Any], results: int | None) -> MailContent:
+        """The formatter's body, type and subject (0.8: with several builds the bodies
+        follow one another, each followed by a blank line; the last type and the last
+        subject given win)."""
         if len(builds) == 1:
             answer = self._format(builds[0])
             body, kind, subject = answer["body"], answer.get("type", "plain"), \
                 answer.get("subject")
-        else:  # 0.8: bodies one after another; the last type and subject given win
+        else:
             body, kind, subject = "", "plain", None
             for build in builds:
                 answer = self._format(build)
@@ -350,105 +380,13 @@ class MailNotifier(Notifier):
             title = self.master_status.getTitle()
             subject = self.subject % {"result": result_word(results), "title": title,
                                       "projectName": title, "builder": name}
-        recipients = self._recipients(builds)
-        first = builds[0]
-        what = (f"{name} #{first.getNumber()}" if buildsetid is None
-                else f"buildset {buildsetid}: " + ", ".join(
-                    f"{b.getBuilder().getName()} #{b.getNumber()}" for b in builds))
-        what += f" ({result_word(results)})"
-        message_id = self.message_id(event["id"], recipients.envelope)
-        note = Notification(key=message_id, what=what,
-                            recipients=[*recipients.to, *recipients.cc],
-                            builder=name if buildsetid is None else None,
-                            build_number=first.getNumber() if buildsetid is None else None,
-                            buildsetid=buildsetid)
-        if not recipients.envelope:
-            note.skip_reason = "no recipients: nobody interested and no extraRecipients"
-            return note
-        msg = EmailMessage(policy=_POLICY)
-        msg["Date"] = formatdate(event["created_at"], localtime=True)
-        msg["Subject"] = _header_value(subject)
-        msg["From"] = self.fromaddr
-        msg["To"] = recipients.header_addresses(recipients.to)
-        if recipients.cc:
-            msg["CC"] = recipients.header_addresses(recipients.cc)
-        msg["Message-ID"] = message_id
-        msg.set_content(body, subtype=kind, charset="utf-8", cte=_body_encoding(body))
-        self._add_headers(msg, builds)
-        if self.addPatch:
-            self._attach_patches(msg, builds)
-        if self.addLogs:
-            self._attach_logs(msg, builds, summary=buildsetid is not None)
-        note.payload = (recipients.envelope, msg)
-        return note
+        return MailContent(body, kind, subject)
 
     def _recipients(self, builds: list[Any]) -> Recipients:
         candidates = interested_candidates(builds, self.lookup, self.db) \
             if self.sendToInterestedUsers else []
         return choose_recipients(candidates, self.extraRecipients,
                                  self.sendToInterestedUsers)
-
-    def message_id(self, event_id: int, envelope: Sequence[str]) -> str:
-        """The same for the same master, notifier, event and recipients: a mail sent again
-        after a crash is recognisably the same mail."""
-        url = self.config.buildbotURL or ""
-        host = urlsplit(url).hostname or "bbweb.invalid"
-        key = "\0".join([url, self.name, str(event_id),
-                         ",".join(sorted(a.lower() for a in envelope))])
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-        return f"<bbweb.{event_id}.{digest}@{host}>"
-
-    def _add_headers(self, msg: EmailMessage, builds: list[Any]) -> None:
-        """extraHeaders, rendered against the build's properties (with several builds,
-        the first one's); values can never add a line."""
-        for key, value in self.extraHeaders.items():
-            key = builds[0].render(key)
-            value = builds[0].render(value)
-            key = strip_controls(str(key)).strip()
-            if not _HEADER_NAME.match(key) or key.lower() in OWN_HEADERS or key in msg:
-                log.warning("mail %r: extra header %r is not added (not a header name, or "
-                            "already in the message)", self.name, key[:100])
-                continue
-            msg[key] = _header_value(str(value))
-
-    def _attach_patches(self, msg: EmailMessage, builds: list[Any]) -> None:
-        index = 0
-        for build in builds:
-            for ss in build.getSourceStamps():
-                if not ss.patch or ss.patch[1] is None:
-                    continue
-                raw = self.master_status.getPatchBody(ss)
-                if raw is None:
-                    continue
-                filename = f"source patch {index}"
-                index += 1
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    msg.add_attachment(raw, maintype="application", subtype="octet-stream",
-                                       filename=filename)
-                else:
-                    msg.add_attachment(text, subtype="plain", charset="utf-8",
-                                       filename=filename)
-
-    def _attach_logs(self, msg: EmailMessage, builds: list[Any], summary: bool) -> None:
-        wanted = None if self.addLogs is True else set(self.addLogs)
-        for build in builds:
-            for step in build.getSteps():
-                for logfile in step.getLogs():
-                    short = f"{step.getName()}.{logfile.getName()}"
-                    if wanted is not None and logfile.getName() not in wanted \
-                            and short not in wanted:
-                        continue
-                    text, cut = logfile.getTail(self.logTailSize)
-                    if cut:
-                        text = (f"[only the last {len(text)} characters of this log are "
-                                f"attached; the whole log is at "
-                                f"{self.master_status.getURLForThing(logfile) or 'the build page'}]"
-                                "\n" + text)
-                    filename = f"{build.getBuilder().getName()}.{short}" if summary else short
-                    msg.add_attachment(text, subtype="plain", charset="utf-8",
-                                       filename=strip_controls(filename))
 
     # -- delivering ----------------------------------------------------------------------
 
@@ -464,23 +402,5 @@ class MailNotifier(Notifier):
             self._transport.close()
             self._transport = None
 
-
-def _body_encoding(body: str) -> str | None:
-    """7bit for ASCII text whose lines SMTP carries as they are (as 0.8); otherwise the
-    email package's choice (quoted-printable or base64: no server needs 8BITMIME)."""
-    lines = body.splitlines() or [""]
-    if body.isascii() and max(len(line) for line in lines) <= 998:
-        return "7bit"
-    return None
-
-
-def _header_value(text: str) -> str:
-    """A header value with control characters turned to spaces, at most one header
-    line's worth of characters."""
-    text = " ".join(strip_controls(text).split())
-    return text if len(text) <= HEADER_VALUE_LIMIT else text[:HEADER_VALUE_LIMIT - 1] + "…"
-
-
-FormatterType = Callable[[Sequence[str], str, Any, int, Any], dict[str, Any]]
 
 __all__ = ["DEFAULT_MODE", "MODES", "MailNotifier", "WHOLE_BUILDSET", "expand_mode"]
