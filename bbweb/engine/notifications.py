@@ -29,11 +29,13 @@ def start_attempt(conn: Connection, notifier: str, event_id: int, key: str, *, w
     """Record an attempt (``sending`` unless the outcome is already known); returns its id."""
     now = time.time() if now is None else now
     done = None if outcome == "sending" else now
-    return int(conn.execute(notifications.insert().values(
+    inserted = conn.execute(notifications.insert().values(
         notifier=notifier, event_id=event_id, message_key=key[:255], what=what,
         builder=builder, build_number=build_number, buildsetid=buildsetid,
         recipients=json.dumps(list(recipients)), attempted_at=now, finished_at=done,
-        outcome=outcome, answer=_clip(answer))).inserted_primary_key[0])
+        outcome=outcome, answer=_clip(answer))).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
 
 
 def finish_attempt(conn: Connection, attempt_id: int, outcome: str, answer: str,

@@ -133,11 +133,12 @@ class MailNotifier(Notifier):
             config_error(f"MailNotifier: unknown argument(s) {', '.join(sorted(unknown))}")
         super().__init__(name)
         self.location = caller_location()
-        if not isinstance(fromaddr, str) or not fromaddr.strip():
+        address = fromaddr if isinstance(fromaddr, str) else ""
+        if not address.strip():
             config_error("MailNotifier: fromaddr (the From: address) is required")
-        if strip_controls(fromaddr) != fromaddr or "@" not in parseaddr(fromaddr)[1]:
-            config_error(f"MailNotifier: fromaddr {fromaddr!r} is not an email address")
-        self.fromaddr = fromaddr
+        if strip_controls(address) != address or "@" not in parseaddr(address)[1]:
+            config_error(f"MailNotifier: fromaddr {address!r} is not an email address")
+        self.fromaddr: str = address
         self.mode = expand_mode(mode)
         if customMesg is not None:
             config_error("MailNotifier: customMesg is deprecated; use messageFormatter "
