@@ -40,7 +40,7 @@ setup(
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
         "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40", "hypothesis>=6", "feedparser>=6",
-                 "wheel"],
+                 "wheel", "aiosmtpd>=1.4"],
     },
     entry_points={
         "console_scripts": ["bbweb = bbweb.cli:main",
@@ -53,7 +53,9 @@ setup(
             "googlecode = bbweb.plugins.hooks.googlecode:GoogleCodeHook",
             "poller = bbweb.plugins.hooks.poller:PollerHook",
         ],
-        "bbweb.notifiers": [],
+        "bbweb.notifiers": [
+            "mail = bbweb.plugins.notifiers.mail:MailNotifier",
+        ],
         "bbweb.auth": [
             "basic = bbweb.auth.backends:BasicAuth",
             "htpasswd = bbweb.auth.backends:HTPasswdAuth",

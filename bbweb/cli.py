@@ -94,12 +94,8 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     used), every line naming the file and line to fix."""
     from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
     from bbweb.config.master import MasterConfig, load_master_config
-    from bbweb.plugins.registry import (
-        PluginSettings,
-        enabled_at,
-        load_notifiers,
-        load_plugin_settings,
-    )
+    from bbweb.plugins.notifiers.loading import load_notifiers
+    from bbweb.plugins.registry import PluginSettings, enabled_at, load_plugin_settings
     from bbweb.web.change_hook import option_problems
 
     errors: list[str] = []
@@ -125,13 +121,9 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
             failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])
     failures.update(load_pages(cfg, settings)[1])
     failures.update(load_auth(cfg, settings, basedir)[1])
-    notifiers, notifier_failures = load_notifiers(settings)
+    _notifiers, notifier_failures, notifier_warnings = load_notifiers(cfg, settings)
     failures.update(notifier_failures)
-    for name in sorted(notifiers):
-        warnings.append(f"{enabled_at('notifiers', name, settings)}: notifiers.{name} is "
-                        "installed, but notifiers are not started from plugins.toml yet: "
-                        "the master daemon runs the objects listed in master.cfg's "
-                        "c['status']")
+    warnings.extend(notifier_warnings)
     problems = []
     for key, message in sorted(failures.items()):
         section, _, name = key.partition(".")

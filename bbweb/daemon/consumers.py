@@ -37,8 +37,11 @@ Optional attributes and methods:
     disconnect from IRC, an SMTP server, a push endpoint. An exception from ``open()`` is
     logged and retried with backoff; one from ``close()`` is logged.
 
-Consumers come from ``run_daemon(consumers=[...])`` and from every object in master.cfg's
-``c['status']`` that has both ``consumer_name`` and ``handle_event``.
+Consumers come from ``run_daemon(consumers=[...])``, from every object in master.cfg's
+``c['status']`` that has both ``consumer_name`` and ``handle_event``, and from the
+notifiers plugins.toml's ``[notifiers]`` enables (:mod:`bbweb.plugins.notifiers.loading`).
+Notifiers build on :class:`bbweb.plugins.notifiers.base.Notifier`, which adds delivering
+once and recording every attempt.
 """
 
 from __future__ import annotations

@@ -263,7 +263,9 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
 
     Stops when ``stop_event`` is set or, when called from the main thread, on SIGINT or
     SIGTERM. ``consumers`` are event consumers (see :mod:`bbweb.daemon.consumers`) run in
-    addition to the consumer-shaped objects of ``c['status']``. ``holder`` names this
+    addition to the consumer-shaped objects of ``c['status']`` and the notifiers of
+    plugins.toml's ``[notifiers]`` (:mod:`bbweb.plugins.notifiers.loading`); a notifier
+    plugin that cannot be loaded is logged and left out. ``holder`` names this
     daemon in the lock table (default: host, pid and a random suffix). The remaining
     arguments are timings in seconds (see :class:`DaemonOptions`); ``heartbeat_timeout``
     overrides every worker's own timeout.
@@ -286,8 +288,22 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
         return 1
     for warning in cfg.warnings:
         log.warning("%s", warning)
+    from bbweb.plugins.notifiers.base import Notifier
+    from bbweb.plugins.notifiers.loading import bind_notifiers, load_notifiers
+    from bbweb.plugins.registry import load_plugin_settings
+
     try:
-        all_consumers = collect_consumers(consumers, cfg.status)
+        notifiers, failures, notes = load_notifiers(cfg, load_plugin_settings(basedir))
+    except ConfigErrors as exc:  # plugins.toml itself is unreadable
+        log.error("cannot start the daemon: plugins.toml has errors:\n%s", exc)
+        return 1
+    for note in notes:
+        log.warning("%s", note)
+    for name, message in sorted(failures.items()):
+        log.error("plugin %s is not available: %s", name, message)
+    others = [t for t in cfg.status if not isinstance(t, Notifier)]
+    try:
+        all_consumers = collect_consumers([*(consumers or []), *notifiers], others)
     except ConsumerError as exc:
         log.error("cannot start the daemon: %s", exc)
         return 1
@@ -301,6 +317,7 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
             with db.write() as conn:
                 sync_builders(conn, cfg)
             forget_clean_shutdown(db)
+            bind_notifiers(all_consumers, db, cfg)
         except Exception:
             log.exception("cannot start the daemon: the status database is unusable")
             return 1

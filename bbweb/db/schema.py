@@ -471,3 +471,31 @@ worker_requests = sa.Table(
     sa.UniqueConstraint("slaveid", "request_key"),
     sa.Index("ix_worker_requests_created_at", "created_at"),
 )
+
+# Every delivery attempt of every notifier (0007): what it was about, to whom, when, and
+# what the server answered. A notification is identified by ``message_key`` (for mail: the
+# Message-ID, made from the master, the event and the recipients); one already recorded as
+# ``sent`` for the same notifier, event and key is not sent again. ``outcome`` is one of
+# sending (in flight, or interrupted by a crash), sent, failed (will be retried), rejected
+# (refused for good by the server), skipped (nobody to send to) and error (the message
+# could not be made, e.g. a messageFormatter raised).
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("notifier", sa.String(255), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("message_key", sa.String(255), nullable=False),
+    sa.Column("what", sa.Text, nullable=False, server_default=""),
+    sa.Column("builder", sa.String(255)),
+    sa.Column("build_number", sa.Integer),
+    sa.Column("buildsetid", sa.Integer),
+    sa.Column("recipients", JsonText, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("attempted_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("answer", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_notifications_notifier_event", "notifier", "event_id"),
+    sa.Index("ix_notifications_notifier_id", "notifier", "id"),
+    sa.Index("ix_notifications_attempted_at", "attempted_at"),
+)

@@ -176,25 +176,6 @@ def not_installed(section: str, name: str) -> str:
             f"{', '.join(installed) if installed else 'none'})")
 
 
-def load_notifiers(settings: PluginSettings) -> tuple[dict[str, Any], dict[str, str]]:
-    """Import the notifiers plugins.toml's [notifiers] enables: (name -> the loaded
-    object, failures as ``{"notifiers.NAME": message}``).
-
-    Nothing runs them yet: the master daemon runs the status targets listed in
-    master.cfg's ``c['status']``. Checking here keeps a misspelt or broken entry from
-    passing unnoticed.
-    """
-    wanted = settings.enabled("notifiers")
-    if not wanted:
-        return {}, {}
-    found = discover("notifiers", wanted)
-    failures = {f"notifiers.{k}": v for k, v in found.failed.items()}
-    for name in wanted:
-        if name not in found.plugins and name not in found.failed:
-            failures[f"notifiers.{name}"] = not_installed("notifiers", name)
-    return found.plugins, failures
-
-
 def enabled_at(section: str, name: str, settings: PluginSettings, config: Any = None
                ) -> Location | None:
     """Where the user enabled a plugin, for messages: its line in plugins.toml, or for a

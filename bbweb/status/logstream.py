@@ -27,6 +27,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from markupsafe import escape
@@ -121,6 +122,40 @@ def iter_chunks(db: Database, logid: int, after: int = -1, streams: str = "oeh",
             del r
         if count < batch:
             return
+
+
+def tail_text(db: Database, logid: int, limit: int, streams: str = "oe",
+              batch: int = BATCH) -> tuple[str, bool]:
+    """The last ``limit`` characters of a log's ``streams``, and whether earlier text was
+    left out. Chunks are read newest first, a batch per read transaction, and only until
+    ``limit`` characters are held, so a gigabyte log costs ``limit`` of memory."""
+
+    def older(before: int | None, count: int) -> list[Any]:
+        query = (sa.select(log_chunks.c.seq, log_chunks.c.compressed, log_chunks.c.content)
+                 .where(log_chunks.c.logid == logid, log_chunks.c.stream.in_(list(streams)))
+                 .order_by(log_chunks.c.seq.desc()).limit(count))
+        if before is not None:
+            query = query.where(log_chunks.c.seq < before)
+        with db.read() as conn:
+            return conn.execute(query).all()
+
+    pieces: list[str] = []
+    held = 0
+    before: int | None = None
+    while held < limit:
+        rows = older(before, batch)
+        for r in rows:
+            pieces.append(_decode(r.compressed, r.content))
+            held += len(pieces[-1])
+            before = int(r.seq)
+            if held >= limit:
+                break
+        if len(rows) < batch and held < limit:
+            return "".join(reversed(pieces)), False
+    text = "".join(reversed(pieces))
+    if len(text) > limit:
+        return text[len(text) - limit:], True
+    return text, bool(older(before, 1))
 
 
 def follow_chunks(db: Database, logid: int, streams: str = "oeh", after: int = -1,

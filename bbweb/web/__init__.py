@@ -38,6 +38,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(grid.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(health.bp)
+    from bbweb.web import notifications  # /notifications, /json/notifications
+    app.register_blueprint(notifications.bp)
     app.register_blueprint(worker_api.bp, url_prefix="/api/worker")
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
     if "json" in s.config.web.provide_feeds:

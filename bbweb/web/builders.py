@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.app import site
 from bbweb.status import estimates, overview, queries, upcoming
+from bbweb.status.naming import natural_key
 from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo, in_int_range
 from bbweb.web.rendering import bare_text, render_page, to_root
 
@@ -83,12 +84,6 @@ def int_arg(name: str, default: int, *, low: int = 0, high: int = MAX_COUNT) -> 
     if value is None or not _INT.fullmatch(value):
         return default
     return min(max(int(value), low), high)
-
-
-def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``slave2`` before ``slave10``."""
-    return [(0, int(part), "") if part.isdecimal() else (1, 0, part.lower())
-            for part in re.split(r"(\d+)", name) if part]
 
 
 def not_found(message: str) -> Response:

@@ -1,0 +1,12 @@
+"""How names sort for people: ``slave2`` before ``slave10``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``slave2`` before ``slave10`` (digits compare as numbers)."""
+    return [(0, int(part), "") if part.isdecimal() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", name) if part]
