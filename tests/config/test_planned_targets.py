@@ -26,11 +26,9 @@ NOT_YET = f"not available yet in this version of bbweb ({__version__})"
 
 # (the import lines of a 0.8 master.cfg with bbweb's prefix, the message's beginning)
 IMPORTS = [
-    ("from bbweb.status.mail import MailNotifier\n"
-     "c['status'] = [MailNotifier(fromaddr='bb@example.org')]",
-     "MailNotifier from bbweb.status.mail (mail about builds) is"),
-    ("from bbweb.status import mail\nc['status'] = [mail.MailNotifier(fromaddr='b@x.org')]",
-     "MailNotifier from bbweb.status.mail (mail about builds) is"),
+    ("from bbweb.status.words import IRC\n"
+     "c['status'] = [IRC('irc.example.org', 'bb', ['#ci'])]",
+     "IRC from bbweb.status.words (the IRC bot) is"),
     ("from bbweb.status import words\nc['status'] = [words.IRC('irc.example.org', 'bb', [])]",
      "IRC from bbweb.status.words (the IRC bot) is"),
     ("from bbweb.status.status_push import StatusPush, HttpStatusPush",
@@ -81,10 +79,10 @@ def test_a_buildbot_prefix_left_in_place_is_pointed_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"{cfg}:3: there is no module 'buildbot.status.html' here: bbweb offers "
             "Buildbot's names under 'bbweb.' (write 'bbweb.status.html')") in err
-    cfg = write(tmp_path, "from buildbot.status.mail import MailNotifier")
+    cfg = write(tmp_path, "from buildbot.status.words import IRC")
     assert main(["checkconfig", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "(write 'bbweb.status.mail'); but MailNotifier from bbweb.status.mail" in err
+    assert "(write 'bbweb.status.words'); but IRC from bbweb.status.words" in err
     assert NOT_YET in err
 
 
@@ -96,9 +94,8 @@ def test_other_import_errors_keep_python_s_message(tmp_path, capsys):
 
 
 def test_start_and_master_fail_with_the_same_sentence(tmp_path, capsys, caplog):
-    cfg = write(tmp_path, "from bbweb.status.mail import MailNotifier")
-    expected = f"{cfg}:3: MailNotifier from bbweb.status.mail (mail about builds) is " \
-               f"not available yet"
+    cfg = write(tmp_path, "from bbweb.status.words import IRC")
+    expected = f"{cfg}:3: IRC from bbweb.status.words (the IRC bot) is not available yet"
     assert main(["start", str(tmp_path)]) == 1
     assert expected in capsys.readouterr().err
     with caplog.at_level(logging.ERROR, logger="bbweb.daemon"):
@@ -118,20 +115,20 @@ def test_every_planned_target_is_really_missing_or_imports():
 
 
 def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, capsys):
-    """A notifier shipped later as bbweb/status/mail.py is imported like any module."""
+    """A notifier shipped later as bbweb/status/words.py is imported like any module."""
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "mail.py").write_text(
-        "class MailNotifier:\n"
-        "    consumer_name = 'mail'\n"
-        "    def __init__(self, fromaddr):\n"
-        "        self.fromaddr = fromaddr\n"
+    (package / "words.py").write_text(
+        "class IRC:\n"
+        "    consumer_name = 'irc'\n"
+        "    def __init__(self, host, nick, channels):\n"
+        "        self.host = host\n"
         "    def handle_event(self, event):\n"
         "        pass\n")
     basedir = tmp_path / "master"
     basedir.mkdir()
-    write(basedir, "from bbweb.status.mail import MailNotifier\n"
-                   "c['status'] = [MailNotifier(fromaddr='bb@example.org')]")
+    write(basedir, "from bbweb.status.words import IRC\n"
+                   "c['status'] = [IRC('irc.example.org', 'bb', ['#ci'])]")
     assert main(["checkconfig", str(basedir)]) == 1
     assert NOT_YET in capsys.readouterr().err
 
@@ -140,11 +137,11 @@ def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, ca
     try:
         assert main(["checkconfig", str(basedir)]) == 0, capsys.readouterr().err
         cfg = load_master_config(basedir)
-        assert [type(t).__name__ for t in cfg.status] == ["MailNotifier"]
+        assert [type(t).__name__ for t in cfg.status] == ["IRC"]
     finally:
-        sys.modules.pop("bbweb.status.mail", None)
-        if hasattr(bbweb.status, "mail"):
-            delattr(bbweb.status, "mail")
+        sys.modules.pop("bbweb.status.words", None)
+        if hasattr(bbweb.status, "words"):
+            delattr(bbweb.status, "words")
 
 
 def test_compat_md_says_which_targets_exist():
