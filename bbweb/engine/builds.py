@@ -36,7 +36,7 @@ from bbweb.db.schema import (
 from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
 from bbweb.engine.logs import append_chunks, create_log, finish_log
-from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, json_text_depth, value_depth
+from bbweb.engine.validation import MAX_CARRIED_DEPTH, depth, text_depth
 from bbweb.status.builder import (
     EXCEPTION,
     FAILURE,
@@ -257,9 +257,9 @@ def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, sla
 
 def _decode_property(text: str) -> tuple[bool, Any]:
     """(True, value) for stored JSON no deeper than the bound, (False, depth) otherwise."""
-    depth = json_text_depth(text)
-    if depth > MAX_PROPERTY_DEPTH:
-        return False, depth
+    levels = text_depth(text)
+    if levels > MAX_CARRIED_DEPTH:
+        return False, levels
     return True, json.loads(text)
 
 
@@ -274,9 +274,9 @@ def _gather_properties(conn: Connection, cfg: MasterConfig, buildername: str, bs
     refused: list[str] = []
 
     def add(name: str, value: Any, source: str) -> None:
-        if value_depth(value) > MAX_PROPERTY_DEPTH:
+        if depth(value, MAX_CARRIED_DEPTH) > MAX_CARRIED_DEPTH:
             refused.append(f"property {name!r} ({source}) nests more than "
-                           f"{MAX_PROPERTY_DEPTH} levels deep")
+                           f"{MAX_CARRIED_DEPTH} levels deep")
             props.pop(name, None)
         else:
             props[name] = (value, source)
@@ -287,7 +287,7 @@ def _gather_properties(conn: Connection, cfg: MasterConfig, buildername: str, bs
             add(name, value, source)
         else:
             refused.append(f"property {name!r} ({source}) nests {value} levels deep, more "
-                           f"than the {MAX_PROPERTY_DEPTH} allowed")
+                           f"than the {MAX_CARRIED_DEPTH} allowed")
             props.pop(name, None)
 
     for k, v in cfg.properties.items():

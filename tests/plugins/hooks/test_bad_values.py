@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import MAX_DEPTH, MAX_DOCUMENT_DEPTH, MAX_PROPERTY_BYTES
+from bbweb.engine.validation import MAX_DOCUMENT_DEPTH, MAX_ENTRY_DEPTH, MAX_PROPERTY_BYTES
 from tests.actions.conftest import OPEN_CFG, flashes, post
 from tests.plugins.hooks import hook_cfg, nothing_stored, payload, row_counts
 from tests.plugins.hooks.test_gitlab import PUSH as GITLAB_PUSH
@@ -96,8 +96,8 @@ def test_base_form_surrogate_nul_and_depth_are_refused(site):
     refused(base_form(client, json.dumps({"ticket": {"k": [NUL]}})), "property 'ticket'",
             "NUL")
     refused(base_form(client, json.dumps({"ticket": 1}), comments=NUL), "'comments'", "NUL")
-    refused(base_form(client, json.dumps({"deep": nested(MAX_DEPTH + 1)})), "property 'deep'",
-            f"nested more than {MAX_DEPTH} levels")
+    refused(base_form(client, json.dumps({"deep": nested(MAX_ENTRY_DEPTH + 1)})), "property 'deep'",
+            f"nested more than {MAX_ENTRY_DEPTH} levels")
     refused(base_form(client, '{"deep": ' + nested_text(VERY_DEEP) + "}"), "'properties'",
             "nested")
     refused(base_form(client, '{"deep": ' + nested_text(20000) + "}"), "nested too deeply")
@@ -108,7 +108,7 @@ def test_base_form_surrogate_nul_and_depth_are_refused(site):
     assert "\ufffd" not in text
     assert nothing_stored(m)
     # the same property at the largest allowed depth is fine
-    resp = base_form(client, json.dumps({"deep": nested(MAX_DEPTH)}))
+    resp = base_form(client, json.dumps({"deep": nested(MAX_ENTRY_DEPTH)}))
     assert resp.status_code == 202, resp.get_data(as_text=True)
 
 
@@ -118,7 +118,8 @@ def test_base_json_body_surrogate_and_depth_are_refused(site):
     refused(base_json(client, json.dumps({**body, "properties": {"p": SURROGATE}})),
             "property 'p'", "unpaired surrogate")
     refused(base_json(client, json.dumps({**body, "author": SURROGATE})), "'author'")
-    refused(base_json(client, json.dumps({**body, "properties": {"p": nested(MAX_DEPTH + 1)}})),
+    too_deep = {"p": nested(MAX_ENTRY_DEPTH + 1)}
+    refused(base_json(client, json.dumps({**body, "properties": too_deep})),
             "property 'p'", "nested")
     deep_body = json.dumps(body)[:-1] + ', "properties": {"p": ' + nested_text(VERY_DEEP) + "}}"
     refused(base_json(client, deep_body), "nested")
@@ -176,13 +177,13 @@ def googlecode(client: Any, text: str) -> Any:
 
 
 FORGES = {
-    "github-json": (github_json, lambda: payload("github/push-2-commits.buildbot-0.8.9.json")),
-    "github-form": (github_form, lambda: payload("github/push-2-commits.buildbot-0.8.9.json")),
+    "github-json": (github_json, lambda: payload("github/legacy-push-2-commits.bbweb.json")),
+    "github-form": (github_form, lambda: payload("github/legacy-push-2-commits.bbweb.json")),
     "gitlab": (gitlab, lambda: json.loads(GITLAB_PUSH)),
-    "bitbucket-form": (bitbucket_form, lambda: payload("bitbucket/post-git.buildbot-0.8.9.json")),
+    "bitbucket-form": (bitbucket_form, lambda: payload("bitbucket/post-git.bbweb.json")),
     "bitbucket-cloud": (bitbucket_cloud, lambda: payload("bitbucket/cloud-push.go-scm.json")),
     "googlecode": (googlecode,
-                   lambda: payload("googlecode/post-commit-hg.buildbot-0.8.9.json")),
+                   lambda: payload("googlecode/post-commit-hg.bbweb.json")),
 }
 
 
@@ -214,7 +215,7 @@ def test_third_party_dialect_gets_the_same_rules(site):
     refused(send(json.dumps({"properties": {"p": SURROGATE}})), "property 'p'", "surrogate")
     refused(send(json.dumps({"properties": {"p": "x\x00"}})), "property 'p'", "NUL")
     refused(send(json.dumps({"comments": SURROGATE})), "'comments'")
-    refused(send(json.dumps({"properties": {"p": nested(MAX_DEPTH + 1)}})), "nested more")
+    refused(send(json.dumps({"properties": {"p": nested(MAX_ENTRY_DEPTH + 1)}})), "nested more")
     # its own json.loads runs out of stack: a 400 from the framework, not a 500
     refused(send('{"properties": {"p": ' + nested_text(20000) + "}}"), "nested too deeply")
     assert nothing_stored(m)
@@ -251,7 +252,8 @@ def test_engine_refuses_for_pollers_and_scripts(master):
     for change, named in (
             (ChangeInput(author="a", comments=SURROGATE), "'comments'"),
             (ChangeInput(author="a", files=["ok", "b\x00d"]), "'files'"),
-            (ChangeInput(author="a", properties={"p": nested(MAX_DEPTH + 1)}), "property 'p'"),
+            (ChangeInput(author="a", properties={"p": nested(MAX_ENTRY_DEPTH + 1)}),
+             "property 'p'"),
             (ChangeInput(author="a", when=float("nan")), "'when'")):
         with pytest.raises(ChangeError, match=named), master.db.write() as conn:
             add_change(conn, master.config, change)
