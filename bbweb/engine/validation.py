@@ -21,12 +21,16 @@ they enter (:class:`ValueRefused`, a ``ValueError`` naming the field, which the 
 framework and the force form answer with a 4xx). Rows stored before these checks existed
 are not refused but shown: :func:`displayable` turns a decoded value into one every page
 can render (surrogates become U+FFFD, subtrees deeper than :data:`MAX_ENTRY_DEPTH` become
-:data:`TOO_DEEP`); the status layer's decoder uses it for every JSON column it reads.
+:data:`TOO_DEEP`); the status layer's decoder uses it for every JSON column it reads. The
+engine, which hands stored values on to builds and workers, decodes them with
+:func:`decode_stored`: repaired where a repair loses nothing a build needs, else refused
+with the reason, never a ``RecursionError``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -56,6 +60,7 @@ MAX_EPOCH = 95_617_584_000
 TOO_DEEP = "[nested too deeply to show]"
 REPLACEMENT = "\ufffd"
 
+log = logging.getLogger("bbweb.engine")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CHANGE_TEXT_FIELDS = ("author", "comments", "revision", "branch", "category", "revlink",
@@ -279,3 +284,40 @@ def may_need_cleaning(text: str, limit: int = MAX_ENTRY_DEPTH) -> bool:
         return True
     return text.count("[") + text.count("{") > limit
 
+
+def decode_stored(text: str | None, what: str, limit: int = MAX_CARRIED_DEPTH) -> Any:
+    """A stored JSON column as the engine uses it (to build, to hand to a worker).
+
+    Rows stored by older versions, before values were checked where they enter, may hold
+    what the engine cannot carry. Text that is not JSON, or nests deeper than ``limit``
+    (measured before decoding, so the decoder never runs out of stack), is refused with
+    :class:`ValueRefused` naming ``what``; unpaired surrogates are replaced by U+FFFD and
+    logged, since a worker could not pass them to a command anyway."""
+    if text is None:
+        raise ValueRefused(what, "is missing")
+    if text.count("[") + text.count("{") > limit:
+        levels = text_depth(text)
+        if levels > limit:
+            raise ValueRefused(what, f"nests {levels} levels deep, more than the "
+                                     f"{limit} allowed")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueRefused(what, "is not valid JSON") from None
+    if may_need_cleaning(text, limit):
+        value, problems = displayable(value, limit)
+        if problems:
+            log.warning("%s is used repaired (%s): it was stored before such values were "
+                        "refused", what, ", ".join(problems))
+    return value
+
+
+def decode_stored_or(text: str | None, default: Any, what: str,
+                     limit: int = MAX_CARRIED_DEPTH) -> Any:
+    """:func:`decode_stored`, or ``default`` (with the reason logged) for a refused row: for
+    columns the engine can do without, like the words of a step's text."""
+    try:
+        return decode_stored(text, what, limit)
+    except ValueRefused as exc:
+        log.warning("%s; used as %r instead", exc, default)
+        return default
