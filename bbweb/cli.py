@@ -50,6 +50,8 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     from bbweb.db.connection import Database, DatabaseUnreachable, check_connection, display_url
     from bbweb.db.migrate import upgrade
     from bbweb.engine.builders import sync_builders
+    from bbweb.scaffold import refresh_public_html
+    from bbweb.web.static_files import BUILTIN
 
     try:
         cfg = load_master_config(args.basedir)
@@ -69,6 +71,12 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(f"database {display_url(cfg.db_url)} is at schema revision {revision}")
+    refreshed, kept = refresh_public_html(Path(args.basedir), cfg.web.public_html)
+    for path in refreshed:
+        print(f"refreshed {path} (an unedited copy of an older bbweb's)")
+    if kept:
+        print(f"left as edited here, not refreshed: {', '.join(str(p) for p in kept)} "
+              f"(bbweb's current ones are in {BUILTIN})")
     return 0
 
 
