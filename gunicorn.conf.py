@@ -17,6 +17,8 @@ from pathlib import Path
 
 from bbweb.app import default_basedir
 from bbweb.config.errors import ConfigErrors
+from bbweb.config.master import load_master_config
+from bbweb.db.connection import DatabaseUnreachable, check_driver
 from bbweb.launcher import DEFAULT_LISTEN, DEFAULT_WEB_WORKERS, gunicorn_settings, webstatus_of
 
 
@@ -41,9 +43,14 @@ def _settings() -> dict[str, object]:
     basedir = Path(default_basedir(_serving_directory())).resolve()
     try:
         web = webstatus_of(basedir)
+        if (basedir / "master.cfg").exists():
+            # a missing database driver is told here, in one line, not by each web process
+            check_driver(load_master_config(basedir).db_url)
     except ConfigErrors as exc:
         lines = "\n".join(f"  {err}" for err in exc.errors)
         raise SystemExit(f"bbweb: the configuration has errors:\n{lines}") from None
+    except DatabaseUnreachable as exc:
+        raise SystemExit(f"bbweb: {exc}") from None
     return gunicorn_settings(basedir, web.listen or DEFAULT_LISTEN, DEFAULT_WEB_WORKERS, web)
 
 

@@ -1,5 +1,10 @@
 """The ``bbweb`` command: create, check, upgrade and run a master, run a worker, send a
-change."""
+change.
+
+Each sub-command imports what it needs when it runs: ``bbweb worker`` (a worker host may
+have the full package installed) imports nothing of the master (Flask, SQLAlchemy, the
+configuration), only :mod:`bbweb.worker`, which needs ``requests`` alone.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bbweb import __version__
-from bbweb.config.errors import ConfigErrors
 from bbweb.worker.cli import add_arguments as worker_arguments
+
+if TYPE_CHECKING:
+    from bbweb.config.errors import ConfigErrors
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -37,10 +45,13 @@ def cmd_create_master(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
+    from bbweb.config.errors import ConfigErrors
     from bbweb.config.master import load_master_config
     from bbweb.db.connection import Database, DatabaseUnreachable, check_connection, display_url
     from bbweb.db.migrate import upgrade
     from bbweb.engine.builders import sync_builders
+    from bbweb.scaffold import refresh_public_html
+    from bbweb.web.static_files import BUILTIN
 
     try:
         cfg = load_master_config(args.basedir)
@@ -60,6 +71,12 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(f"database {display_url(cfg.db_url)} is at schema revision {revision}")
+    refreshed, kept = refresh_public_html(Path(args.basedir), cfg.web.public_html)
+    for path in refreshed:
+        print(f"refreshed {path} (an unedited copy of an older bbweb's)")
+    if kept:
+        print(f"left as edited here, not refreshed: {', '.join(str(p) for p in kept)} "
+              f"(bbweb's current ones are in {BUILTIN})")
     return 0
 
 
@@ -68,6 +85,7 @@ def _unreachable_database(basedir: str, *, create: bool) -> str | None:
     can. Checked before starting anything, so that a server that is down, a wrong password
     or a missing database is told in one line rather than a driver traceback. A master.cfg
     with errors gives None here: the command goes on to report those its own way."""
+    from bbweb.config.errors import ConfigErrors
     from bbweb.config.master import load_master_config
     from bbweb.db.connection import DatabaseUnreachable, check_connection
 
@@ -93,6 +111,7 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     (warnings, errors in master.cfg and plugins.toml, enabled plugins that cannot be
     used), every line naming the file and line to fix."""
     from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
+    from bbweb.config.errors import ConfigErrors
     from bbweb.config.master import MasterConfig, load_master_config
     from bbweb.plugins.notifiers.loading import load_notifiers
     from bbweb.plugins.registry import PluginSettings, enabled_at, load_plugin_settings
@@ -134,6 +153,8 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
 
 def _report_problems(errors: list[str], problems: list[str]) -> bool:
     """Print configuration errors and unusable plugins; True if there were any."""
+    from bbweb.config.errors import ConfigErrors
+
     if errors:
         _print_errors(ConfigErrors(errors))
     if problems:
@@ -294,11 +315,32 @@ def cmd_sendchange(args: argparse.Namespace) -> int:
     return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bbweb", description=__doc__)
+def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
+    parser = argparse.ArgumentParser(prog="bbweb", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"bbweb {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def _add_worker(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run a worker that builds for a master (on a host "
+                       "with only the worker installed: bbweb-worker)")
+    worker_arguments(p)
+    p.set_defaults(func=cmd_worker)
+
+
+def worker_parser() -> argparse.ArgumentParser:
+    """``bbweb`` with the worker sub-command alone: what ``bbweb worker`` parses with, so
+    that it imports nothing of the master (:func:`build_parser` does)."""
+    parser, sub = _top_parser()
+    _add_worker(sub)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bbweb.launcher import DEFAULT_WEB_WORKERS
+
+    parser, sub = _top_parser()
 
     p = sub.add_parser("create-master", help="write a sample master.cfg and plugins.toml and "
                        "create the database")
@@ -322,17 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-worker", default=None,
                    help="BuildSlave to run locally (default: 'local-worker' if configured; "
                         "'none' to run no worker)")
-    p.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
+    p.add_argument("--web-workers", type=int, default=DEFAULT_WEB_WORKERS,
+                   help=f"gunicorn processes (default {DEFAULT_WEB_WORKERS})")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("master", help="run the master daemon (timers, liveness, notifiers)")
     p.add_argument("basedir")
     p.set_defaults(func=cmd_master)
 
-    p = sub.add_parser("worker", help="run a worker that builds for a master (on a host "
-                       "with only the worker installed: bbweb-worker)")
-    worker_arguments(p)
-    p.set_defaults(func=cmd_worker)
+    _add_worker(sub)
 
     p = sub.add_parser(
         "sendchange", help="send a change to a master's base change hook",
@@ -375,8 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: its first argument that is not an option (the
+    top-level options take no values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = worker_parser() if _subcommand(argv) == "worker" else build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     return int(args.func(args) or 0)

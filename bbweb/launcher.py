@@ -25,6 +25,32 @@ DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 DEFAULT_WEB_WORKERS = 2
 LOCAL_WORKER = "local-worker"
 STOP_GRACE = 15.0
+# gunicorn's control socket (gunicorn 25.1 and later), one per master
+CONTROL_SOCKET = Path("run") / "gunicorn.ctl"
+_MAX_UNIX_PATH = 107  # bytes a UNIX socket's path may have on Linux (sun_path less its NUL)
+
+
+def _gunicorn_knows(setting: str) -> bool:
+    """Whether the installed gunicorn has ``setting`` (setup.py allows gunicorn 21, which
+    refuses settings it does not know)."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return False
+    return any(s.name == setting for s in KNOWN_SETTINGS)
+
+
+def control_socket_settings(basedir: Path) -> dict[str, Any]:
+    """gunicorn's control socket (for ``gunicornc``) in ``BASEDIR/run/``. gunicorn's own
+    default is one fixed path per user (``$XDG_RUNTIME_DIR`` or ``~/.gunicorn``), which two
+    masters on one host, or parallel test runs, would take from each other. Disabled where
+    the basedir's path is too long for a UNIX socket; nothing for a gunicorn without it."""
+    if not _gunicorn_knows("control_socket"):
+        return {}
+    path = basedir.resolve() / CONTROL_SOCKET
+    if len(os.fsencode(str(path))) > _MAX_UNIX_PATH:
+        return {"control_socket_disable": True}
+    return {"control_socket": str(path)}
 
 
 def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
@@ -36,6 +62,7 @@ def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
     ``web`` is the master's WebStatus (read from ``basedir``'s master.cfg when not given):
     its ``distrib_port`` becomes a second bind and its ``logRotateLength`` and
     ``maxRotatedFiles`` govern ``http.log``, written by :mod:`bbweb.web.accesslog`.
+    gunicorn's control socket goes in ``BASEDIR/run/`` (:func:`control_socket_settings`).
     ``bbweb start`` passes these as command-line options (:func:`gunicorn_command`); the
     repository's ``gunicorn.conf.py`` gives the same to a bare ``gunicorn wsgi:app``.
     """
@@ -57,6 +84,7 @@ def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
         "raw_env": [f"{ROTATE_LENGTH_VAR}={web.logRotateLength}",
                     f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}"],
         "errorlog": "-",
+        **control_socket_settings(basedir),
     }
 
 
@@ -65,7 +93,8 @@ _GUNICORN_OPTIONS = {
     "bind": "--bind", "workers": "--workers", "worker_class": "--worker-class",
     "threads": "--threads", "timeout": "--timeout", "graceful_timeout": "--graceful-timeout",
     "accesslog": "--access-logfile", "logger_class": "--logger-class", "raw_env": "--env",
-    "errorlog": "--error-logfile",
+    "errorlog": "--error-logfile", "control_socket": "--control-socket",
+    "control_socket_disable": "--no-control-socket",
 }
 
 
@@ -76,6 +105,9 @@ def gunicorn_command(basedir: Path, listen: ListenAddress, workers: int,
     basedir = Path(basedir)
     options: list[str] = []
     for name, value in gunicorn_settings(basedir, listen, workers, web).items():
+        if isinstance(value, bool):  # a flag
+            options += [_GUNICORN_OPTIONS[name]] if value else []
+            continue
         for item in value if isinstance(value, list) else [value]:
             options += [_GUNICORN_OPTIONS[name], str(item)]
     return [sys.executable, "-m", "gunicorn", *options, "--chdir", str(basedir),

@@ -83,7 +83,10 @@ class Database:
                                       "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except ImportError as exc:  # the URL's driver is not installed
+            raise DatabaseUnreachable(url, _missing_driver(url, exc)) from None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
 
@@ -181,6 +184,29 @@ def connect_failure_reason(exc: BaseException) -> str:
     return re.sub(r"^(FATAL|ERROR):\s*", "", last) or type(orig).__name__
 
 
+def _missing_driver(url: str, exc: ImportError) -> str:
+    """The reason for a URL whose database driver cannot be imported. Plain ``bbweb`` runs
+    on SQLite; PostgreSQL's driver comes with the ``postgresql`` extra."""
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        backend = ""
+    if backend == "postgresql":
+        return "psycopg is not installed: install bbweb[postgresql] (psycopg) for PostgreSQL"
+    return f"its database driver is not installed ({exc})"
+
+
+def check_driver(url: str) -> None:
+    """Raise :class:`DatabaseUnreachable` when ``url``'s database driver cannot be
+    imported (for what reads master.cfg without connecting, like ``gunicorn.conf.py``)."""
+    try:
+        sa.create_engine(url, poolclass=NullPool).dispose()
+    except ImportError as exc:
+        raise DatabaseUnreachable(url, _missing_driver(url, exc)) from None
+    except sa.exc.ArgumentError:
+        pass  # told by check_connection, which knows what else is wrong with it
+
+
 def check_connection(url: str, *, create: bool = True,
                      timeout: float = CONNECT_TIMEOUT) -> None:
     """Connect to ``url`` once and disconnect; raises :class:`DatabaseUnreachable` with
@@ -205,7 +231,9 @@ def check_connection(url: str, *, create: bool = True,
         connect_args["connect_timeout"] = max(1, round(timeout))
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    except (sa.exc.ArgumentError, ImportError) as exc:  # e.g. a driver not installed
+    except ImportError as exc:
+        raise DatabaseUnreachable(url, _missing_driver(url, exc)) from None
+    except sa.exc.ArgumentError as exc:
         raise DatabaseUnreachable(url, f"cannot use this kind of URL: {exc}") from None
     try:
         with engine.connect():

@@ -9,6 +9,7 @@ transaction with its event.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,13 @@ from bbweb.db.schema import (
 from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
 from bbweb.engine.logs import append_chunks, create_log, finish_log
-from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, json_text_depth, value_depth
+from bbweb.engine.validation import (
+    MAX_CARRIED_DEPTH,
+    ValueRefused,
+    decode_stored,
+    decode_stored_or,
+    depth,
+)
 from bbweb.status.builder import (
     EXCEPTION,
     FAILURE,
@@ -45,6 +52,8 @@ from bbweb.status.builder import (
     WARNINGS,
     worst_status,
 )
+
+log = logging.getLogger("bbweb.engine")
 
 
 @dataclass
@@ -86,8 +95,29 @@ def build_sourcestamps(conn: Connection, buildrequestid: int) -> list[dict[str, 
 
 
 def get_properties(conn: Connection, buildid: int) -> dict[str, tuple[Any, str]]:
-    return {r.name: (json.loads(r.value), r.source) for r in conn.execute(
-        sa.select(build_properties).where(build_properties.c.buildid == buildid))}
+    """The build's properties (name -> (value, source)). A row an older version stored that
+    the engine cannot carry (see :func:`~bbweb.engine.validation.decode_stored`) is left
+    out, with the reason logged: a step that needs it renders as if it was never set."""
+    props: dict[str, tuple[Any, str]] = {}
+    for r in conn.execute(sa.select(build_properties)
+                          .where(build_properties.c.buildid == buildid)):
+        try:
+            props[r.name] = (decode_stored(r.value, f"build {buildid} property {r.name!r}"),
+                             r.source)
+        except ValueRefused as exc:
+            log.warning("%s; the build goes on without it", exc)
+    return props
+
+
+def step_text(row: Any) -> list[str]:
+    """A step row's text as a list of words; a row an older version stored that is not
+    a list of strings (or cannot be decoded) gives what words it has, logged."""
+    what = f"step {row.id} text"
+    text = decode_stored_or(row.text, [], what)
+    if isinstance(text, list) and all(isinstance(t, str) for t in text):
+        return text
+    log.warning("%s is not a list of words; only its words are used", what)
+    return [t for t in text if isinstance(t, str)] if isinstance(text, list) else []
 
 
 def set_properties(conn: Connection, buildid: int, props: dict[str, tuple[Any, str]]) -> None:
@@ -255,40 +285,33 @@ def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, sla
     return start_leased_build(conn, cfg, brid, slavename, slaveid, now=now)
 
 
-def _decode_property(text: str) -> tuple[bool, Any]:
-    """(True, value) for stored JSON no deeper than the bound, (False, depth) otherwise."""
-    depth = json_text_depth(text)
-    if depth > MAX_PROPERTY_DEPTH:
-        return False, depth
-    return True, json.loads(text)
-
-
 def _gather_properties(conn: Connection, cfg: MasterConfig, buildername: str, bsid: int,
                        sss: list[dict[str, Any]], slavename: str
                        ) -> tuple[dict[str, tuple[Any, str]], list[str]]:
     """The build's properties by precedence (global, builder, buildset, changes, slave),
-    and a description of each value left out for nesting too deeply (stored before such
-    values were refused at entry; decoding them could fail anywhere)."""
+    and a description of each value left out because the engine cannot carry it (nested
+    too deeply or not JSON: stored before such values were refused at entry; decoding them
+    could fail anywhere)."""
     bcfg = cfg.builders[buildername]
     props: dict[str, tuple[Any, str]] = {}
     refused: list[str] = []
 
     def add(name: str, value: Any, source: str) -> None:
-        if value_depth(value) > MAX_PROPERTY_DEPTH:
+        if depth(value, MAX_CARRIED_DEPTH) > MAX_CARRIED_DEPTH:
             refused.append(f"property {name!r} ({source}) nests more than "
-                           f"{MAX_PROPERTY_DEPTH} levels deep")
+                           f"{MAX_CARRIED_DEPTH} levels deep")
             props.pop(name, None)
         else:
             props[name] = (value, source)
 
     def add_stored(name: str, text: str, source: str) -> None:
-        ok, value = _decode_property(text)
-        if ok:
-            add(name, value, source)
-        else:
-            refused.append(f"property {name!r} ({source}) nests {value} levels deep, more "
-                           f"than the {MAX_PROPERTY_DEPTH} allowed")
+        try:
+            value = decode_stored(text, f"property {name!r} ({source})")
+        except ValueRefused as exc:
+            refused.append(str(exc))
             props.pop(name, None)
+        else:
+            add(name, value, source)
 
     for k, v in cfg.properties.items():
         add(k, v, "Global")
@@ -422,7 +445,7 @@ def compute_result(cfg: MasterConfig, buildername: str, step_rows: list[Any],
             result = worst_status(result, EXCEPTION)
             halted = True
         if r in (FAILURE, WARNINGS, EXCEPTION) and (result != before or r == EXCEPTION):
-            text = json.loads(row.text)
+            text = step_text(row)
             problems.append(" ".join(t for t in text if t not in ("failed", "warnings",
                                                                     "exception")) or row.name)
     if stop_requested:
@@ -454,7 +477,7 @@ def next_step(conn: Connection, cfg: MasterConfig, buildid: int,
                         .order_by(steps.c.number)).all()
     for row in rows:  # a step left running means the worker lost track of it
         if row.started_at is not None and row.finished_at is None:
-            _finish_step_row(conn, row, EXCEPTION, json.loads(row.text) + ["lost"], now)
+            _finish_step_row(conn, row, EXCEPTION, step_text(row) + ["lost"], now)
     rows = conn.execute(sa.select(steps).where(steps.c.buildid == buildid)
                         .order_by(steps.c.number)).all()
     _result, halted, _ = compute_result(cfg, buildername, rows, build.stop_requested)
@@ -636,7 +659,7 @@ def abandon_builds_of_slave(conn: Connection, cfg: MasterConfig, slaveid: int,
         for row in conn.execute(sa.select(steps).where(steps.c.buildid == build.id,
                                                        steps.c.started_at.isnot(None),
                                                        steps.c.finished_at.is_(None))).all():
-            _finish_step_row(conn, row, EXCEPTION, json.loads(row.text) + ["slave", "lost"],
+            _finish_step_row(conn, row, EXCEPTION, step_text(row) + ["slave", "lost"],
                              now)
         conn.execute(builds.update().where(builds.c.id == build.id).values(
             finished_at=now, results=EXCEPTION, text=json.dumps(["exception", "slave", "lost"])))

@@ -28,7 +28,9 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
     ``branch``, ``revision``, ``repository`` and ``project``.
 
     When ``scheduler`` names a ForceScheduler, only its builders may be forced through it
-    (a user cannot reach other builders by editing the form).
+    (a user cannot reach other builders by editing the form): BuildsetError. A value that
+    cannot be stored is :class:`~bbweb.engine.validation.ValueRefused` (naming the field),
+    a different kind of error: the request, not the choice made in the form, is wrong.
     """
     if scheduler is not None:
         sched = cfg.schedulers.get(scheduler)
@@ -67,19 +69,16 @@ def check_force_values(*, reason: Any, owner: Any, branch: Any, revision: Any,
                        repository: Any, project: Any, properties: dict[str, Any] | None,
                        codebases: dict[str, dict[str, str]] | None) -> None:
     """What a force request may carry (:mod:`bbweb.engine.validation`: text every database
-    stores, bounded property values); BuildsetError naming the field, nothing stored."""
-    try:
-        for name, value in (("reason", reason), ("owner", owner), ("branch", branch),
-                            ("revision", revision), ("repository", repository),
-                            ("project", project)):
+    stores, bounded property values); ValueRefused naming the field, nothing stored."""
+    for name, value in (("reason", reason), ("owner", owner), ("branch", branch),
+                        ("revision", revision), ("repository", repository),
+                        ("project", project)):
+        check_text(f"the {name} field", value)
+    for cb, fields in (codebases or {}).items():
+        check_text("a codebase name", cb)
+        for name, value in (fields or {}).items():
             check_text(f"the {name} field", value)
-        for cb, fields in (codebases or {}).items():
-            check_text("a codebase name", cb)
-            for name, value in (fields or {}).items():
-                check_text(f"the {name} field", value)
-        for name in properties or {}:
-            if not isinstance(name, str) or not name:
-                raise BuildsetError("property names must be non-empty strings")
-        check_properties(properties or {})
-    except ValueRefused as exc:
-        raise BuildsetError(str(exc)) from None
+    for name in properties or {}:
+        if not isinstance(name, str) or not name:
+            raise ValueRefused("property names", "must be non-empty strings")
+    check_properties(properties or {})

@@ -11,37 +11,56 @@ pollers, and the force form. Two kinds of value pass JSON and Python but break l
 * values nested so deeply that decoding or rendering them runs out of Python's recursion
   limit, and values so large that every page showing them becomes slow.
 
+Python's json module decodes and encodes recursively, and where a deep value fails depends
+on how deep the stack already is (the same property may be stored fine by a change hook and
+fail later when a worker claims the build), so every depth here is measured iteratively:
+:func:`depth` for a decoded value, :func:`text_depth` for JSON text before decoding it.
+
 :func:`check_change`, :func:`check_properties` and :func:`check_text` refuse these where
 they enter (:class:`ValueRefused`, a ``ValueError`` naming the field, which the change-hook
 framework and the force form answer with a 4xx). Rows stored before these checks existed
 are not refused but shown: :func:`displayable` turns a decoded value into one every page
-can render (surrogates become U+FFFD, subtrees deeper than :data:`MAX_DEPTH` become
-:data:`TOO_DEEP`); the status layer's decoder uses it for every JSON column it reads.
+can render (surrogates become U+FFFD, subtrees deeper than :data:`MAX_ENTRY_DEPTH` become
+:data:`TOO_DEEP`); the status layer's decoder uses it for every JSON column it reads. The
+engine, which hands stored values on to builds and workers, decodes them with
+:func:`decode_stored`: repaired where a repair loses nothing a build needs, else refused
+with the reason, never a ``RecursionError``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
-# Deepest nesting of a property value: a list or object directly in the property is level 1.
-# Real properties are a few levels deep; rendering needs a Python stack frame or more per
-# level, and the interpreter stops at about 1,000.
-MAX_DEPTH = 32
+# Depths count lists and objects: one directly in the property is level 1. Two limits, for
+# two questions:
+#
+# Deepest nesting of a property value that may *enter* now (change hooks, sendchange, the
+# force form) and that pages show before cutting it off. Real properties are a few levels
+# deep; rendering needs a Python stack frame or more per level, and the interpreter stops
+# at about 1,000.
+MAX_ENTRY_DEPTH = 32
+# Deepest nesting the engine still *carries*: what it decodes from a stored row and passes
+# between master and worker (a build's properties, a step's results). Rows stored before
+# the entry check existed may be deeper than MAX_ENTRY_DEPTH and still build as they did;
+# this bound is far less than what json's recursion takes even from deep inside a request.
+MAX_CARRIED_DEPTH = 100
 # Deepest nesting of a whole request document (a webhook payload, a JSON body): room for
-# a property of MAX_DEPTH inside it; real payloads are under ten levels deep.
-MAX_DOCUMENT_DEPTH = 2 * MAX_DEPTH
+# a property of MAX_ENTRY_DEPTH inside it; real payloads are under ten levels deep.
+MAX_DOCUMENT_DEPTH = 2 * MAX_ENTRY_DEPTH
 # Largest property value, JSON-encoded (a value this big is already unreadable on a page).
 MAX_PROPERTY_BYTES = 64 * 1024
 # Latest ``when`` (5000-01-01) a page can show; later or non-finite times break date code.
 MAX_EPOCH = 95_617_584_000
-# What a stored subtree deeper than MAX_DEPTH is shown as.
+# What a stored subtree deeper than MAX_ENTRY_DEPTH is shown as.
 TOO_DEEP = "[nested too deeply to show]"
 REPLACEMENT = "\ufffd"
 
+log = logging.getLogger("bbweb.engine")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CHANGE_TEXT_FIELDS = ("author", "comments", "revision", "branch", "category", "revlink",
@@ -95,8 +114,8 @@ def check_value(field: str, value: Any) -> None:
             if not math.isfinite(item):
                 raise ValueRefused(field, "has a number that is not finite")
         elif isinstance(item, list | tuple | dict):
-            if depth >= MAX_DEPTH:
-                raise ValueRefused(field, f"is nested more than {MAX_DEPTH} levels deep")
+            if depth >= MAX_ENTRY_DEPTH:
+                raise ValueRefused(field, f"is nested more than {MAX_ENTRY_DEPTH} levels deep")
             if isinstance(item, dict):
                 for key, sub in item.items():
                     if not isinstance(key, str):
@@ -112,20 +131,48 @@ def check_value(field: str, value: Any) -> None:
         raise ValueRefused(field, f"is larger than {MAX_PROPERTY_BYTES} bytes as JSON")
 
 
-def depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (0 for a scalar); iterative."""
+def depth(value: Any, limit: int | None = None) -> int:
+    """How deeply lists, tuples and objects nest in ``value`` (0 for a scalar). With a
+    ``limit`` it stops once the depth exceeds it and returns ``limit + 1``, so a
+    pathological value costs little."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict):
-            stack.extend((sub, level + 1) for sub in item.values())
-        elif isinstance(item, list):
-            stack.extend((sub, level + 1) for sub in item)
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
         else:
-            deepest = max(deepest, level)
             continue
-        deepest = max(deepest, level + 1)
+        level += 1
+        if limit is not None and level > limit:
+            return limit + 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest
+
+
+def text_depth(text: str) -> int:
+    """How deeply JSON ``text`` nests (0 for a scalar), counting brackets outside strings,
+    without decoding it. Works on any text; it does not validate it."""
+    level = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif ch in "]}":
+            level -= 1
     return deepest
 
 
@@ -185,11 +232,11 @@ def _clean_text(text: str, problems: list[str]) -> str:
     return text
 
 
-def displayable(value: Any) -> tuple[Any, list[str]]:
+def displayable(value: Any, limit: int = MAX_ENTRY_DEPTH) -> tuple[Any, list[str]]:
     """``value`` (decoded JSON) made safe to render: unpaired surrogates in strings and keys
-    replaced by U+FFFD, anything nested deeper than :data:`MAX_DEPTH` replaced by
-    :data:`TOO_DEEP`. Returns (value, what was replaced); the value is returned as it is
-    when nothing needed replacing. Iterative, like :func:`check_value`."""
+    replaced by U+FFFD, anything nested deeper than ``limit`` replaced by :data:`TOO_DEEP`.
+    Returns (value, what was replaced); the value is returned as it is when nothing needed
+    replacing. Iterative, like :func:`check_value`."""
     problems: list[str] = []
 
     def leaf(item: Any) -> Any:
@@ -202,8 +249,8 @@ def displayable(value: Any) -> tuple[Any, list[str]]:
     # (source container, destination container, key in destination, depth of source)
     stack: list[tuple[Any, list[Any] | dict[str, Any], Any, int]] = [(value, root, 0, 1)]
     while stack:
-        src, dest, key, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        src, dest, key, level = stack.pop()
+        if level > limit:
             if "nested too deeply" not in problems:
                 problems.append("nested too deeply")
             dest[key] = TOO_DEEP
@@ -215,7 +262,7 @@ def displayable(value: Any) -> tuple[Any, list[str]]:
                 k = _clean_text(k, problems) if isinstance(k, str) else k
                 if isinstance(sub, list | dict):
                     out[k] = None
-                    stack.append((sub, out, k, depth + 1))
+                    stack.append((sub, out, k, level + 1))
                 else:
                     out[k] = leaf(sub)
         else:
@@ -223,16 +270,54 @@ def displayable(value: Any) -> tuple[Any, list[str]]:
             dest[key] = items
             for i, sub in enumerate(src):
                 if isinstance(sub, list | dict):
-                    stack.append((sub, items, i, depth + 1))
+                    stack.append((sub, items, i, level + 1))
                 else:
                     items[i] = leaf(sub)
     return (root[0], problems) if problems else (value, problems)
 
 
-def may_need_cleaning(text: str) -> bool:
+def may_need_cleaning(text: str, limit: int = MAX_ENTRY_DEPTH) -> bool:
     """Whether stored JSON ``text`` could decode to something :func:`displayable` would
-    change: it has a surrogate (escaped or not) or more brackets than MAX_DEPTH. False
+    change: it has a surrogate (escaped or not) or more brackets than ``limit``. False
     for nearly every row, which is then decoded without the walk."""
     if "\\ud" in text or "\\uD" in text or _SURROGATES.search(text):
         return True
-    return text.count("[") + text.count("{") > MAX_DEPTH
+    return text.count("[") + text.count("{") > limit
+
+
+def decode_stored(text: str | None, what: str, limit: int = MAX_CARRIED_DEPTH) -> Any:
+    """A stored JSON column as the engine uses it (to build, to hand to a worker).
+
+    Rows stored by older versions, before values were checked where they enter, may hold
+    what the engine cannot carry. Text that is not JSON, or nests deeper than ``limit``
+    (measured before decoding, so the decoder never runs out of stack), is refused with
+    :class:`ValueRefused` naming ``what``; unpaired surrogates are replaced by U+FFFD and
+    logged, since a worker could not pass them to a command anyway."""
+    if text is None:
+        raise ValueRefused(what, "is missing")
+    if text.count("[") + text.count("{") > limit:
+        levels = text_depth(text)
+        if levels > limit:
+            raise ValueRefused(what, f"nests {levels} levels deep, more than the "
+                                     f"{limit} allowed")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueRefused(what, "is not valid JSON") from None
+    if may_need_cleaning(text, limit):
+        value, problems = displayable(value, limit)
+        if problems:
+            log.warning("%s is used repaired (%s): it was stored before such values were "
+                        "refused", what, ", ".join(problems))
+    return value
+
+
+def decode_stored_or(text: str | None, default: Any, what: str,
+                     limit: int = MAX_CARRIED_DEPTH) -> Any:
+    """:func:`decode_stored`, or ``default`` (with the reason logged) for a refused row: for
+    columns the engine can do without, like the words of a step's text."""
+    try:
+        return decode_stored(text, what, limit)
+    except ValueRefused as exc:
+        log.warning("%s; used as %r instead", exc, default)
+        return default

@@ -45,7 +45,7 @@ from bbweb.engine import actions_slaves
 from bbweb.engine import builds as ebuilds
 from bbweb.engine import slaves as eslaves
 from bbweb.engine.actions import CLEAN_SHUTDOWN
-from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, value_depth
+from bbweb.engine.validation import MAX_CARRIED_DEPTH, depth
 
 log = logging.getLogger("bbweb.worker_api")
 
@@ -455,9 +455,9 @@ def finish_step(db: Database, cfg: MasterConfig, name: str, key: str | None, ste
                 error: str | None) -> Answer:
     """Record how the step's command ended; answers whether a stop was requested."""
     for prop, value in properties.items():
-        if value_depth(value) > MAX_PROPERTY_DEPTH:
+        if depth(value, MAX_CARRIED_DEPTH) > MAX_CARRIED_DEPTH:
             return Answer.error(ProtocolError(
-                400, f"property {prop!r} nests more than {MAX_PROPERTY_DEPTH} levels deep"))
+                400, f"property {prop!r} nests more than {MAX_CARRIED_DEPTH} levels deep"))
 
     def act(conn: Connection, sid: int) -> Answer:
         row = _own_step(conn, name, stepid)

@@ -73,21 +73,29 @@ def decode_json(text: str | None, default: Any, what: str = "a stored value") ->
     surrogate (from a ``"\\ud800"`` escape) or nesting deeper than Python's recursion
     limit. Such a value is shown repaired (U+FFFD, a "nested too deeply" marker) and
     undecodable text as ``default``, each logged once per process, so one bad row never
-    makes a page answer 500."""
+    makes a page answer 500. Where ``default`` is a list or an object, the value is one
+    too (a list holding what was stored; ``default`` for what is no object), since pages
+    iterate over it."""
     if text is None or text == "":
         return default
     try:
         value = json.loads(text)
     except RecursionError:
         _log_once(what, "nested too deeply to decode")
-        return TOO_DEEP
+        value = TOO_DEEP
     except ValueError:
         _log_once(what, "not valid JSON")
         return default
-    if may_need_cleaning(text):
-        value, problems = displayable(value)
-        if problems:
-            _log_once(what, ", ".join(problems))
+    else:
+        if may_need_cleaning(text):
+            value, problems = displayable(value)
+            if problems:
+                _log_once(what, ", ".join(problems))
+    if isinstance(default, list) and not isinstance(value, list):
+        return [value]
+    if isinstance(default, dict) and not isinstance(value, dict):
+        _log_once(what, "not a JSON object")
+        return default
     return value
 
 

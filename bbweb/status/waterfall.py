@@ -19,7 +19,6 @@ sake only, so their JSON text is decoded, and their logs read, only for the step
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -120,11 +119,16 @@ class Filters:
         return bool(self.branches or self.committers or self.projects)
 
 
-def _json(text: str | None, default: Any) -> Any:
-    try:
-        return json.loads(text) if text else default
-    except ValueError:
-        return default
+def _json(text: str | None, default: Any, what: str) -> Any:
+    """A JSON column through the status layer's decoder, which shows a row an older version
+    stored (not JSON, a lone surrogate, nested too deeply to decode) repaired."""
+    return queries.decode_json(text, default, what)
+
+
+def _words(text: str | None, what: str) -> list[str]:
+    """A step's text as the words its box shows, whatever an old row holds."""
+    value = _json(text, [], what)
+    return [str(t) for t in value] if isinstance(value, list) else [str(value)]
 
 
 GROUP = 200  # builders per statement: SQLite allows 500 terms in a compound select
@@ -310,7 +314,7 @@ def _point_events(conn: Connection, limit: int, hi: float | None, lo: float | No
     rows = sorted(conn.execute(sa.union_all(*parts)), key=lambda r: r.created_at, reverse=True)
     out = []
     for r in rows[:limit]:
-        payload = _json(r.payload, {})
+        payload = _json(r.payload, {}, f"{r.kind} event payload")
         if not isinstance(payload, dict):
             continue
         slaves = payload.get("slaves") if r.kind == "slave.ping" else [payload.get("slave")]
@@ -335,11 +339,11 @@ def _finish_shown(conn: Connection, found: Iterable[Build]) -> None:
         raw = st.text_json
         text = texts.get(raw)
         if text is None:
-            text = texts[raw] = _json(raw, [])
+            text = texts[raw] = _words(raw, f"step {st.id} text")
         st.text = text
         raw = st.urls_json
         if raw and raw != "{}":
-            urls = _json(raw, {})
+            urls = _json(raw, {}, f"step {st.id} urls")
             st.urls = urls if isinstance(urls, dict) else None
     for stepid, name, num_chunks, complete in conn.execute(_LOGS,
                                                            {"stepids": sorted(by_step)}):
@@ -518,7 +522,7 @@ def _failed_tests(conn: Connection, buildids: Sequence[int]) -> dict[int, int]:
                           .where(steps.c.buildid.in_(sorted(buildids)))):
         if not r.statistics or r.statistics == "{}":
             continue
-        value = _json(r.statistics, {})
+        value = _json(r.statistics, {}, f"build {r.buildid} step statistics")
         n = value.get("tests-failed") if isinstance(value, dict) else None
         if isinstance(n, int | float) and not isinstance(n, bool):
             out[r.buildid] = out.get(r.buildid, 0) + int(n)

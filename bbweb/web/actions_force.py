@@ -3,8 +3,12 @@
 model for the templates.
 
 A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.config.forcefields`);
-the POST validates every field server-side and schedules nothing when one is wrong (the
-user is sent back to the page with the message).
+the POST validates every field server-side and schedules nothing when one is wrong. Two
+kinds of wrong: a choice the form's rules refuse (a branch not matching the pattern, a
+missing reason) sends the user back to the page with the message, to correct it there; a
+value no database can store (a NUL character, an unpaired surrogate, a property nested too
+deeply or too large: :mod:`bbweb.engine.validation`) is refused with 400 naming the field,
+as the change hooks refuse it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, request
+from werkzeug.datastructures import MultiDict
 
 from bbweb.app import site
 from bbweb.config.forcefields import BaseParameter, ValidationError
 from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
+from bbweb.engine.validation import ValueRefused, check_text, label
 from bbweb.status import actions as status_actions
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
 from bbweb.web.authz import (
@@ -95,6 +101,26 @@ def force_forms(builder_names: list[str]) -> list[ForceForm]:
     return forms
 
 
+def _refused(exc: ValueRefused) -> Response:
+    """400 naming the field, never echoing the value. Plain text: the browser's Back button
+    returns to the form with what was typed, where a redirect would lose it."""
+    return Response(f"Nothing forced: {exc}.\n", status=400,
+                    content_type="text/plain; charset=utf-8")
+
+
+def _unstorable(form: MultiDict[str, str]) -> Response | None:
+    """The 400 for a submitted field no database can store, before any field is read (a
+    form rule's message could otherwise carry the value back to the page)."""
+    try:
+        for key in form:
+            check_text(f"the form field {label(key)}", key)
+            for value in form.getlist(key):
+                check_text(f"the form field {label(key)}", value)
+    except ValueRefused as exc:
+        return _refused(exc)
+    return None
+
+
 def _scheduler(page: str) -> tuple[ForceScheduler | None, Response | None]:
     name = (request.form.get("forcescheduler") or "").strip()
     if not name:
@@ -121,6 +147,8 @@ def _force(sched: ForceScheduler, names: list[str], page: str) -> Response:
             _bsid, brids = force_build(conn, s.config, names, reason=wanted.reason,
                                        owner=wanted.owner, codebases=wanted.sourcestamps,
                                        properties=wanted.properties, scheduler=sched.name)
+    except ValueRefused as exc:
+        return _refused(exc)
     except BuildsetError as exc:
         return back(page, f"Nothing forced: {exc}", "error")
     what = ", ".join(names)
@@ -142,6 +170,9 @@ def force(name: str) -> Response:
     if not action_allowed("forceBuild", status_actions.as_status(builder)):
         return deny("forceBuild")
     page = builder_page(name)
+    refused = _unstorable(request.form)
+    if refused:
+        return refused
     sched, problem = _scheduler(page)
     if problem or sched is None:
         return problem  # type: ignore[return-value]
@@ -154,7 +185,7 @@ def force(name: str) -> Response:
 @bp.route("/builders/_all/forceall", methods=METHODS)
 @bp.route("/builders/_selected/forceselected", methods=METHODS)
 def force_many() -> Response:
-    refused = refuse_unless_allowed("forceAllBuilds")
+    refused = refuse_unless_allowed("forceAllBuilds") or _unstorable(request.form)
     if refused:
         return refused
     sched, problem = _scheduler("builders")

@@ -99,7 +99,12 @@ def _serving_threads() -> int | None:
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    """The request's JSON object, {} for none; a body nested too deeply for the decoder is
+    refused (a shallower deep one is measured where its values are used)."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise ProtocolError(400, "the request body is nested too deeply") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -1,7 +1,7 @@
 """Real processes: sessions shared by several gunicorn workers and kept over a restart;
-header mode behind a real Apache (Debian's apache2) configured with Buildbot's documented recipe —
-``ProxyPass /`` to bbweb and Basic auth on ``/login`` against an htpasswd file made by
-the real ``htpasswd``."""
+header mode behind a real Apache (Debian's apache2) configured with the recipe of
+docs/security.md, read from there — ``ProxyPass /`` to bbweb and Basic auth on ``/login``
+against an htpasswd file made by the real ``htpasswd``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from bbweb.status.html import ListenAddress
 from tests.e2e.conftest import LiveMaster, free_port, stop_live_master
 from tests.e2e.test_reverse_proxy import MODULES, apache_binary
 from tests.support.polling import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 CFG = """
 from bbweb.config import *
@@ -128,20 +130,21 @@ def apache_conf(root: Path, port: int, backend: str, htpasswd: Path) -> str:
         ErrorLog "{root}/error.log"
         LogLevel warn
         ProxyRequests Off
-        # Buildbot's documented recipe, with http instead of https on loopback
-        ProxyPass / {backend}/
+        """) + documented_recipe(backend, htpasswd)
 
-        <Location /login>
-            AuthType Basic
-            AuthName "Buildbot"
-            AuthUserFile {htpasswd}
-            Require valid-user
 
-            RewriteEngine on
-            RewriteCond %{{HTTP_REFERER}} ^https?://([^/]+)/(.*)$
-            RewriteRule ^.*$ http://%1/%2 [R,L]
-        </Location>
-        """)
+def documented_recipe(backend: str, htpasswd: Path) -> str:
+    """The Apache recipe of docs/security.md, as written there, pointed at this test's
+    bbweb and htpasswd file."""
+    text = (REPO / "docs" / "security.md").read_text()
+    found = re.search(r"```apache\n(.*?)```", text, re.S)
+    assert found, "docs/security.md has no apache recipe"
+    recipe = found.group(1)
+    for documented, here in (("http://127.0.0.1:8010/", backend + "/"),
+                             ("/etc/apache2/bbweb.htpasswd", str(htpasswd))):
+        assert documented in recipe
+        recipe = recipe.replace(documented, here)
+    return recipe
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +217,7 @@ def test_anonymous_visitor_gets_a_login_link(header_site) -> None:
 def test_apache_guards_login_and_sends_the_user_back(header_site) -> None:
     _live, front = header_site
     r = requests.get(front + "/login", timeout=10, allow_redirects=False)
-    assert r.status_code == 401 and 'realm="Buildbot"' in r.headers["WWW-Authenticate"]
+    assert r.status_code == 401 and 'realm="bbweb"' in r.headers["WWW-Authenticate"]
     r = requests.get(front + "/login", auth=("alice", "wrong"), timeout=10,
                      allow_redirects=False)
     assert r.status_code == 401

@@ -1,9 +1,11 @@
 """A database that cannot be connected to is told in one line by the real ``bbweb``
-commands (upgrade-master, start, master, checkconfig --connect): the URL with its password
-hidden and the reason, and a non-zero exit; never a driver traceback."""
+commands (upgrade-master, start, master, checkconfig --connect) and by ``gunicorn
+wsgi:app``: the URL with its password hidden and the reason (down, wrong password, no such
+database, no driver installed), and a non-zero exit; never a driver traceback."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DEFAULT_CFG, write_master_cfg
+
+REPO = Path(__file__).resolve().parents[2]
 
 COMMANDS = (["upgrade-master"], ["start", "--local-worker", "none"], ["master"],
             ["checkconfig", "--connect"])
@@ -121,3 +125,35 @@ def test_checkconfig_connect_succeeds_on_a_reachable_database(tmp_path: Path,
     assert result.stdout.splitlines()[-2:] == [
         f"database {_shown(db_url) if '@' in db_url else db_url}: connected",
         "Config file is good!"]
+
+
+# ``psycopg`` made unimportable for one process, as in an install of plain ``bbweb``
+# (without the postgresql extra): None in sys.modules makes ``import psycopg`` fail.
+WITHOUT_PSYCOPG = "import sys; sys.modules['psycopg'] = None; "
+MISSING_DRIVER = "psycopg is not installed: install bbweb[postgresql] (psycopg) for PostgreSQL"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_postgresql_without_psycopg_says_which_extra_to_install(tmp_path: Path,
+                                                                command: list[str]) -> None:
+    url = f"postgresql://u:secret@127.0.0.1:{closed_port()}/x"
+    basedir = master_with(tmp_path, url)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG + "import runpy; sys.argv[0] = 'bbweb'; "
+         "runpy.run_module('bbweb.cli', run_name='__main__')", *command, str(basedir)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert_one_line(result, url.replace("secret", "***"), MISSING_DRIVER)
+
+
+def test_gunicorn_without_psycopg_says_which_extra_to_install(tmp_path: Path) -> None:
+    """``gunicorn wsgi:app`` at the top of the checkout: gunicorn.conf.py tells it once,
+    before any web process starts."""
+    url = f"postgresql://u:secret@127.0.0.1:{closed_port()}/x"
+    basedir = master_with(tmp_path, url)
+    env = {k: v for k, v in os.environ.items() if k != "GUNICORN_CMD_ARGS"}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG + "from gunicorn.app.wsgiapp import run; "
+         "sys.argv = ['gunicorn', 'wsgi:app']; run()"],
+        cwd=REPO, env=dict(env, BBWEB_BASEDIR=str(basedir)), capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL)
+    assert_one_line(result, url.replace("secret", "***"), MISSING_DRIVER)

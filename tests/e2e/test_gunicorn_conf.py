@@ -18,7 +18,7 @@ import requests
 
 from bbweb.config.master import load_master_config
 from bbweb.db.migrate import upgrade
-from bbweb.launcher import gunicorn_command
+from bbweb.launcher import control_socket_settings, gunicorn_command
 from bbweb.status.html import ListenAddress
 from tests.e2e.conftest import free_port
 from tests.support.polling import wait_for
@@ -165,3 +165,41 @@ def test_master_cfg_errors_stop_gunicorn_with_the_line_to_fix(tmp_path):
     assert proc.returncode != 0
     assert "bbweb: the configuration has errors:" in proc.stderr, proc.stderr
     assert f"{basedir / 'master.cfg'}:3" in proc.stderr
+
+
+def test_two_masters_on_one_host_each_have_their_own_control_socket(tmp_path, run_gunicorn):
+    """gunicorn 25.1+ opens a control socket at one fixed path per user by default; two
+    masters on one host (one run from gunicorn.conf.py, one with bbweb start's command)
+    would take it from each other. Each has its own in BASEDIR/run/, both serve, and
+    stopping one leaves the other's socket alone."""
+    if not control_socket_settings(tmp_path):
+        pytest.skip("the installed gunicorn has no control socket (before 25.1)")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in environment(HOME=str(home)).items() if k != "XDG_RUNTIME_DIR"}
+    ports = [free_port(), free_port()]
+    basedirs = [make_basedir(tmp_path / f"m{i}", port) for i, port in enumerate(ports)]
+    by_conf = run_gunicorn([sys.executable, "-m", "gunicorn", "wsgi:app"], REPO,
+                           dict(env, BBWEB_BASEDIR=str(basedirs[0])))
+    by_start = run_gunicorn(gunicorn_command(basedirs[1], ListenAddress("127.0.0.1", ports[1]),
+                                             2), tmp_path, env)
+    servers = [by_conf, by_start]
+    for g, basedir, port in zip(servers, basedirs, ports, strict=True):
+        wait_for(lambda g=g, port=port: g.answers(f"http://127.0.0.1:{port}/health"), 60,
+                 what="gunicorn to answer /health")
+        ctl = basedir / "run" / "gunicorn.ctl"
+        wait_for(lambda ctl=ctl: ctl.is_socket(), 30, what=f"a control socket at {ctl}")
+        assert f"127.0.0.1:{port}" in gunicornc(ctl, "show listeners")  # its own master
+    assert not (home / ".gunicorn").exists()
+    by_conf.stop()
+    assert f"127.0.0.1:{ports[1]}" in gunicornc(basedirs[1] / "run" / "gunicorn.ctl",
+                                                 "show listeners")
+    assert by_start.answers(f"http://127.0.0.1:{ports[1]}/health")
+
+
+def gunicornc(ctl: Path, command: str) -> str:
+    """gunicorn's own control client, asking the master behind ``ctl``."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "gunicornc"), "-s", str(ctl),
+                           "-c", command, "-j"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

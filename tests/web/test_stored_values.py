@@ -1,18 +1,26 @@
 """Rows that older versions stored before values were checked at entry — property values
-with lone surrogates, NUL characters and nesting deep enough to exhaust Python's stack —
-never break a page: every page and JSON document answers 200, showing them repaired
-(U+FFFD, a "nested too deeply" marker), and the status layer logs what it repaired.
+and step texts with lone surrogates, NUL characters and nesting deep enough to exhaust
+Python's stack — never break a page: every page and JSON document answers 200, showing
+them repaired (U+FFFD, a "nested too deeply" marker), and the status layer logs what it
+repaired.
 The rows are inserted directly with SQLAlchemy, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 import sqlalchemy as sa
 
-from bbweb.db.schema import build_properties, buildset_properties, change_properties, slaves
+from bbweb.db.schema import (
+    build_properties,
+    buildset_properties,
+    change_properties,
+    slaves,
+    steps,
+)
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.validation import TOO_DEEP
 from bbweb.status import queries
@@ -82,6 +90,9 @@ def store_bad_history(master) -> int:  # type: ignore[no-untyped-def]
             for bsid in bsids for name, value in BAD_VALUES.items()])
         conn.execute(slaves.update().where(slaves.c.name == "slave1").values(
             info=json.dumps({"admin": "x"})[:-1] + ', "host": ' + deep_json(980) + "}"))
+        conn.execute(steps.update().where(steps.c.buildid == claimed.buildid).values(
+            text=deep_json(980), urls='{"bad \\udc00": "http://example.org/"}',
+            statistics=deep_json(20000)))
     return changeid
 
 
@@ -100,6 +111,10 @@ def test_every_page_answers_200_and_shows_bad_values_repaired(master, app, caplo
     assert "bad \ufffd value" in html
     assert TOO_DEEP in html
     assert "emoji \U0001F600" in html  # a proper surrogate pair is left alone
+    # the step's text, 980 levels deep, is shown cut (or replaced) wherever a step is shown
+    for page in ("/waterfall", "/builders/runtests/builds/0",
+                 "/builders/runtests/builds/0/steps/hello"):
+        assert TOO_DEEP in client.get(page).get_data(as_text=True), page
 
     doc = client.get("/json/builders/runtests/builds/0").get_json()
     props = {name: value for name, value, _source in doc["properties"]}
@@ -121,6 +136,7 @@ def test_every_page_answers_200_and_shows_bad_values_repaired(master, app, caplo
            "(unpaired surrogate)" in logged
     assert "property 'x_deeper' cannot be shown as stored (nested too deeply" in logged
     assert "slave 'slave1' info cannot be shown as stored (nested too deeply" in logged
+    assert re.search(r"step \d+ text cannot be shown as stored \(nested too deeply", logged)
 
 
 def test_repairs_are_logged_once_per_process(master, app, caplog):

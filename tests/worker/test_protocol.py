@@ -15,6 +15,7 @@ from bbweb.db.schema import buildrequests, builds, change_properties, logs, step
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.logs import read_text
+from bbweb.engine.validation import MAX_CARRIED_DEPTH, MAX_ENTRY_DEPTH, TOO_DEEP
 from bbweb.engine.worker_protocol import long_poll_limit
 from bbweb.status.builder import EXCEPTION, SUCCESS
 
@@ -268,6 +269,26 @@ def test_a_deeply_nested_property_cannot_strand_a_claim(master, client):
     assert start(client, "s", 2, auth=S2)["properties"]["slavename"] == "slave2"
 
 
+def test_a_stored_property_between_the_entry_and_carried_limits_still_builds(master, client):
+    """Deeper than a value may enter now, shallow enough to carry: a row an older version
+    stored builds with it whole, as it did, while pages show it cut at the entry limit."""
+    levels = (MAX_ENTRY_DEPTH + MAX_CARRIED_DEPTH) // 2
+    _store_deep_property(master, levels)
+    build = start(client, "s", 1, auth=S2)
+    value, seen = build["properties"]["deep"], 0
+    while isinstance(value, list):
+        value, seen = value[0], seen + 1
+    assert (value, seen) == (1, levels)
+    (row,) = all_builds(master)
+    assert row.finished_at is None  # running, not refused
+    page = client.get(f"/json/builders/runtests/builds/{row.number}").get_json()
+    shown = dict((name, v) for name, v, _source in page["properties"])["deep"]
+    seen = 0
+    while isinstance(shown, list):
+        shown, seen = shown[0], seen + 1
+    assert (shown, seen) == (TOO_DEEP, MAX_ENTRY_DEPTH)
+
+
 def test_a_deeply_nested_property_through_an_old_style_claim(master, client):
     _store_deep_property(master)
     resp = post(client, "/claim", {"wait": 0}, auth=S2)
@@ -280,13 +301,15 @@ def test_a_step_result_with_a_too_deep_property_is_refused(master, client):
     add_changes(master)
     build = start(client, "s", 1)
     stepid = post(client, f"/builds/{build['id']}/next_step").get_json()["step"]["id"]
-    deep: list = []
-    for _ in range(150):
-        deep = [deep]
-    resp = client.post(f"/api/worker/steps/{stepid}/finish", auth=S1,
-                       data='{"rc": 0, "properties": {"p": ' + "[" * 150 + "]" * 150 + "}}",
-                       content_type="application/json")
+
+    def finish(levels: int):  # type: ignore[no-untyped-def]
+        body = '{"rc": 0, "properties": {"p": ' + "[" * levels + "]" * levels + "}}"
+        return client.post(f"/api/worker/steps/{stepid}/finish", auth=S1, data=body,
+                           content_type="application/json")
+
+    resp = finish(MAX_CARRIED_DEPTH + 1)
     assert resp.status_code == 400 and "nests more than" in resp.get_json()["error"]
+    assert finish(MAX_CARRIED_DEPTH).status_code == 200
 
 
 def test_claims_do_not_wait_where_the_server_cannot_afford_it(client):

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import MAX_DEPTH, MAX_DOCUMENT_DEPTH, MAX_PROPERTY_BYTES
+from bbweb.engine.validation import MAX_DOCUMENT_DEPTH, MAX_ENTRY_DEPTH, MAX_PROPERTY_BYTES
 from tests.actions.conftest import OPEN_CFG, flashes, post
 from tests.plugins.hooks import hook_cfg, nothing_stored, payload, row_counts
 from tests.plugins.hooks.test_gitlab import PUSH as GITLAB_PUSH
@@ -96,8 +96,8 @@ def test_base_form_surrogate_nul_and_depth_are_refused(site):
     refused(base_form(client, json.dumps({"ticket": {"k": [NUL]}})), "property 'ticket'",
             "NUL")
     refused(base_form(client, json.dumps({"ticket": 1}), comments=NUL), "'comments'", "NUL")
-    refused(base_form(client, json.dumps({"deep": nested(MAX_DEPTH + 1)})), "property 'deep'",
-            f"nested more than {MAX_DEPTH} levels")
+    refused(base_form(client, json.dumps({"deep": nested(MAX_ENTRY_DEPTH + 1)})), "property 'deep'",
+            f"nested more than {MAX_ENTRY_DEPTH} levels")
     refused(base_form(client, '{"deep": ' + nested_text(VERY_DEEP) + "}"), "'properties'",
             "nested")
     refused(base_form(client, '{"deep": ' + nested_text(20000) + "}"), "nested too deeply")
@@ -108,7 +108,7 @@ def test_base_form_surrogate_nul_and_depth_are_refused(site):
     assert "\ufffd" not in text
     assert nothing_stored(m)
     # the same property at the largest allowed depth is fine
-    resp = base_form(client, json.dumps({"deep": nested(MAX_DEPTH)}))
+    resp = base_form(client, json.dumps({"deep": nested(MAX_ENTRY_DEPTH)}))
     assert resp.status_code == 202, resp.get_data(as_text=True)
 
 
@@ -118,7 +118,8 @@ def test_base_json_body_surrogate_and_depth_are_refused(site):
     refused(base_json(client, json.dumps({**body, "properties": {"p": SURROGATE}})),
             "property 'p'", "unpaired surrogate")
     refused(base_json(client, json.dumps({**body, "author": SURROGATE})), "'author'")
-    refused(base_json(client, json.dumps({**body, "properties": {"p": nested(MAX_DEPTH + 1)}})),
+    too_deep = {"p": nested(MAX_ENTRY_DEPTH + 1)}
+    refused(base_json(client, json.dumps({**body, "properties": too_deep})),
             "property 'p'", "nested")
     deep_body = json.dumps(body)[:-1] + ', "properties": {"p": ' + nested_text(VERY_DEEP) + "}}"
     refused(base_json(client, deep_body), "nested")
@@ -214,7 +215,7 @@ def test_third_party_dialect_gets_the_same_rules(site):
     refused(send(json.dumps({"properties": {"p": SURROGATE}})), "property 'p'", "surrogate")
     refused(send(json.dumps({"properties": {"p": "x\x00"}})), "property 'p'", "NUL")
     refused(send(json.dumps({"comments": SURROGATE})), "'comments'")
-    refused(send(json.dumps({"properties": {"p": nested(MAX_DEPTH + 1)}})), "nested more")
+    refused(send(json.dumps({"properties": {"p": nested(MAX_ENTRY_DEPTH + 1)}})), "nested more")
     # its own json.loads runs out of stack: a 400 from the framework, not a 500
     refused(send('{"properties": {"p": ' + nested_text(20000) + "}}"), "nested too deeply")
     assert nothing_stored(m)
@@ -224,23 +225,58 @@ def test_third_party_dialect_gets_the_same_rules(site):
 
 # -- the force form -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field,value,named", [
-    ("reason", NUL, "the reason field has a NUL character"),
-    ("branch", "main\x00", "NUL"),
+def force(client, data: dict[str, str], path: str = "/builders/runtests/force"):  # type: ignore[no-untyped-def]
+    return post(client, path, {"forcescheduler": "force", "reason": "r", **data},
+                "/builders/runtests")
+
+
+def refused_force(master, client, resp, named: str) -> None:  # type: ignore[no-untyped-def]
+    assert resp.status_code == 400, (resp.status_code, resp.get_data(as_text=True))
+    assert resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    assert text.startswith("Nothing forced: ") and named in text, text
+    assert "\x00" not in text
+    assert row_counts(master)["buildsets"] == 0
+    assert flashes(client, "/builders/runtests") == ""  # no "Nothing forced" left behind
+
+
+@pytest.mark.parametrize("data,named", [
+    ({"reason": "a NUL \x00 here"}, "the form field 'reason' has a NUL character"),
+    # refused as unstorable before the branch pattern could echo it back to the page
+    ({"branch": "main\x00"}, "the form field 'branch' has a NUL character"),
+    ({"property1_name": "p", "property1_value": "v\x00"},
+     "the form field 'property1_value' has a NUL character"),
 ])
-def test_force_form_refuses_nul(make_master, field, value, named):
-    """The force form refuses as it refuses any bad field: back to the page with the
-    error ("Nothing forced: …"), nothing scheduled."""
-    master = make_master(OPEN_CFG + "\nc['validation'] = {'branch': r'^[a-z\\x00]*$'}\n")
+def test_force_form_refuses_unstorable_values_with_400(make_master, data, named):
+    """A value no database stores is refused as the change hooks refuse it: 400 naming the
+    field (never the value), nothing scheduled. (A form field carries text only, at most
+    the form's own length limit, and a form's percent-escapes never decode to a lone
+    surrogate: NUL is what can arrive.)"""
+    master = make_master(OPEN_CFG)
     client = master.app().test_client()
-    before = row_counts(master)["buildsets"]
-    resp = post(client, "/builders/runtests/force",
-                {"forcescheduler": "force", "reason": "r", field: value}, "/builders/runtests")
+    refused_force(master, client, force(client, data), named)
+
+
+def test_force_all_refuses_unstorable_values_with_400(make_master):
+    master = make_master(OPEN_CFG)
+    client = master.app().test_client()
+    resp = force(client, {"reason": "r\x00"}, "/builders/_all/forceall")
+    refused_force(master, client, resp, "the form field 'reason' has a NUL character")
+
+
+def test_force_form_rule_errors_still_go_back_to_the_page(make_master):
+    """A value the database could store but the form's rules refuse is corrected on the
+    page: 303 back with the message, as before."""
+    master = make_master(OPEN_CFG)
+    client = master.app().test_client()
+    resp = force(client, {"branch": "has space"})
     assert resp.status_code == 303
     shown = flashes(client, "/builders/runtests")
-    assert "Nothing forced" in shown and named in shown, shown
-    assert "\x00" not in shown
-    assert row_counts(master)["buildsets"] == before
+    assert "Nothing forced" in shown and "bad branch 'has space'" in shown, shown
+    assert row_counts(master)["buildsets"] == 0
+    # and a good form forces
+    assert force(client, {"branch": "main"}).status_code == 303
+    assert row_counts(master)["buildsets"] == 1
 
 
 def test_engine_refuses_for_pollers_and_scripts(master):
@@ -251,7 +287,8 @@ def test_engine_refuses_for_pollers_and_scripts(master):
     for change, named in (
             (ChangeInput(author="a", comments=SURROGATE), "'comments'"),
             (ChangeInput(author="a", files=["ok", "b\x00d"]), "'files'"),
-            (ChangeInput(author="a", properties={"p": nested(MAX_DEPTH + 1)}), "property 'p'"),
+            (ChangeInput(author="a", properties={"p": nested(MAX_ENTRY_DEPTH + 1)}),
+             "property 'p'"),
             (ChangeInput(author="a", when=float("nan")), "'when'")):
         with pytest.raises(ChangeError, match=named), master.db.write() as conn:
             add_change(conn, master.config, change)
