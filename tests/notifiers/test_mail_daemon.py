@@ -96,24 +96,43 @@ def own_smtp(certdir):  # type: ignore[no-untyped-def]
     server.stop()
 
 
+OUTAGE_BUILDS = 20
+
+
 def test_outage_loses_nothing_and_keeps_order(make_master, daemons, own_smtp, sender):
+    """The SMTP server is down while 20 builds finish; once it is back, all 20 mails
+    arrive, in the order the builds finished, each once."""
     master = make_master(with_notifier(own_smtp.port, sender))
     d = daemons(master.basedir, holder="d")
     wait_until_following(master)
     own_smtp.stop()
     clock = Clock()
-    for result in (FAILURE, SUCCESS, FAILURE, SUCCESS):
-        build(master, "runtests", result, clock)
-    wait_for(lambda: any(r.outcome == "failed" for r in attempts(master)),
-             what="a failed delivery while the server is down")
+    expected = list(range(OUTAGE_BUILDS))
+    for number in expected:
+        build(master, "runtests", (FAILURE, SUCCESS)[number % 2], clock)
+    wait_for(lambda: [r.outcome for r in attempts(master)].count("failed") >= 2,
+             what="failed deliveries while the server is down")
+    assert not own_smtp.received(sender)
     own_smtp.start()
-    mails = own_smtp.wait_for_mail(sender, 4)
+    own_smtp.wait_for_mail(sender, OUTAGE_BUILDS)
+    # anything sent twice would come after the twentieth mail: wait for the notifier to be
+    # done (every build's attempt recorded as sent) before counting
+    wait_for(lambda: [r.build_number for r in attempts(master) if r.outcome == "sent"]
+             == expected, what="every delivery to be recorded as sent")
     assert d.stop() == 0
-    assert numbers(mails) == [0, 1, 2, 3]  # in event order
-    assert len({m.message_id for m in mails}) == 4  # each once
+    mails = own_smtp.received(sender)
+    assert numbers(mails) == expected  # all of them, in event order, none twice
+    assert [m["Subject"] for m in mails] == [
+        f"buildbot {('failure', 'success')[n % 2]} in Mail Project on runtests"
+        for n in expected]
+    assert len({m.message_id for m in mails}) == OUTAGE_BUILDS
     rows = attempts(master)
     assert {r.outcome for r in rows} == {"failed", "sent"}
-    assert [r.build_number for r in rows if r.outcome == "sent"] == [0, 1, 2, 3]
+    # while the server was down only the first build's mail was tried (again and again):
+    # nothing overtook it
+    assert {r.build_number for r in rows if r.outcome == "failed"} == {0}
+    assert all("Connection refused" in r.answer or "Errno" in r.answer
+               for r in rows if r.outcome == "failed")
     assert all("Connection refused" in r.answer or "Errno" in r.answer
                for r in rows if r.outcome == "failed")
 
