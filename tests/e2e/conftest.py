@@ -7,6 +7,7 @@ their own so they do not disturb each other.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,3 +137,27 @@ def stop_live_master(live: LiveMaster) -> None:
     for name in [n for n in live.procs if n.startswith("worker")] + ["daemon", "web"]:
         live.stop(name)
     live.db.dispose()
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """A requests session that submits forms with the page's CSRF token."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+
+    def post(self, page: str, action: str, data: dict) -> requests.Response:
+        html = self.session.get(self.url + page, timeout=10).text
+        token = CSRF.search(html)
+        assert token, f"no form on {page}"
+        resp = self.session.post(self.url + action, data={**data, "csrf_token":
+                                                          token.group(1)},
+                                 allow_redirects=False, timeout=10)
+        assert resp.status_code == 303, resp.text
+        return resp
+
+    def get(self, page: str) -> str:
+        return self.session.get(self.url + page, timeout=10).text

@@ -6,14 +6,13 @@ finish and the worker exit."""
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from bbweb.db.schema import builders, builds
-from tests.e2e.conftest import start_live_master, stop_live_master, wait_for
+from tests.e2e.conftest import Browser, start_live_master, stop_live_master, wait_for
 
 CFG = r"""
 from bbweb.config import *
@@ -40,9 +39,6 @@ c['schedulers'] = [ForceScheduler(name='force', builderNames=['quick', 'sleepy',
 c['status'] = [WebStatus(http_port=PORT, authz=Authz(default_action=True))]
 """
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, e2e_db_url):  # type: ignore[no-untyped-def]
     master = start_live_master(tmp_path_factory.mktemp("actions") / "master", CFG,
@@ -52,27 +48,6 @@ def live(tmp_path_factory, e2e_db_url):  # type: ignore[no-untyped-def]
         yield master
     finally:
         stop_live_master(master)
-
-
-class Browser:
-    """A requests session that submits forms with the page's CSRF token."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session = requests.Session()
-
-    def post(self, page: str, action: str, data: dict) -> requests.Response:
-        html = self.session.get(self.url + page, timeout=10).text
-        token = CSRF.search(html)
-        assert token, f"no form on {page}"
-        resp = self.session.post(self.url + action, data={**data, "csrf_token":
-                                                          token.group(1)},
-                                 allow_redirects=False, timeout=10)
-        assert resp.status_code == 303, resp.text
-        return resp
-
-    def get(self, page: str) -> str:
-        return self.session.get(self.url + page, timeout=10).text
 
 
 def build_row(live, builder: str, number: int):  # type: ignore[no-untyped-def]

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.schema import builds
-from tests.e2e.conftest import free_port, wait_for
-from tests.e2e.test_actions_live import Browser
+from tests.e2e.conftest import Browser, free_port, wait_for
 from tests.e2e.test_start import processes_mentioning
 
 CFG = """

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from bbweb.db.schema import consumer_cursors
 from bbweb.engine.events import latest_event_id
-from tests.e2e.conftest import start_live_master, stop_live_master, wait_for
-from tests.e2e.test_actions_live import Browser
+from tests.e2e.conftest import Browser, start_live_master, stop_live_master, wait_for
 from tests.support.smtpd import SmtpServer
 
 # One step fails or sleeps as the forced build's 'outcome' property says; the second step
