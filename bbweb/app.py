@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
+from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.plugins.registry import (
     PluginSettings,
     discover,

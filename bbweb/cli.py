@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bbweb import __version__
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.worker.cli import add_arguments as worker_arguments
 
 
@@ -37,10 +37,10 @@ def cmd_create_master(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import Database, DatabaseUnreachable, check_connection, display_url
     from bbweb.db.migrate import upgrade
     from bbweb.engine.builders import sync_builders
+    from bbweb.mastercfg.master import load_master_config
 
     try:
         cfg = load_master_config(args.basedir)
@@ -68,8 +68,8 @@ def _unreachable_database(basedir: str, *, create: bool) -> str | None:
     can. Checked before starting anything, so that a server that is down, a wrong password
     or a missing database is told in one line rather than a driver traceback. A master.cfg
     with errors gives None here: the command goes on to report those its own way."""
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import DatabaseUnreachable, check_connection
+    from bbweb.mastercfg.master import load_master_config
 
     try:
         cfg = load_master_config(basedir)
@@ -93,7 +93,7 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     (warnings, errors in master.cfg and plugins.toml, enabled plugins that cannot be
     used), every line naming the file and line to fix."""
     from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
-    from bbweb.config.master import MasterConfig, load_master_config
+    from bbweb.mastercfg.master import MasterConfig, load_master_config
     from bbweb.plugins.registry import (
         PluginSettings,
         enabled_at,
@@ -158,8 +158,8 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     if _report_problems(errors, problems):
         return 1
     if args.connect:
-        from bbweb.config.master import load_master_config
         from bbweb.db.connection import display_url
+        from bbweb.mastercfg.master import load_master_config
 
         problem = _unreachable_database(args.basedir, create=False)
         if problem:

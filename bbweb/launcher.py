@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.master import MasterConfig, load_master_config
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.status.html import ListenAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.mastercfg.errors import Location, caller_location, config_error
 
 log = logging.getLogger("bbweb.auth")
 

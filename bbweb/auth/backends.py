@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from bbweb.auth.htpasswd import HtpasswdFile
-from bbweb.config.errors import caller_location, config_error
+from bbweb.mastercfg.errors import caller_location, config_error
 
 log = logging.getLogger("bbweb.auth")
 

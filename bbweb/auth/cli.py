@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 
 
 def _default_basedir() -> str:
@@ -21,9 +21,9 @@ def _default_basedir() -> str:
 
 
 def _open_db(basedir: str) -> Any:
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import Database
     from bbweb.db.migrate import is_current
+    from bbweb.mastercfg.master import load_master_config
 
     cfg = load_master_config(basedir)
     db = Database(cfg.db_url)

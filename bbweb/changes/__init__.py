@@ -45,13 +45,13 @@ class PollCancelled(PollError):
 
 
 def _config_error(message: str) -> None:
-    from bbweb.config.errors import config_error  # bbweb.config imports this module
+    from bbweb.mastercfg.errors import config_error  # bbweb.config imports this module
 
     config_error(message)
 
 
 def _caller_location() -> Any:
-    from bbweb.config.errors import caller_location
+    from bbweb.mastercfg.errors import caller_location
 
     return caller_location()
 
@@ -93,7 +93,7 @@ class PollingChangeSource:
         """Look for new changes and store them; returns the new change ids, oldest first.
 
         ``db`` is a :class:`bbweb.db.connection.Database`, ``config`` the
-        :class:`~bbweb.config.master.MasterConfig` (schedulers act on the new changes in
+        :class:`~bbweb.mastercfg.master.MasterConfig` (schedulers act on the new changes in
         the same transaction). With ``lock`` (the daemon's), the write is fenced: a daemon
         that lost its lock stores nothing (:class:`~bbweb.daemon.lock.LeaseLost`). Setting
         ``stop`` kills a running VCS command (:class:`PollCancelled`).

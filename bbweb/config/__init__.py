@@ -2,9 +2,9 @@
 
 from bbweb.changes.gitpoller import GitPoller
 from bbweb.changes.svnpoller import SVNPoller
-from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.forcefields import (
+from bbweb.mastercfg.builders import BuilderConfig, BuildSlave
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.forcefields import (
     AnyPropertyParameter,
     BooleanParameter,
     ChoiceStringParameter,
@@ -15,9 +15,9 @@ from bbweb.config.forcefields import (
     TextParameter,
     UserNameParameter,
 )
-from bbweb.config.master import MasterConfig, load_master_config
-from bbweb.config.properties import Interpolate, Property, WithProperties
-from bbweb.config.schedulers import (
+from bbweb.mastercfg.master import MasterConfig, load_master_config
+from bbweb.mastercfg.properties import Interpolate, Property, WithProperties
+from bbweb.mastercfg.schedulers import (
     AnyBranchScheduler,
     ChangeFilter,
     ForceScheduler,
@@ -26,7 +26,7 @@ from bbweb.config.schedulers import (
     Scheduler,
     SingleBranchScheduler,
 )
-from bbweb.config.steps import (
+from bbweb.mastercfg.steps import (
     BuildFactory,
     BuildStep,
     Compile,
@@ -65,7 +65,7 @@ _AUTH_NAMES = ("Authz", "BasicAuth", "HTPasswdAuth", "HTPasswdAprAuth", "UsersAu
 
 def __getattr__(name: str) -> object:
     """The web auth classes, imported on first use: bbweb.auth itself imports
-    bbweb.config.errors, so importing it here eagerly would make ``import bbweb.auth``
+    bbweb.mastercfg.errors, so importing it here eagerly would make ``import bbweb.auth``
     (before bbweb.config) a circular import."""
     if name in _AUTH_NAMES:
         import bbweb.auth

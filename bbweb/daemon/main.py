@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.daemon import dispatch
 from bbweb.daemon import lock as lockmod
 from bbweb.daemon.consumers import ConsumerError, collect_consumers
@@ -39,6 +37,8 @@ from bbweb.daemon.timers import fire_timers, has_timers
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.master import MasterConfig, load_master_config
 
 log = logging.getLogger("bbweb.daemon")
 

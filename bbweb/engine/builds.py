@@ -16,9 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.properties import RenderContext
-from bbweb.config.steps import BuildStep
 from bbweb.db.schema import (
     build_properties,
     builders,
@@ -37,6 +34,9 @@ from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
 from bbweb.engine.logs import append_chunks, create_log, finish_log
 from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, json_text_depth, value_depth
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.properties import RenderContext
+from bbweb.mastercfg.steps import BuildStep
 from bbweb.status.builder import (
     EXCEPTION,
     FAILURE,

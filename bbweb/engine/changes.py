@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
 from bbweb.engine.validation import ValueRefused, check_change
+from bbweb.mastercfg.master import MasterConfig
 
 
 class ChangeError(ValueError):

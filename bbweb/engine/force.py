@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError, create_buildset, create_sourcestamp
 from bbweb.engine.validation import ValueRefused, check_properties, check_text
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import ForceScheduler
 
 SOURCE = "Force Build Form"
 

@@ -19,11 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import BaseScheduler, Nightly, Periodic, _ChangeScheduler
 from bbweb.db.schema import scheduler_changes, scheduler_state
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp
 from bbweb.engine.changes import load_changes
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import BaseScheduler, Nightly, Periodic, _ChangeScheduler
 
 
 def _scheduler_properties(sched: BaseScheduler) -> dict[str, tuple[Any, str]]:

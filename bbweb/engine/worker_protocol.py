@@ -38,7 +38,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.connection import Database
 from bbweb.db.schema import builders, builds, master_state, slaves, steps, worker_requests
 from bbweb.engine import actions_slaves
@@ -46,6 +45,7 @@ from bbweb.engine import builds as ebuilds
 from bbweb.engine import slaves as eslaves
 from bbweb.engine.actions import CLEAN_SHUTDOWN
 from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, value_depth
+from bbweb.mastercfg.master import MasterConfig
 
 log = logging.getLogger("bbweb.worker_api")
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bbweb.config.errors import Location, argument_error, caller_location
+from bbweb.mastercfg.errors import Location, argument_error, caller_location
 from bbweb.status.records import is_int_text
 
 log = logging.getLogger("bbweb.config")

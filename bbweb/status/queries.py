@@ -24,7 +24,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import (
     builders,
@@ -43,6 +42,7 @@ from bbweb.db.schema import (
     steps,
 )
 from bbweb.engine.validation import TOO_DEEP, displayable, may_need_cleaning
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import batching
 from bbweb.status.records import (
     BuilderInfo,

@@ -25,10 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import Nightly, Periodic
 from bbweb.db.schema import scheduler_state
 from bbweb.engine.schedulers import LAST_FIRED, next_nightly_fire, next_periodic_fire
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 from bbweb.status.records import BuilderSummary
 
 

@@ -29,9 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import builds, changes, events, logs, sourcestamp_changes, steps
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.builder import FAILURE, SUCCESS
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo

@@ -2,7 +2,7 @@
 ``/builders/_selected/forceselected``, and the force forms'
 model for the templates.
 
-A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.config.forcefields`);
+A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.mastercfg.forcefields`);
 the POST validates every field server-side and schedules nothing when one is wrong (the
 user is sent back to the page with the message).
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, request
 
 from bbweb.app import site
-from bbweb.config.forcefields import BaseParameter, ValidationError
-from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
+from bbweb.mastercfg.forcefields import BaseParameter, ValidationError
+from bbweb.mastercfg.schedulers import ForceScheduler
 from bbweb.status import actions as status_actions
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
 from bbweb.web.authz import (

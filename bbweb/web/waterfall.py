@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
 from bbweb.app import site
-from bbweb.config.master import MasterConfig
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl

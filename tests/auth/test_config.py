@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from tests.auth.conftest import USERS, authz_cfg, csrf_from, login, with_probe
 
 OLD_IMPORTS = """

@@ -10,9 +10,9 @@ import sys
 import requests
 import sqlalchemy as sa
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.schema import builds
+from bbweb.mastercfg.master import load_master_config
 from tests.e2e.conftest import free_port, wait_for
 from tests.e2e.test_actions_live import Browser
 from tests.e2e.test_start import processes_mentioning

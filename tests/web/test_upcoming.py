@@ -14,13 +14,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bbweb.config.schedulers import Nightly, Periodic
 from bbweb.db.schema import buildsets
 from bbweb.engine import builds as eb
 from bbweb.engine import schedulers as es_sched
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.force import force_build
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 from bbweb.status import overview, queries
 from tests.support.querycount import counting
 

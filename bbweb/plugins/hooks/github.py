@@ -19,8 +19,8 @@ from typing import Any
 
 from flask import Request, g
 
-from bbweb.config.master import MasterConfig
 from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.hooks import signatures as sig
 
 log = logging.getLogger("bbweb.change_hook.github")

@@ -22,9 +22,9 @@ from typing import Any
 from flask import Request, g
 
 from bbweb.changes import redact_url
-from bbweb.config.master import MasterConfig
 from bbweb.daemon.pollers import pollers_of, request_polls
 from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.master import MasterConfig
 
 log = logging.getLogger("bbweb.change_hook.poller")
 

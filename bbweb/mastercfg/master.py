@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import (
+from bbweb.db.connection import default_db_url, normalize_db_url
+from bbweb.mastercfg.builders import BuilderConfig, BuildSlave
+from bbweb.mastercfg.errors import (
     ConfigErrors,
     Location,
     collecting_errors,
     pop_config_file,
     push_config_file,
 )
-from bbweb.config.forcefields import DEFAULT_VALIDATION
-from bbweb.config.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
-from bbweb.db.connection import default_db_url, normalize_db_url
+from bbweb.mastercfg.forcefields import DEFAULT_VALIDATION
+from bbweb.mastercfg.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
 from bbweb.status.html import WebStatus
 
 CONFIG_FILENAME = "master.cfg"
@@ -104,7 +104,7 @@ def _exec_config(path: Path, basedir: Path, errors: ConfigErrors) -> dict[str, A
     """Run master.cfg and return its BuildmasterConfig.
 
     Bad arguments of configuration objects are added to ``errors`` as the file runs (see
-    :func:`~bbweb.config.errors.argument_error`), so all of them are reported together.
+    :func:`~bbweb.mastercfg.errors.argument_error`), so all of them are reported together.
     None when the file could not run to its end; ``errors`` then says why.
     """
     try:
