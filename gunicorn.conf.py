@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from bbweb.app import default_basedir
-from bbweb.config.errors import ConfigErrors
 from bbweb.launcher import DEFAULT_LISTEN, DEFAULT_WEB_WORKERS, gunicorn_settings, webstatus_of
+from bbweb.mastercfg.errors import ConfigErrors
 
 
 def _serving_directory() -> Path:
