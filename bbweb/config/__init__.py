@@ -35,7 +35,8 @@ from bbweb.mastercfg.steps import (
     ShellCommand,
     Test,
 )
-from bbweb.status.builder import (
+from bbweb.status.html import WebStatus
+from bbweb.values.results import (
     EXCEPTION,
     FAILURE,
     RETRY,
@@ -44,7 +45,6 @@ from bbweb.status.builder import (
     WARNINGS,
     Results,
 )
-from bbweb.status.html import WebStatus
 
 __all__ = [
     "AnyBranchScheduler", "BuildFactory", "BuildSlave", "BuildStep", "BuilderConfig",

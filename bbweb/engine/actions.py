@@ -31,7 +31,7 @@ from bbweb.engine import events
 from bbweb.engine.builds import get_properties
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp, maybe_complete_buildset
 from bbweb.mastercfg.master import MasterConfig
-from bbweb.status.builder import CANCELLED
+from bbweb.values.results import CANCELLED
 
 NO_REASON = "<no reason specified>"
 CLEAN_SHUTDOWN = "clean_shutdown"

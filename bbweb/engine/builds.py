@@ -37,7 +37,7 @@ from bbweb.engine.nesting import MAX_PROPERTY_DEPTH, json_text_depth, value_dept
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.properties import RenderContext
 from bbweb.mastercfg.steps import BuildStep
-from bbweb.status.builder import (
+from bbweb.values.results import (
     EXCEPTION,
     FAILURE,
     SKIPPED,

@@ -20,7 +20,7 @@ from bbweb.db.schema import (
 from bbweb.engine import events
 from bbweb.engine.builders import builder_ids, sync_builders
 from bbweb.mastercfg.master import MasterConfig
-from bbweb.status.builder import worst_status
+from bbweb.values.results import worst_status
 
 
 class BuildsetError(ValueError):

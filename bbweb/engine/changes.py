@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
-from bbweb.engine.validation import ValueRefused, check_change
 from bbweb.mastercfg.master import MasterConfig
+from bbweb.values.validation import ValueRefused, check_change
 
 
 class ChangeError(ValueError):

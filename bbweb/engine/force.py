@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from bbweb.engine.buildsets import BuildsetError, create_buildset, create_sourcestamp
-from bbweb.engine.validation import ValueRefused, check_properties, check_text
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.schedulers import ForceScheduler
+from bbweb.values.validation import ValueRefused, check_properties, check_text
 
 SOURCE = "Force Build Form"
 
@@ -66,7 +66,7 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
 def check_force_values(*, reason: Any, owner: Any, branch: Any, revision: Any,
                        repository: Any, project: Any, properties: dict[str, Any] | None,
                        codebases: dict[str, dict[str, str]] | None) -> None:
-    """What a force request may carry (:mod:`bbweb.engine.validation`: text every database
+    """What a force request may carry (:mod:`bbweb.values.validation`: text every database
     stores, bounded property values); BuildsetError naming the field, nothing stored."""
     try:
         for name, value in (("reason", reason), ("owner", owner), ("branch", branch),

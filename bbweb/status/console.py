@@ -47,8 +47,8 @@ from bbweb.db.schema import (
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.schedulers import ForceScheduler
 from bbweb.status import batching, estimates, queries
-from bbweb.status.builder import FAILURE, SUCCESS, WARNINGS
 from bbweb.status.records import BuilderInfo, ChangeInfo
+from bbweb.values.results import FAILURE, SUCCESS, WARNINGS
 
 DEFAULT_REVS = 40
 MAX_REVS = 200  # a larger ``revs`` is lowered to this: the page must stay a page

@@ -33,7 +33,6 @@ from bbweb.db import schema
 from bbweb.db.schema import builds, changes, events, logs, sourcestamp_changes, steps
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import estimates, overview, queries, upcoming
-from bbweb.status.builder import FAILURE, SUCCESS
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo
 from bbweb.status.upcoming import Upcoming
 from bbweb.status.waterfall_layout import (
@@ -47,6 +46,7 @@ from bbweb.status.waterfall_layout import (
     point_event,
     with_spacers,
 )
+from bbweb.values.results import FAILURE, SUCCESS
 
 IMPLICIT_SPAN = 24 * 3600.0  # lower bound when only branch/committer filters narrow the page
 MAX_ROUNDS = 6

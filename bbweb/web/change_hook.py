@@ -15,7 +15,7 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
    → 500 (logged). Every answer, success or error, is a short ``text/plain`` line that
    never carries the request body;
 6. values and properties: every change is checked by
-   :func:`bbweb.engine.validation.check_change` (storable text, bounded property depth and
+   :func:`bbweb.values.validation.check_change` (storable text, bounded property depth and
    size, a sane ``when``) → 400 naming the field; no change may set a reserved name
    (:data:`RESERVED_PROPERTIES`); a dialect
    that copies properties from the request (``base``) may only set the ones its
@@ -44,7 +44,7 @@ from bbweb.engine.hook_deliveries import (
     record_delivery,
     set_changeids,
 )
-from bbweb.engine.validation import ValueRefused, check_change
+from bbweb.values.validation import ValueRefused, check_change
 from bbweb.web.hook_auth import check_hook_auth
 
 bp = Blueprint("change_hook", __name__)
@@ -267,7 +267,7 @@ def check_properties(changes: list[ChangeInput], policy: HookPolicy) -> None:
 def check_values(changes: list[ChangeInput]) -> None:
     """Refuse (400, naming the field) what no database stores or no page shows, from any
     dialect: NUL characters and lone surrogates in any text (property values included),
-    property values nested deeper or larger than :mod:`bbweb.engine.validation` allows,
+    property values nested deeper or larger than :mod:`bbweb.values.validation` allows,
     and times that are not finite or are beyond year 5000."""
     for ch in changes:
         try:

@@ -31,9 +31,9 @@ from sqlalchemy.engine import Connection
 from bbweb.app import site
 from bbweb.db.schema import log_chunks
 from bbweb.status import overview, queries
-from bbweb.status.builder import FAILURE, SKIPPED, SUCCESS, WARNINGS, result_name
 from bbweb.status.logstream import _decode
 from bbweb.status.records import BuildInfo
+from bbweb.values.results import FAILURE, SKIPPED, SUCCESS, WARNINGS, result_name
 
 FEED_SIZE = 25
 TAIL_LINES = 30
