@@ -18,7 +18,7 @@ from typing import Any
 
 from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.mastercfg.master import MasterConfig, load_master_config
-from bbweb.status.html import ListenAddress, WebStatus
+from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)

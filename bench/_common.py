@@ -40,7 +40,7 @@ from bbweb.db.migrate import upgrade  # noqa: E402
 from bbweb.engine.builders import sync_builders  # noqa: E402
 from bbweb.launcher import gunicorn_command  # noqa: E402
 from bbweb.mastercfg.master import MasterConfig, load_master_config  # noqa: E402
-from bbweb.status.html import ListenAddress  # noqa: E402
+from bbweb.mastercfg.webstatus import ListenAddress  # noqa: E402
 
 PASSWORD = "bench-pw"
 MARKER = "bench.json"  # written into a generated basedir: what generated it

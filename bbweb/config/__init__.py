@@ -35,7 +35,7 @@ from bbweb.mastercfg.steps import (
     ShellCommand,
     Test,
 )
-from bbweb.status.html import WebStatus
+from bbweb.mastercfg.webstatus import WebStatus
 from bbweb.values.results import (
     EXCEPTION,
     FAILURE,

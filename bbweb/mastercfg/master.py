@@ -28,7 +28,7 @@ from bbweb.mastercfg.errors import (
 )
 from bbweb.mastercfg.forcefields import DEFAULT_VALIDATION
 from bbweb.mastercfg.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
-from bbweb.status.html import WebStatus
+from bbweb.mastercfg.webstatus import WebStatus
 
 CONFIG_FILENAME = "master.cfg"
 
@@ -160,7 +160,7 @@ def _explain_exception(exc: Exception, source: str, lineno: int) -> str:
     """The message for an exception master.cfg raised: a plain sentence for an import of a
     Buildbot status target bbweb does not have yet, else the exception itself."""
     if isinstance(exc, ImportError | AttributeError):
-        from bbweb.status.planned import unavailable_target_message
+        from bbweb.mastercfg.planned import unavailable_target_message
 
         try:
             tree = ast.parse(source)

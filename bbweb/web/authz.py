@@ -1,6 +1,6 @@
 """Per-request authorization: who the user is, what they may do, and the guards.
 
-The site's :class:`~bbweb.auth.authz.Authz` (``WebStatus(authz=…)``) says, per action,
+The site's :class:`~bbweb.mastercfg.authz.Authz` (``WebStatus(authz=…)``) says, per action,
 nobody / anybody / logged-in users / a function's choice. This module answers for the
 current request:
 
@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, current_app, flash, g, redirect, request
 from flask_login import current_user as _login_user
 
-from bbweb.auth.authz import AUTH, Authz
+from bbweb.mastercfg.authz import AUTH, Authz
 from bbweb.web import sessions, view_guard
 from bbweb.web.sessions import (
     CSRF_FIELD,

@@ -24,7 +24,7 @@ from bbweb.db.connection import Database
 from bbweb.db.migrate import upgrade
 from bbweb.launcher import gunicorn_command
 from bbweb.mastercfg.master import load_master_config
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.support.polling import wait_for  # noqa: F401 (re-exported)
 

@@ -19,7 +19,7 @@ from tests.e2e.test_start import processes_mentioning
 
 CFG = """
 from bbweb.config import *
-from bbweb.auth.authz import Authz
+from bbweb.auth import Authz
 c = BuildmasterConfig = {}
 c['db_url'] = 'sqlite:///state.sqlite'
 c['slaves'] = [BuildSlave('local-worker', 'pw', keepalive_interval=1)]

@@ -19,7 +19,7 @@ import requests
 from bbweb.db.migrate import upgrade
 from bbweb.launcher import gunicorn_command
 from bbweb.mastercfg.master import load_master_config
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.e2e.conftest import free_port
 from tests.support.polling import wait_for
 
