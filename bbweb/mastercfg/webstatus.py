@@ -14,8 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from bbweb.mastercfg.authz import Authz
 from bbweb.mastercfg.errors import Location, argument_error, caller_location
-from bbweb.status.records import is_int_text
+from bbweb.mastercfg.hook_auth import validate_hook_auth
+from bbweb.values.numbers import is_int_text
 
 log = logging.getLogger("bbweb.config")
 
@@ -204,8 +206,6 @@ class WebStatus:
             argument_error("WebStatus: change_hook_dialects must be a dict of "
                            "dialect name -> options")
             change_hook_dialects = {}
-        from bbweb.web.hook_auth import validate_hook_auth
-
         problem = validate_hook_auth(change_hook_auth)
         if problem:
             argument_error(f"WebStatus: {problem}")
@@ -282,8 +282,6 @@ def _effective_authz(authz: Any, auth: Any, allowForce: Any) -> Any:
     """The site's :class:`~bbweb.mastercfg.authz.Authz`, including 0.8's deprecated forms:
     ``allowForce=True`` (everything allowed to everyone, or to logged-in users with
     ``auth=``); no ``authz`` at all gives read-only ``Authz()``."""
-    from bbweb.mastercfg.authz import Authz
-
     if authz is not None:
         if not isinstance(authz, Authz):
             argument_error(f"WebStatus: authz={authz!r} is not an Authz(...) object")

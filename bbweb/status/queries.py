@@ -55,8 +55,8 @@ from bbweb.status.records import (
     SlaveInfo,
     SourceStampInfo,
     StepInfo,
-    in_int_range,
 )
+from bbweb.values.numbers import in_int_range
 from bbweb.values.validation import TOO_DEEP, displayable, may_need_cleaning
 
 log = logging.getLogger("bbweb.status")

@@ -24,7 +24,8 @@ from bbweb.engine import actions_slaves
 from bbweb.engine.slaves import heartbeat_timeout
 from bbweb.status import actions as status_actions
 from bbweb.status import detail, queries
-from bbweb.status.records import BuilderInfo, in_int_range, is_int_text
+from bbweb.status.records import BuilderInfo
+from bbweb.values.numbers import in_int_range, is_int_text
 from bbweb.web.authz import (
     action_allowed,
     action_guard,

@@ -19,7 +19,8 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.app import site
 from bbweb.status import estimates, overview, queries, upcoming
-from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo, in_int_range
+from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo
+from bbweb.values.numbers import in_int_range
 from bbweb.web.rendering import bare_text, render_page, to_root
 
 bp = Blueprint("builders", __name__)

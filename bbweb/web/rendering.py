@@ -21,7 +21,7 @@ from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PackageLoader
 
 from bbweb import __version__
 from bbweb.app import Site, site
-from bbweb.status.records import is_int_text
+from bbweb.values.numbers import is_int_text
 from bbweb.values.results import result_name
 from bbweb.web import decorations, timefmt
 

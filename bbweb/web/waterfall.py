@@ -30,7 +30,8 @@ from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl
-from bbweb.status.records import ChangeInfo, is_int_text
+from bbweb.status.records import ChangeInfo
+from bbweb.values.numbers import is_int_text
 from bbweb.values.results import Results as RESULT_NAMES
 from bbweb.web import decorations, timefmt
 from bbweb.web.builders import builder_infos, natural_key, not_found

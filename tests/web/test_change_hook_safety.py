@@ -25,8 +25,8 @@ from flask import g
 from bbweb.db.schema import buildrequests, change_properties, changes, hook_deliveries
 from bbweb.engine.changes import ChangeInput
 from bbweb.engine.hook_deliveries import RETENTION_SECONDS
+from bbweb.mastercfg.hook_auth import validate_hook_auth
 from bbweb.web import change_hook as framework
-from bbweb.web.hook_auth import validate_hook_auth
 from tests.conftest import DEFAULT_CFG
 
 
