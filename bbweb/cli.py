@@ -92,8 +92,8 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     """What ``bbweb checkconfig`` reports and what keeps ``bbweb start`` from starting:
     (warnings, errors in master.cfg and plugins.toml, enabled plugins that cannot be
     used), every line naming the file and line to fix."""
-    from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
     from bbweb.mastercfg.master import MasterConfig, load_master_config
+    from bbweb.plugins.loading import enabled_dialects, load_auth, load_change_hooks, load_pages
     from bbweb.plugins.registry import (
         PluginSettings,
         enabled_at,
@@ -119,7 +119,7 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     _hooks, failures = load_change_hooks(cfg, settings)
     # a bad framework option (max_body_size, allow_properties) falls back to the safe
     # default at run time; checkconfig says so
-    dialects = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
+    dialects = enabled_dialects(cfg.web.change_hook_dialects, settings.section("change_hooks"))
     for name, options in dialects.items():
         for problem in option_problems(name, options):
             failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])

@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, flash, redirect, request
 
-from bbweb.app import site
 from bbweb.engine import actions as engine
 from bbweb.engine import actions_slaves
 from bbweb.engine.slaves import heartbeat_timeout
+from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
 from bbweb.status import detail, queries
 from bbweb.status.records import BuilderInfo

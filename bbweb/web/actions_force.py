@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, request
 
-from bbweb.app import site
 from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
 from bbweb.mastercfg.forcefields import BaseParameter, ValidationError
 from bbweb.mastercfg.schedulers import ForceScheduler
+from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
 from bbweb.web.authz import (

@@ -300,8 +300,8 @@ def safe_next(target: str | None) -> str | None:
 def init_app(app: Flask) -> None:
     """The site's Authz, the session and flask-login, the ``view`` check and the
     template globals for ``app``."""
-    from bbweb.app import site
     from bbweb.auth.secret import load_or_create_secret
+    from bbweb.plugins.site import site
 
     with app.app_context():
         s = site()

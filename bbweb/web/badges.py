@@ -26,7 +26,7 @@ from functools import lru_cache
 from flask import Blueprint, Response, request
 from markupsafe import escape
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
 from bbweb.status.records import BuildInfo
 from bbweb.values.results import result_name

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo
 from bbweb.values.numbers import in_int_range

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote, urlsplit
 from flask import Blueprint, Response, request
 from markupsafe import Markup
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import detail, estimates
 from bbweb.status.records import BuildInfo, StepInfo
 from bbweb.web import decorations, timefmt

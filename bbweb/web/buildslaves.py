@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
 from bbweb.status.records import SlaveInfo
 from bbweb.web.builders import METHODS, int_arg, natural_key, not_found, page_root, safe_href

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import console as data
 from bbweb.status.records import ChangeInfo
 from bbweb.web import decorations, rendering

@@ -28,8 +28,8 @@ from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from bbweb.app import site
 from bbweb.db.schema import log_chunks
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
 from bbweb.status.logstream import _decode
 from bbweb.status.records import BuildInfo

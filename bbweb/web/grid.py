@@ -13,7 +13,7 @@ import re
 
 from flask import Blueprint, Response, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import grid as status_grid
 from bbweb.status import overview
 from bbweb.web.builders import builder_infos, natural_key, page_root

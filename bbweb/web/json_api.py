@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 from flask import Blueprint, Response, render_template, request
 from werkzeug.http import http_date
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import jsondocs
 from bbweb.status.jsontree import (
     NOT_AVAILABLE,

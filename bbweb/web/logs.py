@@ -27,7 +27,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, stream_template, stream_with_context
 from markupsafe import Markup
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import detail, logstream
 from bbweb.status.records import LogInfo
 from bbweb.web.builds import BUILD_RULE, METHODS, Links, Target, dispatch, not_found

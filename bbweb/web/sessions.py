@@ -103,8 +103,8 @@ def log_out() -> None:
     """End the session: the cookie is cleared, and the server refuses from now on every
     session of this user made by an earlier login (a copy of the cookie kept elsewhere
     is worth nothing; :mod:`bbweb.auth.sessions`)."""
-    from bbweb.app import site
     from bbweb.auth.sessions import end_sessions
+    from bbweb.plugins.site import site
 
     if _login_user.is_authenticated:
         end_sessions(site().db, _login_user.name)
@@ -127,8 +127,8 @@ class _SessionInterface(SecureCookieSessionInterface):
 def _load_user(name: str) -> SiteUser | None:
     """flask-login's user loader: the session's user, unless the session has expired,
     the site no longer logs users in itself, or the user has logged out since."""
-    from bbweb.app import site
     from bbweb.auth.sessions import sessions_ended_at
+    from bbweb.plugins.site import site
     from bbweb.web.authz import site_authz
 
     login_at = session.get("login_at", 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status.users import get_user, list_users
 from bbweb.values.numbers import is_int_text
 from bbweb.web import authz

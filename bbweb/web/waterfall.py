@@ -25,8 +25,8 @@ from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
-from bbweb.app import site
 from bbweb.mastercfg.master import MasterConfig
+from bbweb.plugins.site import site
 from bbweb.status import overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl

@@ -70,7 +70,7 @@ class PollerHook:
                 if self.allowed is None or p.name in self.allowed]
 
     def get_changes(self, request: Request) -> list[ChangeInput]:
-        from bbweb.app import site
+        from bbweb.plugins.site import site
 
         if request.method == "HEAD":  # no side effects for a HEAD request
             return []
