@@ -24,6 +24,7 @@ from bbweb.engine.slaves import heartbeat_timeout
 from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
 from bbweb.status import detail, queries
+from bbweb.status.naming import natural_key
 from bbweb.status.records import BuilderInfo
 from bbweb.values.numbers import in_int_range, is_int_text
 from bbweb.web.authz import (
@@ -35,7 +36,7 @@ from bbweb.web.authz import (
     refuse_unless_allowed,
     safe_next,
 )
-from bbweb.web.builders import builder_infos, page_root
+from bbweb.web.helpers import builder_infos, page_root
 
 bp = Blueprint("actions", __name__)
 
@@ -464,6 +465,4 @@ __all__ = ["acting_user", "back", "bp", "comments"]
 @bp.app_template_global()
 def site_builder_names() -> list[str]:
     """Every configured builder (pages that list "all builders" without naming them)."""
-    from bbweb.web.builders import natural_key
-
     return sorted(site().config.builders, key=natural_key)

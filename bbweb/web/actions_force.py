@@ -19,6 +19,7 @@ from bbweb.mastercfg.forcefields import BaseParameter, ValidationError
 from bbweb.mastercfg.schedulers import ForceScheduler
 from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
+from bbweb.status.naming import natural_key
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
 from bbweb.web.authz import (
     action_allowed,
@@ -27,7 +28,7 @@ from bbweb.web.authz import (
     deny,
     refuse_unless_allowed,
 )
-from bbweb.web.builders import builder_infos, natural_key
+from bbweb.web.helpers import builder_infos
 
 bp = Blueprint("actions_force", __name__)
 

@@ -23,7 +23,6 @@ from bbweb.web import (
     grid,
     health,
     json_api,
-    logs,
     root,
     static_files,
     waterfall,
@@ -38,7 +37,7 @@ def register_blueprints(app: Flask) -> None:
         s = site()
     init_templates(app)
     app.register_blueprint(root.bp)
-    for pages in (builders, builds, logs, changes, buildslaves):
+    for pages in (builders, builds, changes, buildslaves):
         app.register_blueprint(pages.bp)
     app.register_blueprint(waterfall.bp)  # /waterfall, /waterfall/help
     app.register_blueprint(grid.bp)
