@@ -26,6 +26,7 @@ from bbweb.plugins.registry import enabled_at, load_plugin_settings
 from bbweb.plugins.site import Site, site
 from bbweb.web.authz import init_app as init_auth
 from bbweb.web.blueprints import register_blueprints
+from bbweb.web.view_guard import init_app as init_view_guard
 
 log = logging.getLogger("bbweb.app")
 
@@ -106,7 +107,8 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
                                    plugin_settings=settings, change_hooks=hooks,
                                    pages=pages, auth=auth, plugin_failures=failures)
 
-    init_auth(app)  # sessions, logins, the site-wide ``view`` check
+    init_auth(app)  # sessions, logins
+    init_view_guard(app)  # the site-wide ``view`` check
     register_blueprints(app)
     return app
 

@@ -1,5 +1,11 @@
 """The ``bbweb`` command: create, check, upgrade and run a master, run a worker, send a
-change."""
+change.
+
+Each command imports its code inside the function that runs it, for start-up time:
+``bbweb --help``, and ``bbweb worker`` on a build host, load neither Flask nor SQLAlchemy
+nor the rest of the master. (These are the only imports inside functions in bbweb; see
+tests/test_imports.py.)
+"""
 
 from __future__ import annotations
 

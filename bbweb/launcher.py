@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bbweb.db.migrate import upgrade
 from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
@@ -112,8 +113,6 @@ def _local_worker(cfg: MasterConfig, wanted: str | None) -> str | None:
 def start(basedir: Path, local_worker: str | None = None,
           workers: int = DEFAULT_WEB_WORKERS) -> int:
     """Run everything for one machine until Ctrl-C; returns the exit code."""
-    from bbweb.db.migrate import upgrade
-
     basedir = basedir.resolve()
     try:
         cfg = load_master_config(basedir)

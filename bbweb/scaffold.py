@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from bbweb.web.static_files import seed_public_html
+
 TEMPLATES = Path(__file__).parent / "config"
 
 
@@ -25,6 +27,4 @@ def create_master(basedir: Path, port: int = 8010, force: bool = False) -> list[
     for path, text in files.items():
         path.write_text(text)
     (basedir / "master.cfg").chmod(0o600)  # it holds worker passwords
-    from bbweb.web.static_files import seed_public_html
-
     return list(files) + seed_public_html(basedir)

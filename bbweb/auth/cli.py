@@ -3,6 +3,9 @@
 The users table is what ``UsersAuth()`` logs in against and what ``/users`` shows.
 Passwords come from a prompt (``--ask-password``), standard input (``--password-stdin``)
 or, for throwaway setups, ``--password`` (visible to other local users in ``ps``).
+
+Like :mod:`bbweb.cli`, each command imports what it needs (the database, the migrations)
+when it runs, for start-up time.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
-"""Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
+"""Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names.
 
+Like Buildbot 0.8's module paths (``bbweb.status.html``, ``bbweb.steps.shell``, …) this
+module only gathers names from where they live; nothing in bbweb imports it.
+"""
+
+from bbweb.auth import Authz, BasicAuth, HTPasswdAprAuth, HTPasswdAuth, UsersAuth
 from bbweb.changes.gitpoller import GitPoller
 from bbweb.changes.svnpoller import SVNPoller
 from bbweb.mastercfg.builders import BuilderConfig, BuildSlave
@@ -59,17 +64,3 @@ __all__ = [
     "AnyPropertyParameter", "BooleanParameter", "ChoiceStringParameter", "CodebaseParameter",
     "FixedParameter", "IntParameter", "StringParameter", "TextParameter", "UserNameParameter",
 ]
-
-_AUTH_NAMES = ("Authz", "BasicAuth", "HTPasswdAuth", "HTPasswdAprAuth", "UsersAuth")
-
-
-def __getattr__(name: str) -> object:
-    """The web auth classes, imported on first use: bbweb.auth itself imports
-    bbweb.mastercfg.errors, so importing it here eagerly would make ``import bbweb.auth``
-    (before bbweb.config) a circular import."""
-    if name in _AUTH_NAMES:
-        import bbweb.auth
-
-        return getattr(bbweb.auth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
+from bbweb.engine.change_rows import change_dict
+from bbweb.engine.schedulers import on_new_change
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.values.validation import ValueRefused, check_change
 
@@ -72,33 +74,9 @@ class ChangeInput:
             raise ChangeError(str(exc)) from None
 
 
-def change_dict(row: Any, files: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """The change as schedulers and filters see it (Buildbot's attribute names)."""
-    return {
-        "number": row.changeid,
-        "changeid": row.changeid,
-        "who": row.author,
-        "author": row.author,
-        "comments": row.comments,
-        "files": files,
-        "revision": row.revision,
-        "when": row.when_timestamp,
-        "branch": row.branch,
-        "category": row.category,
-        "revlink": row.revlink,
-        "properties": properties,
-        "repository": row.repository,
-        "project": row.project,
-        "codebase": row.codebase,
-        "src": row.src,
-    }
-
-
 def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
                now: float | None = None) -> int:
     """Store one change, emit ``change.new`` and let the schedulers act on it."""
-    from bbweb.engine.schedulers import on_new_change  # schedulers import changes
-
     change.validate()
     now = time.time() if now is None else now
     when = change.when if change.when is not None else now
@@ -122,24 +100,3 @@ def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
     on_new_change(conn, cfg, change_dict(row, list(change.files), dict(change.properties)),
                   now=now)
     return int(changeid)
-
-
-def load_changes(conn: Connection, changeids: list[int]) -> list[dict[str, Any]]:
-    """Changes (with files and properties) for the given ids, in id order; one query per
-    table regardless of how many."""
-    if not changeids:
-        return []
-    rows = conn.execute(sa.select(changes).where(changes.c.changeid.in_(changeids))
-                        .order_by(changes.c.changeid)).all()
-    files: dict[int, list[str]] = {}
-    for r in conn.execute(sa.select(change_files.c.changeid, change_files.c.filename)
-                          .where(change_files.c.changeid.in_(changeids))
-                          .order_by(change_files.c.id)):
-        files.setdefault(r.changeid, []).append(r.filename)
-    props: dict[int, dict[str, Any]] = {}
-    for r in conn.execute(sa.select(change_properties)
-                          .where(change_properties.c.changeid.in_(changeids))
-                          .order_by(change_properties.c.id)):
-        props.setdefault(r.changeid, {})[r.name] = json.loads(r.value)
-    return [change_dict(r, files.get(r.changeid, []), props.get(r.changeid, {}))
-            for r in rows]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import scheduler_changes, scheduler_state
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp
-from bbweb.engine.changes import load_changes
+from bbweb.engine.change_rows import load_changes
 from bbweb.mastercfg.firing import LAST_FIRED, nightly_due, nightly_minute_key, periodic_due
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.schedulers import BaseScheduler, Nightly, Periodic, _ChangeScheduler

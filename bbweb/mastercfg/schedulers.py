@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bbweb.mastercfg import forcefields as ff
 from bbweb.mastercfg.errors import Location, argument_error, caller_location
 
 NOT_SET = object()  # distinguishes "branch=None" (the default branch) from "not given"
@@ -233,8 +234,6 @@ class ForceScheduler(BaseScheduler):
                  repository: Any = None, project: Any = None, properties: Any = None,
                  codebases: Any = None, reasonString: str = "A build was forced by '%(owner)s'"
                  ": %(reason)s", buttonName: str | None = None, **kwargs: Any) -> None:
-        from bbweb.mastercfg import forcefields as ff
-
         super().__init__(name, builderNames, codebases=codebases, **kwargs)
 
         def param(value: Any, default: ff.BaseParameter, what: str) -> Any:
@@ -276,11 +275,9 @@ class ForceScheduler(BaseScheduler):
     def parse_form(self, form: Any, owner: str | None, validation: Any = None) -> Any:
         """A :class:`~bbweb.mastercfg.forcefields.ForceRequest` from the submitted form
         (``form``: name -> list of values); raises ``ValidationError``."""
-        from bbweb.mastercfg.forcefields import collect_force_request
-
-        return collect_force_request(self.username_param, self.reason_param,
-                                     self.codebase_params, self.property_params, form, owner,
-                                     validation)
+        return ff.collect_force_request(self.username_param, self.reason_param,
+                                        self.codebase_params, self.property_params, form,
+                                        owner, validation)
 
 
 _CRON_FIELDS = {

@@ -25,8 +25,9 @@ import logging
 import os
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 
+from bbweb.auth.htpasswd import HtpasswdFile
 from bbweb.mastercfg.hook_auth import classify, entries, is_pair
 
 log = logging.getLogger("bbweb.change_hook")
@@ -52,13 +53,9 @@ def _plain_file(path: str) -> list[tuple[str, str]]:
     return creds
 
 
-def _htpasswd(path: str) -> Any:
-    """The htpasswd file at ``path`` (:class:`bbweb.auth.htpasswd.HtpasswdFile`: the same
-    reader as the web logins, re-read when the file changes), one per path and app."""
-    from flask import current_app
-
-    from bbweb.auth.htpasswd import HtpasswdFile
-
+def _htpasswd(path: str) -> HtpasswdFile:
+    """The htpasswd file at ``path`` (the same reader as the web logins, re-read when the
+    file changes), one per path and app."""
     files = current_app.extensions.setdefault("bbweb_hook_htpasswd", {})
     ht = files.get(path)
     if ht is None:
