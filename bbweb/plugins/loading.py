@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint
 
 from bbweb.mastercfg.master import MasterConfig
+from bbweb.plugins.interfaces import auth_problem, dialect_problem
 from bbweb.plugins.registry import PluginSettings, discover, not_installed
 
 # Options every dialect may be given, read by this framework (not by the dialect).
@@ -57,9 +58,15 @@ def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
         # the framework's own options (max_body_size, allow_properties) are not the dialect's
         _framework, own = split_options(options)
         try:
-            hooks[name] = cls(own if isinstance(own, dict) else {}, cfg)
+            hook = cls(own if isinstance(own, dict) else {}, cfg)
         except Exception as exc:
             failures[f"change_hooks.{name}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        problem = dialect_problem(hook)
+        if problem:  # left out: its URL is a 404 like a disabled dialect's, never a 500
+            failures[f"change_hooks.{name}"] = problem
+            continue
+        hooks[name] = hook
     return hooks, failures
 
 
@@ -92,9 +99,13 @@ def load_auth(cfg: MasterConfig, settings: PluginSettings, basedir: str
                 and not os.path.isabs(os.path.expanduser(value)):
             kwargs[opt] = os.path.join(basedir, value)
     try:
-        return cls(**kwargs), {}
+        backend = cls(**kwargs)
     except Exception as exc:  # ConfigErrors included: say it, leave logins off
         return None, {key: f"{type(exc).__name__}: {exc}"}
+    problem = auth_problem(backend)
+    if problem:
+        return None, {key: problem}
+    return backend, {}
 
 
 # First path segments bbweb serves or will serve (Buildbot 0.8's site map): a pages plugin

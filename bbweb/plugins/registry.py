@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bbweb.mastercfg.errors import ConfigErrors, Location
+from bbweb.plugins.interfaces import notifier_problem
 
 log = logging.getLogger("bbweb.plugins")
 
@@ -192,7 +193,14 @@ def load_notifiers(settings: PluginSettings) -> tuple[dict[str, Any], dict[str, 
     for name in wanted:
         if name not in found.plugins and name not in found.failed:
             failures[f"notifiers.{name}"] = not_installed("notifiers", name)
-    return found.plugins, failures
+    plugins = {}
+    for name, cls in found.plugins.items():
+        problem = notifier_problem(cls)
+        if problem:
+            failures[f"notifiers.{name}"] = problem
+        else:
+            plugins[name] = cls
+    return plugins, failures
 
 
 def enabled_at(section: str, name: str, settings: PluginSettings, config: Any = None
