@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from bbweb.app import default_basedir
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import DatabaseUnreachable, check_driver
 from bbweb.launcher import DEFAULT_LISTEN, DEFAULT_WEB_WORKERS, gunicorn_settings, webstatus_of
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.master import load_master_config
 
 
 def _serving_directory() -> Path:

@@ -11,45 +11,29 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 
-from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
-from bbweb.plugins.registry import (
-    PluginSettings,
-    discover,
-    enabled_at,
-    load_plugin_settings,
-    not_installed,
-)
+from bbweb.mastercfg.master import MasterConfig, load_master_config
+from bbweb.plugins.loading import load_auth, load_change_hooks, load_pages
+from bbweb.plugins.registry import enabled_at, load_plugin_settings
+from bbweb.plugins.site import Site, site
+from bbweb.web.authz import init_app as init_auth
+from bbweb.web.blueprints import register_blueprints
+from bbweb.web.view_guard import init_app as init_view_guard
 
 log = logging.getLogger("bbweb.app")
 
-
-@dataclass
-class Site:
-    """Everything a request handler needs: configuration, database, enabled plugins."""
-
-    basedir: str
-    config: MasterConfig
-    db: Database
-    plugin_settings: PluginSettings
-    change_hooks: dict[str, Any] = field(default_factory=dict)  # dialect -> plugin instance
-    pages: dict[str, Any] = field(default_factory=dict)  # name -> Blueprint (bbweb.pages)
-    auth: Any = None  # the authentication back end plugins.toml's [auth] enables, if any
-    plugin_failures: dict[str, str] = field(default_factory=dict)
-
-
-def site() -> Site:
-    """The current application's :class:`Site`."""
-    return current_app.extensions["bbweb"]
+# ``site`` lives in bbweb.plugins.site; page plugins written when it lived here import it
+# from this module, which stays a documented place to find it.
+__all__ = ["Site", "create_app", "default_basedir",
+           "freeze_startup_objects", "security_headers", "serving_app", "site"]
 
 
 def default_basedir(cwd: str | os.PathLike[str] | None = None) -> str:
@@ -65,133 +49,6 @@ def default_basedir(cwd: str | os.PathLike[str] | None = None) -> str:
     if (here / "master.cfg").is_file():
         return str(here)
     return str(here / "master")
-
-
-def _enabled(webstatus_dialects: dict[str, Any], toml_section: dict[str, Any]
-             ) -> dict[str, Any]:
-    """master.cfg's ``change_hook_dialects`` plus plugins.toml's [change_hooks]; a plugin
-    set to ``false`` in plugins.toml is disabled even if master.cfg names it."""
-    enabled = {k: v for k, v in webstatus_dialects.items() if v is not False}
-    for name, value in toml_section.items():
-        if value is False:
-            enabled.pop(name, None)
-        else:
-            enabled[name] = value
-    return enabled
-
-
-def load_change_hooks(cfg: MasterConfig, settings: PluginSettings
-                      ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Instantiate the enabled change-hook dialects: (dialect -> plugin, failures)."""
-    wanted = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
-    if not wanted:
-        return {}, {}
-    found = discover("change_hooks", wanted)  # only these: others are never imported
-    hooks: dict[str, Any] = {}
-    failures = {f"change_hooks.{k}": v for k, v in found.failed.items()}
-    from bbweb.web.change_hook import split_options
-
-    for name, options in wanted.items():
-        cls = found.plugins.get(name)
-        if cls is None:
-            if name not in found.failed:
-                failures[f"change_hooks.{name}"] = not_installed("change_hooks", name)
-            continue
-        # the framework's own options (max_body_size, allow_properties) are not the dialect's
-        _framework, own = split_options(options)
-        try:
-            hooks[name] = cls(own if isinstance(own, dict) else {}, cfg)
-        except Exception as exc:
-            failures[f"change_hooks.{name}"] = f"{type(exc).__name__}: {exc}"
-    return hooks, failures
-
-
-def load_auth(cfg: MasterConfig, settings: PluginSettings, basedir: str
-              ) -> tuple[Any, dict[str, str]]:
-    """The authentication back end plugins.toml's [auth] enables (``name = true`` or a
-    table of keyword arguments for the class; a relative ``file``/``*_file``/``path``
-    option is relative to the basedir): (instance or None, failures). master.cfg's
-    ``Authz(auth=…)`` wins; naming both, or two plugins, is reported."""
-    wanted = {k: v for k, v in settings.section("auth").items() if v is not False}
-    if not wanted:
-        return None, {}
-    if len(wanted) > 1:
-        return None, {f"auth.{name}": "only one authentication back end can be enabled "
-                                      f"(plugins.toml [auth] enables {', '.join(wanted)})"
-                      for name in wanted}
-    (name, options), = wanted.items()
-    key = f"auth.{name}"
-    authz = getattr(cfg.web, "authz", None)
-    if authz is not None and authz.auth is not None:
-        return None, {key: "master.cfg's Authz(auth=...) already sets the authentication "
-                           "back end; remove one of the two"}
-    found = discover("auth", [name])
-    cls = found.plugins.get(name)
-    if cls is None:
-        return None, {key: found.failed.get(name) or not_installed("auth", name)}
-    kwargs = dict(options) if isinstance(options, dict) else {}
-    for opt, value in kwargs.items():
-        if (opt in ("file", "path") or opt.endswith("_file")) and isinstance(value, str) \
-                and not os.path.isabs(os.path.expanduser(value)):
-            kwargs[opt] = os.path.join(basedir, value)
-    try:
-        return cls(**kwargs), {}
-    except Exception as exc:  # ConfigErrors included: say it, leave logins off
-        return None, {key: f"{type(exc).__name__}: {exc}"}
-
-
-# First path segments bbweb serves or will serve (Buildbot 0.8's site map): a pages plugin
-# may not take one of them.
-RESERVED_PAGE_NAMES = frozenset({
-    "about", "api", "atom", "authfail", "authzfail", "builders", "buildslaves",
-    "buildstatus", "cancel_shutdown", "change_hook", "changes", "console", "default.css",
-    "favicon.ico", "grid", "health", "json", "login", "logout", "one_box_per_builder",
-    "one_line_per_build", "png", "robots.txt", "rss", "shutdown", "tgrid", "users",
-    "waterfall",
-})
-
-
-def load_pages(cfg: MasterConfig, settings: PluginSettings
-               ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Build the blueprints of the pages plugins plugins.toml enables: (name -> Blueprint,
-    failures). Each plugin is ``make_blueprint(options, config) -> flask.Blueprint``;
-    see docs/plugins.md."""
-    from flask import Blueprint
-
-    wanted = {k: v for k, v in settings.section("pages").items() if v is not False}
-    if not wanted:
-        return {}, {}
-    found = discover("pages", wanted)
-    pages: dict[str, Any] = {}
-    failures = {f"pages.{k}": v for k, v in found.failed.items()}
-    for name, options in wanted.items():
-        key = f"pages.{name}"
-        factory = found.plugins.get(name)
-        if factory is None:
-            if name not in found.failed:
-                failures[key] = not_installed("pages", name)
-            continue
-        try:
-            bp = factory(dict(options) if isinstance(options, dict) else {}, cfg)
-        except Exception as exc:
-            failures[key] = f"{type(exc).__name__}: {exc}"
-            continue
-        if not isinstance(bp, Blueprint):
-            failures[key] = (f"make_blueprint returned {type(bp).__name__}, not a "
-                             "flask.Blueprint")
-            continue
-        prefix = page_prefix(name, bp)
-        first = prefix.strip("/").split("/", 1)[0]
-        if not first or first in RESERVED_PAGE_NAMES:
-            failures[key] = f"its URL prefix {prefix!r} belongs to bbweb's own pages"
-            continue
-        pages[name] = bp
-    return pages, failures
-
-
-def page_prefix(name: str, bp: Any) -> str:
-    """Where a pages plugin is mounted: its blueprint's own url_prefix, else /<name>."""
-    return "/" + (bp.url_prefix or name).strip("/")
 
 
 def serving_app(basedir: str | os.PathLike[str] | None = None) -> Flask:
@@ -250,10 +107,8 @@ def create_app(basedir: str | os.PathLike[str] | None = None,
                                    plugin_settings=settings, change_hooks=hooks,
                                    pages=pages, auth=auth, plugin_failures=failures)
 
-    from bbweb.web import register_blueprints
-    from bbweb.web.authz import init_app as init_auth
-
-    init_auth(app)  # sessions, logins, the site-wide ``view`` check
+    init_auth(app)  # sessions, logins
+    init_view_guard(app)  # the site-wide ``view`` check
     register_blueprints(app)
     return app
 

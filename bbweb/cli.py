@@ -21,7 +21,7 @@ from bbweb import __version__
 from bbweb.worker.cli import add_arguments as worker_arguments
 
 if TYPE_CHECKING:
-    from bbweb.config.errors import ConfigErrors
+    from bbweb.mastercfg.errors import ConfigErrors
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -45,11 +45,11 @@ def cmd_create_master(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
-    from bbweb.config.errors import ConfigErrors
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import Database, DatabaseUnreachable, check_connection, display_url
     from bbweb.db.migrate import upgrade
     from bbweb.engine.builders import sync_builders
+    from bbweb.mastercfg.errors import ConfigErrors
+    from bbweb.mastercfg.master import load_master_config
     from bbweb.scaffold import refresh_public_html
     from bbweb.web.static_files import BUILTIN
 
@@ -85,9 +85,9 @@ def _unreachable_database(basedir: str, *, create: bool) -> str | None:
     can. Checked before starting anything, so that a server that is down, a wrong password
     or a missing database is told in one line rather than a driver traceback. A master.cfg
     with errors gives None here: the command goes on to report those its own way."""
-    from bbweb.config.errors import ConfigErrors
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import DatabaseUnreachable, check_connection
+    from bbweb.mastercfg.errors import ConfigErrors
+    from bbweb.mastercfg.master import load_master_config
 
     try:
         cfg = load_master_config(basedir)
@@ -110,9 +110,9 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     """What ``bbweb checkconfig`` reports and what keeps ``bbweb start`` from starting:
     (warnings, errors in master.cfg and plugins.toml, enabled plugins that cannot be
     used), every line naming the file and line to fix."""
-    from bbweb.app import _enabled, load_auth, load_change_hooks, load_pages
-    from bbweb.config.errors import ConfigErrors
-    from bbweb.config.master import MasterConfig, load_master_config
+    from bbweb.mastercfg.errors import ConfigErrors
+    from bbweb.mastercfg.master import MasterConfig, load_master_config
+    from bbweb.plugins.loading import enabled_dialects, load_auth, load_change_hooks, load_pages
     from bbweb.plugins.notifiers.loading import load_notifiers
     from bbweb.plugins.registry import PluginSettings, enabled_at, load_plugin_settings
     from bbweb.web.change_hook import option_problems
@@ -134,7 +134,7 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
     _hooks, failures = load_change_hooks(cfg, settings)
     # a bad framework option (max_body_size, allow_properties) falls back to the safe
     # default at run time; checkconfig says so
-    dialects = _enabled(cfg.web.change_hook_dialects, settings.section("change_hooks"))
+    dialects = enabled_dialects(cfg.web.change_hook_dialects, settings.section("change_hooks"))
     for name, options in dialects.items():
         for problem in option_problems(name, options):
             failures.setdefault(f"change_hooks.{name}", problem.split(": ", 1)[-1])
@@ -153,7 +153,7 @@ def configuration_problems(basedir: str) -> tuple[list[str], list[str], list[str
 
 def _report_problems(errors: list[str], problems: list[str]) -> bool:
     """Print configuration errors and unusable plugins; True if there were any."""
-    from bbweb.config.errors import ConfigErrors
+    from bbweb.mastercfg.errors import ConfigErrors
 
     if errors:
         _print_errors(ConfigErrors(errors))
@@ -171,8 +171,8 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     if _report_problems(errors, problems):
         return 1
     if args.connect:
-        from bbweb.config.master import load_master_config
         from bbweb.db.connection import display_url
+        from bbweb.mastercfg.master import load_master_config
 
         problem = _unreachable_database(args.basedir, create=False)
         if problem:

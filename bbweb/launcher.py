@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.master import MasterConfig, load_master_config
-from bbweb.status.html import ListenAddress, WebStatus
+from bbweb.db.migrate import upgrade
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.master import MasterConfig, load_master_config
+from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
@@ -144,8 +145,6 @@ def _local_worker(cfg: MasterConfig, wanted: str | None) -> str | None:
 def start(basedir: Path, local_worker: str | None = None,
           workers: int = DEFAULT_WEB_WORKERS) -> int:
     """Run everything for one machine until Ctrl-C; returns the exit code."""
-    from bbweb.db.migrate import upgrade
-
     basedir = basedir.resolve()
     try:
         cfg = load_master_config(basedir)

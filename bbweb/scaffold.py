@@ -7,6 +7,8 @@ import hashlib
 import secrets
 from pathlib import Path
 
+from bbweb.web.static_files import BUILTIN, seed_public_html
+
 TEMPLATES = Path(__file__).parent / "config"
 
 # sha256 of every version bbweb has shipped of the files create-master copies into
@@ -46,8 +48,6 @@ def create_master(basedir: Path, port: int = 8010, force: bool = False) -> list[
     for path, text in files.items():
         path.write_text(text)
     (basedir / "master.cfg").chmod(0o600)  # it holds worker passwords
-    from bbweb.web.static_files import seed_public_html
-
     return list(files) + seed_public_html(basedir)
 
 
@@ -60,7 +60,6 @@ def refresh_public_html(basedir: Path, public_html: str = "public_html"
     shipped (:data:`SHIPPED`) is replaced by the current one; one that matches none was
     edited here and is kept. Returns (refreshed, kept); a missing file stays missing (the
     built-in one is served)."""
-    from bbweb.web.static_files import BUILTIN
 
     refreshed: list[Path] = []
     kept: list[Path] = []

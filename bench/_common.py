@@ -35,12 +35,12 @@ if str(REPO) not in sys.path:  # running from a checkout without an installed pa
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bbweb.config.master import MasterConfig, load_master_config  # noqa: E402
 from bbweb.db.connection import Database  # noqa: E402
 from bbweb.db.migrate import upgrade  # noqa: E402
 from bbweb.engine.builders import sync_builders  # noqa: E402
 from bbweb.launcher import gunicorn_command  # noqa: E402
-from bbweb.status.html import ListenAddress  # noqa: E402
+from bbweb.mastercfg.master import MasterConfig, load_master_config  # noqa: E402
+from bbweb.mastercfg.webstatus import ListenAddress  # noqa: E402
 
 PASSWORD = "bench-pw"
 MARKER = "bench.json"  # written into a generated basedir: what generated it

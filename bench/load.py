@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         builders = [f"builder-{i}" for i in range(args.builders)]
         slaves = [f"slave-{i}" for i in range(args.workers)]
         (basedir / "master.cfg").write_text(master_cfg(db_url, builders, slaves))
-        from bbweb.config.master import load_master_config
+        from bbweb.mastercfg.master import load_master_config
 
         cfg = load_master_config(basedir)
         upgrade(cfg.db_url)

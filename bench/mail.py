@@ -39,7 +39,6 @@ sys.path.insert(0, str(REPO))
 import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bbweb.config.master import load_master_config  # noqa: E402
 from bbweb.db.connection import Database  # noqa: E402
 from bbweb.db.migrate import upgrade  # noqa: E402
 from bbweb.db.schema import consumer_cursors  # noqa: E402
@@ -47,6 +46,7 @@ from bbweb.engine import builds as eb  # noqa: E402
 from bbweb.engine import events  # noqa: E402
 from bbweb.engine import slaves as es  # noqa: E402
 from bbweb.engine.force import force_build  # noqa: E402
+from bbweb.mastercfg.master import load_master_config  # noqa: E402
 from bbweb.status.mail import MailNotifier  # noqa: E402
 
 CFG = """

@@ -37,9 +37,9 @@ import sqlalchemy as sa  # noqa: E402
 from _common import banner, percentile, safe_url  # noqa: E402
 
 from bbweb.app import create_app, freeze_startup_objects  # noqa: E402
-from bbweb.config.master import load_master_config  # noqa: E402
 from bbweb.db.connection import normalize_db_url  # noqa: E402
 from bbweb.db.schema import builders, builds  # noqa: E402
+from bbweb.mastercfg.master import load_master_config  # noqa: E402
 
 VIEWS = ("/waterfall", "/grid", "/tgrid", "/console", "/rss", "/atom", "/png?builder={builder}")
 GOAL_MS = 50.0

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import upgrade
+from bbweb.mastercfg.master import MasterConfig, load_master_config
 
 DEFAULT_CFG = """
 from bbweb.config import *

@@ -5,8 +5,8 @@ also reachable as 0.8 spelled them, ``bbweb.status.web.authz`` and
 ``bbweb.status.web.auth``, and through ``from bbweb.config import *``.
 """
 
-from bbweb.auth.authz import ACTIONS, Authz
 from bbweb.auth.backends import BasicAuth, HTPasswdAprAuth, HTPasswdAuth, IAuth, UsersAuth
+from bbweb.mastercfg.authz import ACTIONS, Authz
 
 __all__ = ["ACTIONS", "Authz", "BasicAuth", "HTPasswdAprAuth", "HTPasswdAuth", "IAuth",
            "UsersAuth"]

@@ -2,7 +2,7 @@
 
 They keep Buildbot 0.8's interface (``authenticate(user, passwd)``, ``errmsg()``,
 ``getUserInfo(user)``, a ``master`` attribute set at startup) so a custom 0.8 ``IAuth``
-subclass keeps working. ``master`` is bbweb's :class:`bbweb.app.Site` (the database is
+subclass keeps working. ``master`` is bbweb's :class:`bbweb.plugins.site.Site` (the database is
 ``master.db``).
 """
 
@@ -14,8 +14,9 @@ import logging
 import os
 from typing import Any
 
+from bbweb.auth import users
 from bbweb.auth.htpasswd import HtpasswdFile
-from bbweb.config.errors import caller_location, config_error
+from bbweb.mastercfg.errors import caller_location, config_error
 
 log = logging.getLogger("bbweb.auth")
 
@@ -114,8 +115,6 @@ class UsersAuth(IAuth):
     by ``bb_username`` and ``bb_password``."""
 
     def authenticate(self, user: str, passwd: str) -> bool:
-        from bbweb.auth import users
-
         if self.master is None:
             self.err = "the users database is not available"
             return False
@@ -124,8 +123,6 @@ class UsersAuth(IAuth):
         return ok
 
     def getUserInfo(self, user: str) -> dict[str, Any]:
-        from bbweb.auth import users
-
         info = super().getUserInfo(user)
         if self.master is not None:
             found = users.user_by_username(self.master.db, user)

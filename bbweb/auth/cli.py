@@ -3,6 +3,9 @@
 The users table is what ``UsersAuth()`` logs in against and what ``/users`` shows.
 Passwords come from a prompt (``--ask-password``), standard input (``--password-stdin``)
 or, for throwaway setups, ``--password`` (visible to other local users in ``ps``).
+
+Like :mod:`bbweb.cli`, each command imports what it needs (the database, the migrations)
+when it runs, for start-up time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 
 
 def _default_basedir() -> str:
@@ -21,9 +24,9 @@ def _default_basedir() -> str:
 
 
 def _open_db(basedir: str) -> Any:
-    from bbweb.config.master import load_master_config
     from bbweb.db.connection import Database
     from bbweb.db.migrate import is_current
+    from bbweb.mastercfg.master import load_master_config
 
     cfg = load_master_config(basedir)
     db = Database(cfg.db_url)

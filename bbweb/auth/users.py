@@ -8,6 +8,7 @@ replaced by a modern hash at the user's next successful login.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -18,12 +19,19 @@ from passlib.context import CryptContext
 
 from bbweb.db.connection import Database
 from bbweb.db.schema import users, users_info
-from bbweb.status.users import UserRecord, find_user, password_hash
+from bbweb.status.users import UserRecord, find_user, get_user, password_hash
 
 PASSWORDS = CryptContext(schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=12)
 _LEGACY = re.compile(r"^[0-9a-f]{16}[0-9a-f]{40}$")
-_DUMMY = PASSWORDS.hash("not a password anyone has")
 RESERVED_ATTRS = ("uid", "identifier", "bb_username", "bb_password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so that a wrong user name
+    takes as long as a wrong password. Made on first use: a bcrypt hash costs a quarter of
+    a second, which importing this module (every master.cfg load) should not pay."""
+    return str(PASSWORDS.hash("not a password anyone has"))
 
 
 class UserError(ValueError):
@@ -48,7 +56,7 @@ def check_password(db: Database, bb_username: str, password: str) -> bool:
     with db.read() as conn:
         stored = password_hash(conn, bb_username)
     if not stored:
-        PASSWORDS.verify(password, _DUMMY)  # as slow as a wrong password
+        PASSWORDS.verify(password, _dummy_hash())  # as slow as a wrong password
         return False
     if _LEGACY.match(stored):
         if not _legacy_ok(password, stored):
@@ -69,8 +77,6 @@ def user_by_username(db: Database, bb_username: str) -> UserRecord | None:
             users.c.bb_username == bb_username)).scalar()
         if row is None:
             return None
-        from bbweb.status.users import get_user
-
         return get_user(conn, row)
 
 

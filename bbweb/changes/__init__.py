@@ -8,9 +8,6 @@ text, the master daemon (:mod:`bbweb.daemon.pollers`) calls its
 remember between polls (the last revision it saw) lives in the ``poller_state`` table,
 written in the same transaction as the changes it produced, so a restart neither skips
 nor repeats a change.
-
-This module imports nothing from :mod:`bbweb.config` or :mod:`bbweb.engine` at import
-time: ``bbweb.config`` imports the pollers.
 """
 
 from __future__ import annotations
@@ -28,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import poller_state
+from bbweb.engine.changes import add_change
+from bbweb.mastercfg.errors import caller_location, config_error
 
 log = logging.getLogger("bbweb.changes")
 
@@ -44,18 +43,6 @@ class PollCancelled(PollError):
     """The poll was stopped (the daemon is stopping or lost its lock): nothing stored."""
 
 
-def _config_error(message: str) -> None:
-    from bbweb.config.errors import config_error  # bbweb.config imports this module
-
-    config_error(message)
-
-
-def _caller_location() -> Any:
-    from bbweb.config.errors import caller_location
-
-    return caller_location()
-
-
 class PollingChangeSource:
     """A change source that the master daemon polls.
 
@@ -69,15 +56,15 @@ class PollingChangeSource:
 
     def __init__(self, name: str, pollInterval: float = 600,  # noqa: N803 (Buildbot names)
                  pollAtLaunch: bool = False) -> None:
-        self.location = _caller_location()
+        self.location = caller_location()
         if not isinstance(name, str) or not name.strip():
-            _config_error(f"{type(self).__name__}: name must be a non-empty string")
+            config_error(f"{type(self).__name__}: name must be a non-empty string")
         if isinstance(pollInterval, bool) or not isinstance(pollInterval, int | float) \
                 or not pollInterval > 0:
-            _config_error(f"{type(self).__name__}: pollInterval must be a positive number "
+            config_error(f"{type(self).__name__}: pollInterval must be a positive number "
                           f"of seconds, not {pollInterval!r}")
         if not isinstance(pollAtLaunch, bool):
-            _config_error(f"{type(self).__name__}: pollAtLaunch must be True or False")
+            config_error(f"{type(self).__name__}: pollAtLaunch must be True or False")
         self.name = name
         self.pollInterval = float(pollInterval)
         self.pollAtLaunch = pollAtLaunch
@@ -93,7 +80,7 @@ class PollingChangeSource:
         """Look for new changes and store them; returns the new change ids, oldest first.
 
         ``db`` is a :class:`bbweb.db.connection.Database`, ``config`` the
-        :class:`~bbweb.config.master.MasterConfig` (schedulers act on the new changes in
+        :class:`~bbweb.mastercfg.master.MasterConfig` (schedulers act on the new changes in
         the same transaction). With ``lock`` (the daemon's), the write is fenced: a daemon
         that lost its lock stores nothing (:class:`~bbweb.daemon.lock.LeaseLost`). Setting
         ``stop`` kills a running VCS command (:class:`PollCancelled`).
@@ -113,8 +100,6 @@ class PollingChangeSource:
         """Store ``changes`` (ChangeInput objects) and ``new_state`` in one transaction,
         unless the saved state is no longer ``expected`` (another poll of the same poller
         stored first: its result stands, and this one is dropped)."""
-        from bbweb.engine.changes import add_change
-
         with db.write() as conn:
             if lock is not None:
                 lock.check(conn)

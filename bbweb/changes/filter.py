@@ -1,5 +1,5 @@
 """``buildbot.changes.filter``."""
 
-from bbweb.config.schedulers import ChangeFilter
+from bbweb.mastercfg.schedulers import ChangeFilter
 
 __all__ = ["ChangeFilter"]

@@ -24,10 +24,11 @@ from typing import Any
 from bbweb.changes import (
     PollError,
     PollingChangeSource,
-    _config_error,
     redact_url,
     run_command,
 )
+from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.errors import config_error
 
 log = logging.getLogger("bbweb.changes.gitpoller")
 
@@ -66,17 +67,17 @@ class GitPoller(PollingChangeSource):
                  encoding: str = "utf-8", pollAtLaunch: bool = False,  # noqa: N803
                  name: str | None = None) -> None:
         if not isinstance(repourl, str) or not repourl.strip():
-            _config_error("GitPoller: repourl must be a non-empty string")
+            config_error("GitPoller: repourl must be a non-empty string")
         if repourl.startswith("-"):
-            _config_error(f"GitPoller: repourl {repourl!r} must not start with '-'")
+            config_error(f"GitPoller: repourl {repourl!r} must not start with '-'")
         if pollinterval is not None:  # Buildbot's old lowercase spelling
             pollInterval = pollinterval
         super().__init__(name if name is not None else repourl, pollInterval, pollAtLaunch)
         if fetch_refspec is not None:
-            _config_error("GitPoller: fetch_refspec is not supported (it was deprecated in "
+            config_error("GitPoller: fetch_refspec is not supported (it was deprecated in "
                           "Buildbot 0.8.7): list the branches to watch in 'branches'")
         if branch is not None and branches is not None:
-            _config_error("GitPoller: give 'branches' or 'branch', not both")
+            config_error("GitPoller: give 'branches' or 'branch', not both")
         if branch is not None:
             branches = [branch]
         if branches is None:
@@ -86,16 +87,16 @@ class GitPoller(PollingChangeSource):
         for label, value in (("workdir", workdir), ("category", category),
                              ("project", project)):
             if value is not None and not isinstance(value, str):
-                _config_error(f"GitPoller: {label} must be a string, not "
+                config_error(f"GitPoller: {label} must be a string, not "
                               f"{type(value).__name__}")
         if not isinstance(gitbin, str) or not gitbin:
-            _config_error("GitPoller: gitbin must be the git command's name or path")
+            config_error("GitPoller: gitbin must be the git command's name or path")
         if not isinstance(usetimestamps, bool):
-            _config_error("GitPoller: usetimestamps must be True or False")
+            config_error("GitPoller: usetimestamps must be True or False")
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
-            _config_error(f"GitPoller: unknown encoding {encoding!r}")
+            config_error(f"GitPoller: unknown encoding {encoding!r}")
         self.repourl = repourl
         self.workdir = workdir
         self.gitbin = gitbin
@@ -111,12 +112,12 @@ class GitPoller(PollingChangeSource):
         if isinstance(branches, str):
             branches = [branches]
         if not isinstance(branches, list | tuple) or not branches:
-            _config_error("GitPoller: branches must be a non-empty list of branch names, "
+            config_error("GitPoller: branches must be a non-empty list of branch names, "
                           "True (every branch) or a callable")
         names: list[str] = []
         for b in branches:
             if not isinstance(b, str) or not b.strip() or b.startswith("-"):
-                _config_error(f"GitPoller: {b!r} is not a branch name")
+                config_error(f"GitPoller: {b!r} is not a branch name")
             short = b.removeprefix("refs/heads/")
             if short not in names:
                 names.append(short)
@@ -248,8 +249,6 @@ class GitPoller(PollingChangeSource):
 
     def _change_for(self, mirror: str, rev: str, branch: str,
                     stop: threading.Event | None) -> Any:
-        from bbweb.engine.changes import ChangeInput
-
         out = self._git(mirror, ["log", "-1", "--no-renames", "--name-only", "-z",
                                  "--format=%aN%x00%aE%x00%ct%x00%B%x00", rev, "--"], stop)
         parts = out.split("\0", 4)

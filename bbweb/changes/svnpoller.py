@@ -24,10 +24,11 @@ from typing import Any
 from bbweb.changes import (
     PollError,
     PollingChangeSource,
-    _config_error,
     redact_url,
     run_command,
 )
+from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.errors import config_error
 
 log = logging.getLogger("bbweb.changes.svnpoller")
 
@@ -82,31 +83,31 @@ class SVNPoller(PollingChangeSource):
                  pollinterval: float | None = None, extra_args: list[str] | None = None,
                  pollAtLaunch: bool = False, name: str | None = None) -> None:  # noqa: N803
         if not isinstance(svnurl, str) or not svnurl.strip():
-            _config_error("SVNPoller: svnurl must be a non-empty string")
+            config_error("SVNPoller: svnurl must be a non-empty string")
         if svnurl.startswith("-"):
-            _config_error(f"SVNPoller: svnurl {svnurl!r} must not start with '-'")
+            config_error(f"SVNPoller: svnurl {svnurl!r} must not start with '-'")
         svnurl = svnurl.rstrip("/")
         if pollinterval is not None:  # Buildbot's old lowercase spelling
             pollInterval = pollinterval
         super().__init__(name if name is not None else svnurl, pollInterval, pollAtLaunch)
         if split_file is not None and not callable(split_file):
-            _config_error("SVNPoller: split_file must be a function (e.g. "
+            config_error("SVNPoller: split_file must be a function (e.g. "
                           "split_file_branches)")
         if isinstance(histmax, bool) or not isinstance(histmax, int) or histmax < 1:
-            _config_error(f"SVNPoller: histmax must be a positive integer, not {histmax!r}")
+            config_error(f"SVNPoller: histmax must be a positive integer, not {histmax!r}")
         for label, value in (("svnuser", svnuser), ("svnpasswd", svnpasswd),
                              ("category", category), ("project", project),
                              ("revlinktmpl", revlinktmpl), ("cachepath", cachepath)):
             if value is not None and not isinstance(value, str):
-                _config_error(f"SVNPoller: {label} must be a string, not "
+                config_error(f"SVNPoller: {label} must be a string, not "
                               f"{type(value).__name__}")
         if revlinktmpl and "%s" not in revlinktmpl:
-            _config_error("SVNPoller: revlinktmpl needs a '%s' for the revision")
+            config_error("SVNPoller: revlinktmpl needs a '%s' for the revision")
         if not isinstance(svnbin, str) or not svnbin:
-            _config_error("SVNPoller: svnbin must be the svn command's name or path")
+            config_error("SVNPoller: svnbin must be the svn command's name or path")
         if extra_args is not None and (not isinstance(extra_args, list | tuple) or
                                        not all(isinstance(a, str) for a in extra_args)):
-            _config_error("SVNPoller: extra_args must be a list of strings")
+            config_error("SVNPoller: extra_args must be a list of strings")
         self.svnurl = svnurl
         self.split_file = split_file or split_file_alwaystrunk
         self.svnuser = svnuser
@@ -186,8 +187,6 @@ class SVNPoller(PollingChangeSource):
         return ids
 
     def _changes_for(self, entry: ET.Element, prefix: str) -> list[Any]:
-        from bbweb.engine.changes import ChangeInput
-
         revision = entry.get("revision", "")
         author = (entry.findtext("author") or "").strip() or "unknown"
         comments = entry.findtext("msg") or ""

@@ -1,10 +1,15 @@
-"""Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names."""
+"""Everything a master.cfg needs: ``from bbweb.config import *`` gives Buildbot's names.
 
+Like Buildbot 0.8's module paths (``bbweb.status.html``, ``bbweb.steps.shell``, …) this
+module only gathers names from where they live; nothing in bbweb imports it.
+"""
+
+from bbweb.auth import Authz, BasicAuth, HTPasswdAprAuth, HTPasswdAuth, UsersAuth
 from bbweb.changes.gitpoller import GitPoller
 from bbweb.changes.svnpoller import SVNPoller
-from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.forcefields import (
+from bbweb.mastercfg.builders import BuilderConfig, BuildSlave
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.forcefields import (
     AnyPropertyParameter,
     BooleanParameter,
     ChoiceStringParameter,
@@ -15,9 +20,9 @@ from bbweb.config.forcefields import (
     TextParameter,
     UserNameParameter,
 )
-from bbweb.config.master import MasterConfig, load_master_config
-from bbweb.config.properties import Interpolate, Property, WithProperties
-from bbweb.config.schedulers import (
+from bbweb.mastercfg.master import MasterConfig, load_master_config
+from bbweb.mastercfg.properties import Interpolate, Property, WithProperties
+from bbweb.mastercfg.schedulers import (
     AnyBranchScheduler,
     ChangeFilter,
     ForceScheduler,
@@ -26,7 +31,7 @@ from bbweb.config.schedulers import (
     Scheduler,
     SingleBranchScheduler,
 )
-from bbweb.config.steps import (
+from bbweb.mastercfg.steps import (
     BuildFactory,
     BuildStep,
     Compile,
@@ -35,7 +40,8 @@ from bbweb.config.steps import (
     ShellCommand,
     Test,
 )
-from bbweb.status.builder import (
+from bbweb.mastercfg.webstatus import WebStatus
+from bbweb.values.results import (
     EXCEPTION,
     FAILURE,
     RETRY,
@@ -44,7 +50,6 @@ from bbweb.status.builder import (
     WARNINGS,
     Results,
 )
-from bbweb.status.html import WebStatus
 
 __all__ = [
     "AnyBranchScheduler", "BuildFactory", "BuildSlave", "BuildStep", "BuilderConfig",
@@ -59,17 +64,3 @@ __all__ = [
     "AnyPropertyParameter", "BooleanParameter", "ChoiceStringParameter", "CodebaseParameter",
     "FixedParameter", "IntParameter", "StringParameter", "TextParameter", "UserNameParameter",
 ]
-
-_AUTH_NAMES = ("Authz", "BasicAuth", "HTPasswdAuth", "HTPasswdAprAuth", "UsersAuth")
-
-
-def __getattr__(name: str) -> object:
-    """The web auth classes, imported on first use: bbweb.auth itself imports
-    bbweb.config.errors, so importing it here eagerly would make ``import bbweb.auth``
-    (before bbweb.config) a circular import."""
-    if name in _AUTH_NAMES:
-        import bbweb.auth
-
-        return getattr(bbweb.auth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

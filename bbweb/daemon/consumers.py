@@ -47,29 +47,19 @@ once and recording every attempt.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+
+from bbweb.mastercfg.interfaces import EventConsumer, is_consumer
 
 INITIAL_POSITIONS = ("oldest", "latest")
 
-
-@runtime_checkable
-class EventConsumer(Protocol):
-    """The required part of the interface (see the module docstring for the rest)."""
-
-    consumer_name: str
-
-    def handle_event(self, event: dict[str, Any]) -> None: ...
+# The required part (consumer_name, handle_event) is checked by master.cfg's loader too.
+__all__ = ["ConsumerError", "EventConsumer", "INITIAL_POSITIONS", "collect_consumers",
+           "initial_position", "is_consumer"]
 
 
 class ConsumerError(ValueError):
     """The set of consumers cannot be run (e.g. two share a name)."""
-
-
-def is_consumer(obj: Any) -> bool:
-    """Whether ``obj`` follows the consumer interface (duck-typed, like Buildbot's documented status
-    targets)."""
-    return isinstance(getattr(obj, "consumer_name", None), str) and \
-        callable(getattr(obj, "handle_event", None))
 
 
 def initial_position(consumer: Any) -> str:

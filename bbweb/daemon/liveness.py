@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from bbweb.config.master import MasterConfig
 from bbweb.daemon.lock import DaemonLock
 from bbweb.db.connection import Database
 from bbweb.db.schema import slaves
@@ -31,6 +30,7 @@ from bbweb.engine.builds import (
     release_leases_of_slave,
 )
 from bbweb.engine.worker_protocol import prune_answers
+from bbweb.mastercfg.master import MasterConfig
 
 log = logging.getLogger("bbweb.daemon.liveness")
 

@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
-from bbweb.config.master import MasterConfig, load_master_config
 from bbweb.daemon import dispatch
 from bbweb.daemon import lock as lockmod
 from bbweb.daemon.consumers import ConsumerError, collect_consumers
@@ -39,6 +37,11 @@ from bbweb.daemon.timers import fire_timers, has_timers
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.master import MasterConfig, load_master_config
+from bbweb.plugins.notifiers.base import Notifier
+from bbweb.plugins.notifiers.loading import bind_notifiers, load_notifiers
+from bbweb.plugins.registry import load_plugin_settings
 
 log = logging.getLogger("bbweb.daemon")
 
@@ -288,10 +291,6 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
         return 1
     for warning in cfg.warnings:
         log.warning("%s", warning)
-    from bbweb.plugins.notifiers.base import Notifier
-    from bbweb.plugins.notifiers.loading import bind_notifiers, load_notifiers
-    from bbweb.plugins.registry import load_plugin_settings
-
     try:
         notifiers, failures, notes = load_notifiers(cfg, load_plugin_settings(basedir))
     except ConfigErrors as exc:  # plugins.toml itself is unreadable

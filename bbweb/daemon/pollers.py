@@ -1,7 +1,7 @@
 """Polling change sources in the master daemon (``GitPoller``, ``SVNPoller``, ...).
 
 While the daemon holds its lock, every poller in ``c['change_source']`` has a thread of
-its own that calls :meth:`~bbweb.changes.PollingChangeSource.poll` every ``pollInterval``
+its own that calls :meth:`~bbweb.mastercfg.interfaces.Poller.poll` every ``pollInterval``
 seconds (the first time at once when ``pollAtLaunch``; "launch" is when this daemon takes
 the lock), so a slow or failing poller never delays another. A failed poll is logged with
 the poller's name and tried again at the next interval. Each poll stores its changes and
@@ -9,13 +9,13 @@ the poller's new state in one write transaction fenced by the daemon lock: a dae
 lost the lock stores nothing, and its successor polls again from the saved state.
 
 Polls on demand (``/change_hook/poller``). The web process never polls: it records a
-``poller.poll_requested`` event (:func:`request_polls`) naming the pollers. The daemon
-follows these with an ordinary event consumer (:class:`PollRequestConsumer`), which wakes
-the named pollers and returns once each has finished a poll that *started after the
-request was recorded*, so the request's cursor only moves once it was honoured: a daemon
-that stops or loses its lock first leaves the request to the next daemon. Requests made
-while a poll was already pending share that poll (a burst of requests costs one or two
-polls, not one each).
+``poller.poll_requested`` event naming the pollers
+(:func:`~bbweb.engine.poll_requests.request_polls`). The daemon follows these with an
+ordinary event consumer (:class:`PollRequestConsumer`), which wakes the named pollers and
+returns once each has finished a poll that *started after the request was recorded*, so the
+request's cursor only moves once it was honoured: a daemon that stops or loses its lock
+first leaves the request to the next daemon. Requests made while a poll was already pending
+share that poll (a burst of requests costs one or two polls, not one each).
 """
 
 from __future__ import annotations
@@ -23,32 +23,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
-from bbweb.changes import PollCancelled, PollError, PollingChangeSource, redact_url
+from bbweb.changes import PollCancelled, PollError, redact_url
 from bbweb.daemon.lock import DaemonLock, LeaseLost
 from bbweb.db.connection import Database
 from bbweb.engine import events
+from bbweb.engine.poll_requests import POLL_REQUESTED
+from bbweb.mastercfg.interfaces import Poller, pollers_of
 
 log = logging.getLogger("bbweb.daemon.pollers")
 
-POLL_REQUESTED = "poller.poll_requested"
 CONSUMER_NAME = "bbweb.daemon.pollers"
 # how often a waiting thread re-checks that the daemon is still active
 CHECK_INTERVAL = 0.2
-
-
-def pollers_of(cfg: Any) -> list[PollingChangeSource]:
-    return [s for s in cfg.change_sources if isinstance(s, PollingChangeSource)]
-
-
-def request_polls(conn: Connection, names: Iterable[str]) -> int:
-    """Ask the daemon to poll the pollers called ``names`` now (call in a write
-    transaction); returns the id of the ``poller.poll_requested`` event recorded."""
-    return events.emit(conn, POLL_REQUESTED, pollers=sorted(set(names)))
 
 
 class PollsNotDone(RuntimeError):
@@ -59,7 +47,7 @@ class PollsNotDone(RuntimeError):
 class PollerRunner:
     """The thread that polls one poller during one active period of the daemon."""
 
-    def __init__(self, poller: PollingChangeSource, db: Database, cfg: Any,
+    def __init__(self, poller: Poller, db: Database, cfg: Any,
                  lock: DaemonLock, predecessor: PollerRunner | None = None) -> None:
         self.poller = poller
         self.name = poller.name
@@ -223,7 +211,7 @@ class PollerService:
         self.db = db
         self.cfg = cfg
         self.lock = lock
-        self.pollers = pollers_of(cfg)
+        self.pollers = pollers_of(cfg.change_sources)
         self.runners: dict[str, PollerRunner] = {}
         self._stragglers: dict[str, PollerRunner] = {}
         self.consumer = PollRequestConsumer(self) if self.pollers else None

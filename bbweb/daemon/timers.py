@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import Nightly, Periodic
 from bbweb.daemon.lock import DaemonLock
 from bbweb.db.connection import Database
 from bbweb.engine import schedulers
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 
 log = logging.getLogger("bbweb.daemon.timers")
 

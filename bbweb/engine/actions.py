@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.schema import (
     builders,
     buildrequests,
@@ -31,7 +30,8 @@ from bbweb.db.schema import (
 from bbweb.engine import events
 from bbweb.engine.builds import get_properties
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp, maybe_complete_buildset
-from bbweb.status.builder import CANCELLED
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.values.results import CANCELLED
 
 NO_REASON = "<no reason specified>"
 CLEAN_SHUTDOWN = "clean_shutdown"

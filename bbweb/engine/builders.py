@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.schema import builders
 from bbweb.engine import events
+from bbweb.mastercfg.master import MasterConfig
 
 
 def sync_builders(conn: Connection, cfg: MasterConfig) -> dict[str, int]:

@@ -17,9 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.properties import RenderContext
-from bbweb.config.steps import BuildStep
 from bbweb.db.schema import (
     build_properties,
     builders,
@@ -37,20 +34,23 @@ from bbweb.db.schema import (
 from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
 from bbweb.engine.logs import append_chunks, create_log, finish_log
-from bbweb.engine.validation import (
-    MAX_CARRIED_DEPTH,
-    ValueRefused,
-    decode_stored,
-    decode_stored_or,
-    depth,
-)
-from bbweb.status.builder import (
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.properties import RenderContext
+from bbweb.mastercfg.steps import BuildStep
+from bbweb.values.results import (
     EXCEPTION,
     FAILURE,
     SKIPPED,
     SUCCESS,
     WARNINGS,
     worst_status,
+)
+from bbweb.values.validation import (
+    MAX_CARRIED_DEPTH,
+    ValueRefused,
+    decode_stored,
+    decode_stored_or,
+    depth,
 )
 
 log = logging.getLogger("bbweb.engine")
@@ -96,7 +96,7 @@ def build_sourcestamps(conn: Connection, buildrequestid: int) -> list[dict[str, 
 
 def get_properties(conn: Connection, buildid: int) -> dict[str, tuple[Any, str]]:
     """The build's properties (name -> (value, source)). A row an older version stored that
-    the engine cannot carry (see :func:`~bbweb.engine.validation.decode_stored`) is left
+    the engine cannot carry (see :func:`~bbweb.values.validation.decode_stored`) is left
     out, with the reason logged: a step that needs it renders as if it was never set."""
     props: dict[str, tuple[Any, str]] = {}
     for r in conn.execute(sa.select(build_properties)

@@ -9,7 +9,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.schema import (
     buildrequests,
     buildset_properties,
@@ -20,7 +19,8 @@ from bbweb.db.schema import (
 )
 from bbweb.engine import events
 from bbweb.engine.builders import builder_ids, sync_builders
-from bbweb.status.builder import worst_status
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.values.results import worst_status
 
 
 class BuildsetError(ValueError):

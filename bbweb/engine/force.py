@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError, create_buildset, create_sourcestamp
-from bbweb.engine.validation import ValueRefused, check_properties, check_text
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import ForceScheduler
+from bbweb.values.validation import ValueRefused, check_properties, check_text
 
 SOURCE = "Force Build Form"
 
@@ -29,7 +29,7 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
 
     When ``scheduler`` names a ForceScheduler, only its builders may be forced through it
     (a user cannot reach other builders by editing the form): BuildsetError. A value that
-    cannot be stored is :class:`~bbweb.engine.validation.ValueRefused` (naming the field),
+    cannot be stored is :class:`~bbweb.values.validation.ValueRefused` (naming the field),
     a different kind of error: the request, not the choice made in the form, is wrong.
     """
     if scheduler is not None:
@@ -68,7 +68,7 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
 def check_force_values(*, reason: Any, owner: Any, branch: Any, revision: Any,
                        repository: Any, project: Any, properties: dict[str, Any] | None,
                        codebases: dict[str, dict[str, str]] | None) -> None:
-    """What a force request may carry (:mod:`bbweb.engine.validation`: text every database
+    """What a force request may carry (:mod:`bbweb.values.validation`: text every database
     stores, bounded property values); ValueRefused naming the field, nothing stored."""
     for name, value in (("reason", reason), ("owner", owner), ("branch", branch),
                         ("revision", revision), ("repository", repository),

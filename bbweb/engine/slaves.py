@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.schema import slaves
 from bbweb.engine import events
+from bbweb.mastercfg.master import MasterConfig
 
 # A worker heartbeats this often unless its BuildSlave sets keepalive_interval, and is
 # considered gone after DEFAULT_HEARTBEAT_TIMEOUT of silence (six default heartbeats; with

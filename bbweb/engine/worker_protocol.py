@@ -38,14 +38,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from bbweb.config.master import MasterConfig
 from bbweb.db.connection import Database
 from bbweb.db.schema import builders, builds, master_state, slaves, steps, worker_requests
 from bbweb.engine import actions_slaves
 from bbweb.engine import builds as ebuilds
 from bbweb.engine import slaves as eslaves
 from bbweb.engine.actions import CLEAN_SHUTDOWN
-from bbweb.engine.validation import MAX_CARRIED_DEPTH, depth
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.values.validation import MAX_CARRIED_DEPTH, depth
 
 log = logging.getLogger("bbweb.worker_api")
 

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors, Location
+from bbweb.mastercfg.errors import ConfigErrors, Location
 
 log = logging.getLogger("bbweb.plugins")
 

@@ -1,5 +1,5 @@
 """``buildbot.process.factory``."""
 
-from bbweb.config.steps import BuildFactory
+from bbweb.mastercfg.steps import BuildFactory
 
 __all__ = ["BuildFactory"]

@@ -1,5 +1,5 @@
 """``buildbot.process.properties``."""
 
-from bbweb.config.properties import Interpolate, Property, WithProperties
+from bbweb.mastercfg.properties import Interpolate, Property, WithProperties
 
 __all__ = ["Interpolate", "Property", "WithProperties"]

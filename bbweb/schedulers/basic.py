@@ -1,5 +1,5 @@
 """``buildbot.schedulers.basic``."""
 
-from bbweb.config.schedulers import AnyBranchScheduler, Scheduler, SingleBranchScheduler
+from bbweb.mastercfg.schedulers import AnyBranchScheduler, Scheduler, SingleBranchScheduler
 
 __all__ = ["AnyBranchScheduler", "Scheduler", "SingleBranchScheduler"]

@@ -1,6 +1,6 @@
 """``buildbot.schedulers.forcesched``."""
 
-from bbweb.config.forcefields import (
+from bbweb.mastercfg.forcefields import (
     AnyPropertyParameter,
     BaseParameter,
     BooleanParameter,
@@ -14,7 +14,7 @@ from bbweb.config.forcefields import (
     UserNameParameter,
     ValidationError,
 )
-from bbweb.config.schedulers import ForceScheduler
+from bbweb.mastercfg.schedulers import ForceScheduler
 
 __all__ = ["AnyPropertyParameter", "BaseParameter", "BooleanParameter",
            "ChoiceStringParameter", "CodebaseParameter", "FixedParameter", "ForceScheduler",

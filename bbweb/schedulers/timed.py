@@ -1,5 +1,5 @@
 """``buildbot.schedulers.timed``."""
 
-from bbweb.config.schedulers import Nightly, Periodic
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 
 __all__ = ["Nightly", "Periodic"]

@@ -1,34 +1,19 @@
-"""Build result codes, named and numbered as Buildbot 0.8 did (JSON clients rely on them)."""
+"""Buildbot 0.8's ``buildbot.status.builder`` path for the result codes
+(``from bbweb.status.builder import SUCCESS, Results``); they live in
+:mod:`bbweb.values.results`."""
 
-from __future__ import annotations
+from bbweb.values.results import (
+    CANCELLED,
+    EXCEPTION,
+    FAILURE,
+    RETRY,
+    SKIPPED,
+    SUCCESS,
+    WARNINGS,
+    Results,
+    result_name,
+    worst_status,
+)
 
-SUCCESS = 0
-WARNINGS = 1
-FAILURE = 2
-SKIPPED = 3
-EXCEPTION = 4
-RETRY = 5
-CANCELLED = 6
-
-Results = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"]
-
-
-def worst_status(a: int | None, b: int | None) -> int | None:
-    """Combine two results the way a build combines its steps.
-
-    SKIPPED never makes a build worse than SUCCESS; otherwise the numerically higher of
-    SUCCESS/WARNINGS/FAILURE/EXCEPTION/RETRY/CANCELLED wins (Buildbot's ordering).
-    """
-    if a is None:
-        return b
-    if b is None:
-        return a
-    order = [SKIPPED, SUCCESS, WARNINGS, FAILURE, EXCEPTION, RETRY, CANCELLED]
-    return a if order.index(a) >= order.index(b) else b
-
-
-def result_name(result: int | None) -> str:
-    """The lower-case word Buildbot used (``"success"``…); running builds have none."""
-    if result is None or not 0 <= result < len(Results):
-        return "unknown"
-    return Results[result]
+__all__ = ["CANCELLED", "EXCEPTION", "FAILURE", "RETRY", "Results", "SKIPPED", "SUCCESS",
+           "WARNINGS", "result_name", "worst_status"]

@@ -33,8 +33,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import ForceScheduler
 from bbweb.db.schema import (
     buildrequests,
     builds,
@@ -46,9 +44,11 @@ from bbweb.db.schema import (
     sourcestamps,
     steps,
 )
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import ForceScheduler
 from bbweb.status import batching, estimates, queries
-from bbweb.status.builder import FAILURE, SUCCESS, WARNINGS
 from bbweb.status.records import BuilderInfo, ChangeInfo
+from bbweb.values.results import FAILURE, SUCCESS, WARNINGS
 
 DEFAULT_REVS = 40
 MAX_REVS = 200  # a larger ``revs`` is lowered to this: the page must stay a page

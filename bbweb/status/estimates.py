@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import builds
 from bbweb.status import batching
-from bbweb.status.builder import SUCCESS, WARNINGS
 from bbweb.status.records import BuilderInfo
+from bbweb.values.results import SUCCESS, WARNINGS
 
 WINDOW = 20  # newest builds considered per builder
 SAMPLE = 5  # successful builds averaged

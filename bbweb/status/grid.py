@@ -33,9 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import buildrequests, builds, sourcestamps
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import batching, queries, upcoming
 from bbweb.status.records import BuilderInfo, BuilderSummary
 

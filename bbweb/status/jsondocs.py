@@ -12,7 +12,6 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from bbweb.status.builder import EXCEPTION, FAILURE, WARNINGS
 from bbweb.status.records import (
     BuilderSummary,
     BuildInfo,
@@ -24,6 +23,7 @@ from bbweb.status.records import (
     SourceStampInfo,
     StepInfo,
 )
+from bbweb.values.results import EXCEPTION, FAILURE, WARNINGS
 
 Doc = dict[str, Any]
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import jsondocs, queries
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo, SourceStampInfo
 

@@ -53,6 +53,11 @@ CHUNKS_MAX_BYTES = 1024 * 1024
 """How much text one answer of the live-follow JSON endpoint carries at most (at least one
 chunk, however big)."""
 
+# a log's tail (the feeds show the end of each failed step's logs)
+TAIL_LINES = 30
+TAIL_MAX_CHUNKS = 8  # chunks read backwards from a log's end, at most
+TAIL_MAX_CHARS = 64 * 1024  # of a log tail, at most
+
 STREAM_NAMES = {"o": "stdout", "e": "stderr", "h": "header"}
 # the CSS class of each stream's spans: ``header`` is the page header bar's class in
 # default.css, so header chunks use ``header-chunk``
@@ -103,6 +108,27 @@ def fetch_chunks(conn: Connection, logid: int, after: int = -1, limit: int = BAT
     """Up to ``limit`` chunks with ``seq > after``, in order (one indexed range query)."""
     return [Chunk(int(r.seq), r.stream, _decode(r.compressed, r.content))
             for r in conn.execute(_chunk_query(logid, after, limit, streams))]
+
+
+def log_tail(conn: Connection, logid: int, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log, read backwards a chunk at a time (at most
+    :data:`TAIL_MAX_CHUNKS` chunks and :data:`TAIL_MAX_CHARS` characters)."""
+    rows = conn.execute(
+        sa.select(log_chunks.c.compressed, log_chunks.c.content)
+        .where(log_chunks.c.logid == logid)
+        .order_by(log_chunks.c.seq.desc()).limit(TAIL_MAX_CHUNKS)).all()
+    pieces: list[str] = []
+    newlines = 0
+    size = 0
+    for r in rows:
+        text = _decode(r.compressed, r.content)
+        pieces.append(text)
+        newlines += text.count("\n")
+        size += len(text)
+        if newlines > lines or size >= TAIL_MAX_CHARS:
+            break
+    text = "".join(reversed(pieces))[-TAIL_MAX_CHARS:]
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
 def iter_chunks(db: Database, logid: int, after: int = -1, streams: str = "oeh",

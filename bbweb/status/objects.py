@@ -22,12 +22,11 @@ from urllib.parse import quote
 
 from markupsafe import escape
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.properties import RenderContext
-from bbweb.config.properties import render as render_value
 from bbweb.db.connection import Database
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.properties import RenderContext
+from bbweb.mastercfg.properties import render as render_value
 from bbweb.status import build_history, detail, logstream, queries
-from bbweb.status.builder import EXCEPTION, FAILURE, SKIPPED, WARNINGS
 from bbweb.status.naming import natural_key
 from bbweb.status.records import (
     BuilderInfo,
@@ -38,6 +37,7 @@ from bbweb.status.records import (
     SourceStampInfo,
     StepInfo,
 )
+from bbweb.values.results import EXCEPTION, FAILURE, SKIPPED, WARNINGS
 
 LOG_TEXT_LIMIT = 16 * 1024 * 1024
 """Characters :meth:`LogFile.getText` returns at most; a longer log gives its last part,

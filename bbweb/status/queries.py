@@ -24,7 +24,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import (
     builders,
@@ -42,7 +41,7 @@ from bbweb.db.schema import (
     sourcestamps,
     steps,
 )
-from bbweb.engine.validation import TOO_DEEP, displayable, may_need_cleaning
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import batching
 from bbweb.status.records import (
     BuilderInfo,
@@ -56,8 +55,9 @@ from bbweb.status.records import (
     SlaveInfo,
     SourceStampInfo,
     StepInfo,
-    in_int_range,
 )
+from bbweb.values.numbers import in_int_range
+from bbweb.values.validation import TOO_DEEP, displayable, may_need_cleaning
 
 log = logging.getLogger("bbweb.status")
 _LOGGED_LIMIT = 1000
@@ -69,7 +69,7 @@ def decode_json(text: str | None, default: Any, what: str = "a stored value") ->
     layer reads (properties, step text and urls, slave info) is decoded here.
 
     Rows stored before values were checked where they enter
-    (:mod:`bbweb.engine.validation`) may hold what no page can render: an unpaired
+    (:mod:`bbweb.values.validation`) may hold what no page can render: an unpaired
     surrogate (from a ``"\\ud800"`` escape) or nesting deeper than Python's recursion
     limit. Such a value is shown repaired (U+FFFD, a "nested too deeply" marker) and
     undecodable text as ``default``, each logged once per process, so one bad row never

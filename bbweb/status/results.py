@@ -6,7 +6,7 @@ rest of bbweb reads them from). CANCELLED (6) did not exist in 0.8; bbweb record
 builds cancelled before they ran, and ``Results[6]`` names it.
 """
 
-from bbweb.status.builder import (
+from bbweb.values.results import (
     CANCELLED,
     EXCEPTION,
     FAILURE,

@@ -1,8 +1,8 @@
 """Upcoming scheduled builds: when the timed schedulers (``Nightly``, ``Periodic``) that
 feed a builder will fire next.
 
-The prediction is the daemon's own rule (:func:`bbweb.engine.schedulers.next_nightly_fire`
-and :func:`~bbweb.engine.schedulers.next_periodic_fire`, which ``tick`` uses too) applied to
+The prediction is the daemon's own rule (:func:`bbweb.mastercfg.firing.next_nightly_fire`
+and :func:`~bbweb.mastercfg.firing.next_periodic_fire`, which ``tick`` uses too) applied to
 the same ``scheduler_state`` rows, so a page never promises a time the daemon would not
 keep. Cost: one query over those rows, for the timed schedulers of the shown builders,
 whatever the history; none when no timed scheduler feeds them.
@@ -25,10 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
-from bbweb.config.schedulers import Nightly, Periodic
 from bbweb.db.schema import scheduler_state
-from bbweb.engine.schedulers import LAST_FIRED, next_nightly_fire, next_periodic_fire
+from bbweb.mastercfg.firing import LAST_FIRED, next_nightly_fire, next_periodic_fire
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 from bbweb.status.records import BuilderSummary
 
 

@@ -28,11 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.config.master import MasterConfig
 from bbweb.db import schema
 from bbweb.db.schema import builds, changes, events, logs, sourcestamp_changes, steps
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import estimates, overview, queries, upcoming
-from bbweb.status.builder import FAILURE, SUCCESS
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo
 from bbweb.status.upcoming import Upcoming
 from bbweb.status.waterfall_layout import (
@@ -46,6 +45,7 @@ from bbweb.status.waterfall_layout import (
     point_event,
     with_spacers,
 )
+from bbweb.values.results import FAILURE, SUCCESS
 
 IMPLICIT_SPAN = 24 * 3600.0  # lower bound when only branch/committer filters narrow the page
 MAX_ROUNDS = 6

@@ -1,5 +1,5 @@
 """``buildbot.steps.shell``."""
 
-from bbweb.config.steps import Compile, Configure, ShellCommand, Test
+from bbweb.mastercfg.steps import Compile, Configure, ShellCommand, Test
 
 __all__ = ["Compile", "Configure", "ShellCommand", "Test"]

@@ -18,13 +18,15 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, flash, redirect, request
 
-from bbweb.app import site
 from bbweb.engine import actions as engine
 from bbweb.engine import actions_slaves
 from bbweb.engine.slaves import heartbeat_timeout
+from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
 from bbweb.status import detail, queries
-from bbweb.status.records import BuilderInfo, in_int_range, is_int_text
+from bbweb.status.naming import natural_key
+from bbweb.status.records import BuilderInfo
+from bbweb.values.numbers import in_int_range, is_int_text
 from bbweb.web.authz import (
     action_allowed,
     action_guard,
@@ -34,7 +36,7 @@ from bbweb.web.authz import (
     refuse_unless_allowed,
     safe_next,
 )
-from bbweb.web.builders import builder_infos, page_root
+from bbweb.web.helpers import builder_infos, page_root
 
 bp = Blueprint("actions", __name__)
 
@@ -463,6 +465,4 @@ __all__ = ["acting_user", "back", "bp", "comments"]
 @bp.app_template_global()
 def site_builder_names() -> list[str]:
     """Every configured builder (pages that list "all builders" without naming them)."""
-    from bbweb.web.builders import natural_key
-
     return sorted(site().config.builders, key=natural_key)

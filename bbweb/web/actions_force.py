@@ -2,12 +2,12 @@
 ``/builders/_selected/forceselected``, and the force forms'
 model for the templates.
 
-A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.config.forcefields`);
+A form is drawn from one ForceScheduler's parameters (:mod:`bbweb.mastercfg.forcefields`);
 the POST validates every field server-side and schedules nothing when one is wrong. Two
 kinds of wrong: a choice the form's rules refuse (a branch not matching the pattern, a
 missing reason) sends the user back to the page with the message, to correct it there; a
 value no database can store (a NUL character, an unpaired surrogate, a property nested too
-deeply or too large: :mod:`bbweb.engine.validation`) is refused with 400 naming the field,
+deeply or too large: :mod:`bbweb.values.validation`) is refused with 400 naming the field,
 as the change hooks refuse it.
 """
 
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
-from bbweb.app import site
-from bbweb.config.forcefields import BaseParameter, ValidationError
-from bbweb.config.schedulers import ForceScheduler
 from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
-from bbweb.engine.validation import ValueRefused, check_text, label
+from bbweb.mastercfg.forcefields import BaseParameter, ValidationError
+from bbweb.mastercfg.schedulers import ForceScheduler
+from bbweb.plugins.site import site
 from bbweb.status import actions as status_actions
+from bbweb.status.naming import natural_key
+from bbweb.values.validation import ValueRefused, check_text, label
 from bbweb.web.actions import METHODS, acting_user, back, builder_page, no_such
 from bbweb.web.authz import (
     action_allowed,
@@ -33,7 +34,7 @@ from bbweb.web.authz import (
     deny,
     refuse_unless_allowed,
 )
-from bbweb.web.builders import builder_infos, natural_key
+from bbweb.web.helpers import builder_infos
 
 bp = Blueprint("actions_force", __name__)
 

@@ -12,7 +12,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, request
 
-from bbweb.web import authz
+from bbweb.web import authz, users
 from bbweb.web.rendering import render_page, to_root
 
 bp = Blueprint("auth_pages", __name__)
@@ -81,7 +81,5 @@ def authzfail() -> Response:
 
 def register(app: Flask) -> None:
     """Mount the login/logout/failure pages and the users pages."""
-    from bbweb.web import users
-
     app.register_blueprint(bp)
     app.register_blueprint(users.bp)

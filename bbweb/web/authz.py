@@ -1,6 +1,6 @@
 """Per-request authorization: who the user is, what they may do, and the guards.
 
-The site's :class:`~bbweb.auth.authz.Authz` (``WebStatus(authz=…)``) says, per action,
+The site's :class:`~bbweb.mastercfg.authz.Authz` (``WebStatus(authz=…)``) says, per action,
 nobody / anybody / logged-in users / a function's choice. This module answers for the
 current request:
 
@@ -14,11 +14,10 @@ current request:
   token, a logged-in user when the action needs one;
 * :func:`deny` — the "Authorization Failed" answer.
 
-Two neighbours hold the rest, and their public names are re-exported here so that views
-import everything about users and permissions from this one module:
-:mod:`bbweb.web.sessions` (the session cookie, logging in and out, CSRF tokens) and
-:mod:`bbweb.web.view_guard` (the site-wide ``view`` check). :func:`init_app` installs
-both and the template globals.
+The session cookie, logging in and out and the CSRF tokens are in :mod:`bbweb.web.sessions`,
+whose public names are re-exported here so that views import everything about users and
+permissions from this one module; :func:`init_app` installs it and the template globals.
+The site-wide ``view`` check built on these decisions is :mod:`bbweb.web.view_guard`.
 """
 
 from __future__ import annotations
@@ -28,11 +27,14 @@ import logging
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, current_app, flash, g, redirect, request
+from flask import Flask, Response, flash, g, redirect, request
 from flask_login import current_user as _login_user
 
-from bbweb.auth.authz import AUTH, Authz
-from bbweb.web import sessions, view_guard
+from bbweb.auth.secret import load_or_create_secret
+from bbweb.mastercfg.authz import AUTH, Authz
+from bbweb.plugins.site import site
+from bbweb.web import sessions
+from bbweb.web.rendering import to_root
 from bbweb.web.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -44,17 +46,12 @@ from bbweb.web.sessions import (
     csrf_valid,
     log_in,
     log_out,
+    site_authz,
 )
-from bbweb.web.view_guard import MACHINE_BLUEPRINTS, VIEW_EXEMPT_BLUEPRINTS, VIEW_EXEMPT_FILES
 
 log = logging.getLogger("bbweb.auth")
 
 MAX_CREDENTIAL = 1024  # longer user names or passwords are refused without trying them
-
-
-def site_authz() -> Authz:
-    """The site's Authz (read-only ``Authz()`` when none is configured)."""
-    return current_app.extensions["bbweb_authz"]
 
 
 # ---------------------------------------------------------------- identity
@@ -201,8 +198,6 @@ def advertise_action(action: str) -> bool:
 
 
 def _relative_root() -> str:
-    from bbweb.web.rendering import to_root
-
     return to_root()
 
 
@@ -298,11 +293,8 @@ def safe_next(target: str | None) -> str | None:
 # ---------------------------------------------------------------- setup
 
 def init_app(app: Flask) -> None:
-    """The site's Authz, the session and flask-login, the ``view`` check and the
-    template globals for ``app``."""
-    from bbweb.app import site
-    from bbweb.auth.secret import load_or_create_secret
-
+    """The site's Authz, the session and flask-login and the template globals for
+    ``app``."""
     with app.app_context():
         s = site()
     sessions.init_app(app, load_or_create_secret(s.basedir))
@@ -313,7 +305,6 @@ def init_app(app: Flask) -> None:
     app.extensions["bbweb_authz"] = authz
     if authz.auth is not None:
         authz.auth.master = s  # 0.8: "each auth object gets a master attribute"
-    view_guard.init_app(app)
     app.jinja_env.globals.update(
         csrf_field=csrf_field,
         advertise_action=advertise_action,
@@ -338,10 +329,8 @@ __all__ = [
     # identity, decisions and guards (this module)
     "MAX_CREDENTIAL", "action_allowed", "action_guard", "advertise_action", "current_page",
     "current_user_info", "current_username", "deny", "init_app", "refuse_unless_allowed",
-    "safe_next", "site_authz",
+    "safe_next",
     # re-exported from bbweb.web.sessions
     "CSRF_FIELD", "CSRF_HEADER", "SESSION_COOKIE", "SESSION_LIFETIME", "SiteUser",
-    "csrf_field", "csrf_token", "csrf_valid", "log_in", "log_out",
-    # re-exported from bbweb.web.view_guard
-    "MACHINE_BLUEPRINTS", "VIEW_EXEMPT_BLUEPRINTS", "VIEW_EXEMPT_FILES",
+    "csrf_field", "csrf_token", "csrf_valid", "log_in", "log_out", "site_authz",
 ]

@@ -26,10 +26,10 @@ from functools import lru_cache
 from flask import Blueprint, Response, request
 from markupsafe import escape
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
-from bbweb.status.builder import result_name
 from bbweb.status.records import BuildInfo
+from bbweb.values.results import result_name
 
 bp = Blueprint("badges", __name__)
 log = logging.getLogger("bbweb.badges")

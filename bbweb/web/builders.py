@@ -10,98 +10,35 @@ requests, and ``/buildstatus`` errors carry a real status code.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.naming import natural_key
-from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo, in_int_range
-from bbweb.web.rendering import bare_text, render_page, to_root
+from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo
+from bbweb.values.numbers import in_int_range
+from bbweb.web.helpers import (
+    INT_ARG,
+    WEB_SCHEMES,
+    builder_infos,
+    int_arg,
+    not_found,
+    page_root,
+    path_segment,
+    safe_href,
+)
+from bbweb.web.rendering import bare_text, render_page
 
 bp = Blueprint("builders", __name__)
+bp.app_template_filter("path_segment")(path_segment)
 
 METHODS = ["GET", "POST"]
-MAX_COUNT = 1000  # numbuilds/maxsearch above this are lowered to it: a page stays a page
 DEFAULT_MAXSEARCH = 200
 NO_CACHE = {"Cache-Control": "no-cache"}
-_INT = re.compile(r"\s*[-+]?\d+\s*")
-
-
-# -- helpers shared with the buildslaves pages --------------------------------------------------
-
-@bp.app_template_filter("path_segment")
-def path_segment(name: Any) -> str:
-    """A name as one URL path segment: everything but unreserved characters quoted, so
-    spaces, ``/``, ``?`` and ``#`` in builder and slave names stay inside the segment."""
-    return quote(str(name), safe="")
-
-
-def page_root() -> str:
-    """``to_root`` for the current page computed on the URL the browser sees: a name with
-    an encoded ``/`` (``a%2Fb``) is one segment to the browser although Werkzeug decodes
-    it into two."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if raw:
-        path = urlsplit(raw).path
-        prefix = request.script_root
-        if prefix and path.startswith(prefix):
-            path = path[len(prefix):]
-        if unquote(path) == request.path:
-            return to_root(path)
-    return to_root()
-
-
-WEB_SCHEMES = frozenset({"", "http", "https", "ftp", "mailto"})
-_STRIP_ANYWHERE = str.maketrans("", "", "\t\r\n")
-_C0_OR_SPACE = "".join(chr(c) for c in range(0x21))
-
-
-def safe_href(url: Any, schemes: frozenset[str]) -> str | None:
-    """``url`` cleaned the way browsers clean it (tabs and newlines dropped, control
-    characters and spaces trimmed), or None when its scheme is not in ``schemes`` (so a
-    slave or a step cannot make a ``javascript:`` link)."""
-    if not isinstance(url, str):
-        return None
-    cleaned = url.translate(_STRIP_ANYWHERE).strip(_C0_OR_SPACE)
-    if not cleaned:
-        return None
-    try:
-        scheme = urlsplit(cleaned).scheme.lower()
-    except ValueError:
-        return None
-    return cleaned if scheme in schemes else None
-
-
-def int_arg(name: str, default: int, *, low: int = 0, high: int = MAX_COUNT) -> int:
-    """An integer argument, clamped; absent or not an integer: ``default`` (0.8 failed
-    with a server error)."""
-    value = request.args.get(name)
-    if value is None or not _INT.fullmatch(value):
-        return default
-    return min(max(int(value), low), high)
-
-
-def not_found(message: str) -> Response:
-    return render_page("error.html", "Not Found", status=404, message=message,
-                       to_root=page_root())
-
-
-def builder_infos(conn: Any, names: list[str]) -> dict[str, BuilderInfo]:
-    """Rows of configured builders, with a placeholder for one not in the database yet
-    (no history: id -1, nothing to read)."""
-    cfg = site().config
-    rows = queries.builder_rows(conn, names)
-    for name in names:
-        if name not in rows:
-            bcfg = cfg.builders[name]
-            rows[name] = BuilderInfo(id=-1, name=name, category=bcfg.category,
-                                     builddir=bcfg.builddir, next_number=0, active=True)
-    return rows
 
 
 def build_text(build: BuildInfo) -> str:
@@ -330,7 +267,7 @@ def buildstatus() -> Response:
     number_arg = request.args.get("number", "")
     if not name or not number_arg:
         return _buildstatus_error("builder and number parameter missing", 400)
-    if not _INT.fullmatch(number_arg) or not in_int_range(int(number_arg)):
+    if not INT_ARG.fullmatch(number_arg) or not in_int_range(int(number_arg)):
         return _buildstatus_error(f"bad build number {number_arg!r}", 400)
     number = int(number_arg)
     if name not in s.config.builders:

@@ -15,99 +15,30 @@ step page, whatever the builder's history.
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from markupsafe import Markup
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import detail, estimates
 from bbweb.status.records import BuildInfo, StepInfo
-from bbweb.web import decorations, timefmt
+from bbweb.web import decorations, logs, timefmt
+from bbweb.web.build_urls import (
+    BUILD_RULE,
+    LOG_RULE,
+    METHODS,
+    Links,
+    Target,
+    not_found,
+    parse_target,
+)
 from bbweb.web.rendering import bare_text, render_page, result_class
 
 bp = Blueprint("builds", __name__)
 
-METHODS = ["GET", "POST"]
 NO_CACHE = {"Cache-Control": "no-cache"}
-BUILD_RULE = "/builders/<path:_builder>/builds/<int(signed=True):_number>"
-_NUMBER = re.compile(r"-?[0-9]+")
-
-
-def segment(name: Any) -> str:
-    """A name as one URL path segment (spaces, ``/``, ``?``, ``#`` all quoted)."""
-    return quote(str(name), safe="")
-
-
-# -- which page a URL names ----------------------------------------------------------------------
-
-def request_segments() -> list[str]:
-    """The decoded path segments of this request as the browser sent them: split on the raw
-    URI (when the server provides it, as gunicorn and Werkzeug do) so that ``%2F`` stays
-    inside its segment. A trailing slash gives a last empty segment."""
-    decoded = request.path
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if raw:
-        parts = urlsplit(raw).path.split("/")
-        want = decoded.lstrip("/")
-        for start in range(1, len(parts)):
-            if "/".join(unquote(p) for p in parts[start:]) == want:
-                return [unquote(p) for p in parts[start:]]
-    return want.split("/") if (want := decoded.lstrip("/")) else []
-
-
-@dataclass
-class Target:
-    """What a URL under ``/builders/X/builds/N`` asks for."""
-
-    kind: str  # build | steps | step | log | text | chunks
-    builder: str
-    number: int
-    step: str = ""
-    log: str = ""
-    depth: int = 0  # path segments, for the relative way back to the root
-    rest: list[str] = field(default_factory=list)
-
-    @property
-    def to_root(self) -> str:
-        return "../" * (self.depth - 1) if self.depth > 1 else "./"
-
-
-def parse_target() -> Target | None:
-    segs = request_segments()
-    depth = len(segs)
-    if len(segs) < 4 or segs[0] != "builders" or segs[2] != "builds" \
-            or not _NUMBER.fullmatch(segs[3]):
-        return None
-    builder, number = segs[1], int(segs[3])
-    rest = segs[4:]
-    if rest and rest[-1] == "":  # a trailing slash
-        rest = rest[:-1]
-    base = {"builder": builder, "number": number, "depth": depth, "rest": rest}
-    if not rest:
-        return Target("build", **base)
-    if rest[0] != "steps":
-        return None
-    if len(rest) == 1:
-        return Target("steps", **base)
-    if len(rest) == 2:
-        return Target("step", step=rest[1], **base)
-    if rest[2] != "logs" or len(rest) < 4:
-        return None
-    if len(rest) == 4:
-        return Target("log", step=rest[1], log=rest[3], **base)
-    if len(rest) == 5 and rest[4] in ("text", "chunks"):
-        return Target(rest[4], step=rest[1], log=rest[3], **base)
-    return None
-
-
-def not_found(message: str) -> Response:
-    return render_page("error.html", "Not Found", status=404, message=message)
-
 
 def dispatch() -> Response:
     target = parse_target()
@@ -119,8 +50,6 @@ def dispatch() -> Response:
         return bare_text("subpages show data for each step")
     if target.kind == "step":
         return step_page(target)
-    from bbweb.web import logs  # logs imports this module
-
     return logs.serve(target)
 
 
@@ -133,35 +62,10 @@ def build_subpage(**_parts: Any) -> Response:
     return dispatch()
 
 
-# -- links ---------------------------------------------------------------------------------------
-
-@dataclass
-class Links:
-    """Relative links from the current page (``root`` is its way back to the site root)."""
-
-    root: str
-    builder_name: str
-    number: int
-
-    @property
-    def builder(self) -> str:
-        return f"{self.root}builders/{segment(self.builder_name)}"
-
-    @property
-    def build(self) -> str:
-        return f"{self.builder}/builds/{self.number}"
-
-    def step(self, step: str) -> str:
-        return f"{self.build}/steps/{segment(step)}"
-
-    def log(self, step: str, log: str) -> str:
-        return f"{self.step(step)}/logs/{segment(log)}"
-
-    def slave(self, name: str) -> str:
-        return f"{self.root}buildslaves/{segment(name)}"
-
-    def change(self, number: int) -> str:
-        return f"{self.root}changes/{number}"
+@bp.route(LOG_RULE + "/", methods=METHODS, strict_slashes=False)
+def log_subpage(**_parts: Any) -> Response:
+    # the raw URL decides (a step may be named "x/logs/y")
+    return dispatch()
 
 
 # -- the build page ------------------------------------------------------------------------------
@@ -272,5 +176,4 @@ def step_page(target: Target) -> Response:
         elapsed=elapsed)
 
 
-__all__ = ["Links", "Target", "bp", "dispatch", "not_found", "parse_target",
-           "request_segments", "segment"]
+__all__ = ["bp", "build_page", "dispatch", "step_page"]

@@ -11,10 +11,12 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
+from bbweb.status.naming import natural_key
 from bbweb.status.records import SlaveInfo
-from bbweb.web.builders import METHODS, int_arg, natural_key, not_found, page_root, safe_href
+from bbweb.web.builders import METHODS
+from bbweb.web.helpers import int_arg, not_found, page_root, safe_href
 from bbweb.web.rendering import render_page
 
 bp = Blueprint("buildslaves", __name__)

@@ -15,7 +15,7 @@ dialect safe by default (docs/plugins.md, "Change-hook dialects"):
    → 500 (logged). Every answer, success or error, is a short ``text/plain`` line that
    never carries the request body;
 6. values and properties: every change is checked by
-   :func:`bbweb.engine.validation.check_change` (storable text, bounded property depth and
+   :func:`bbweb.values.validation.check_change` (storable text, bounded property depth and
    size, a sane ``when``) → 400 naming the field; no change may set a reserved name
    (:data:`RESERVED_PROPERTIES`); a dialect
    that copies properties from the request (``base``) may only set the ones its
@@ -36,7 +36,6 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bbweb.app import site
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.hook_deliveries import (
     AlreadyProcessed,
@@ -44,7 +43,10 @@ from bbweb.engine.hook_deliveries import (
     record_delivery,
     set_changeids,
 )
-from bbweb.engine.validation import ValueRefused, check_change
+from bbweb.plugins.hooks.base import BaseHook
+from bbweb.plugins.loading import enabled_dialects
+from bbweb.plugins.site import site
+from bbweb.values.validation import ValueRefused, check_change
 from bbweb.web.hook_auth import check_hook_auth
 
 bp = Blueprint("change_hook", __name__)
@@ -53,9 +55,6 @@ log = logging.getLogger("bbweb.change_hook")
 # The largest request body a dialect accepts unless its ``max_body_size`` option says
 # otherwise (GitHub caps its own payloads at 25 MB; a push of ordinary size is far below).
 MAX_BODY_BYTES = 1024 * 1024
-
-# Options every dialect may be given, read by this framework (not by the dialect).
-FRAMEWORK_OPTIONS = ("max_body_size", "allow_properties")
 
 # Build properties the master sets itself: no change hook may set them, whatever its
 # options (a change property would otherwise override them in the builds it triggers:
@@ -126,15 +125,6 @@ def option_problems(name: str, options: Any) -> list[str]:
     return problems
 
 
-def split_options(options: Any) -> tuple[dict[str, Any], Any]:
-    """(framework options, the dialect's own options) of one ``change_hook_dialects``
-    value, for a loader that hands dialects only their own options."""
-    if not isinstance(options, dict):
-        return {}, options
-    return ({k: v for k, v in options.items() if k in FRAMEWORK_OPTIONS},
-            {k: v for k, v in options.items() if k not in FRAMEWORK_OPTIONS})
-
-
 def takes_request_properties(hook: Any) -> bool:
     """Whether the dialect's properties come from the request (so ``allow_properties``
     applies): its ``request_properties`` attribute, else true for ``base`` and dialects
@@ -142,18 +132,14 @@ def takes_request_properties(hook: Any) -> bool:
     declared = getattr(hook, "request_properties", None)
     if declared is not None:
         return bool(declared)
-    from bbweb.plugins.hooks.base import BaseHook
-
     return getattr(type(hook), "get_changes", None) is BaseHook.get_changes
 
 
 def configured_options(dialect: str, hook: Any) -> dict[str, Any]:
     """The options the site configured for ``dialect`` (master.cfg merged with
     plugins.toml), falling back to the ones the dialect was given."""
-    from bbweb.app import _enabled
-
     s = site()
-    options = _enabled(s.config.web.change_hook_dialects,
+    options = enabled_dialects(s.config.web.change_hook_dialects,
                        s.plugin_settings.section("change_hooks")).get(dialect)
     if options is None:
         options = getattr(hook, "options", None)
@@ -267,7 +253,7 @@ def check_properties(changes: list[ChangeInput], policy: HookPolicy) -> None:
 def check_values(changes: list[ChangeInput]) -> None:
     """Refuse (400, naming the field) what no database stores or no page shows, from any
     dialect: NUL characters and lone surrogates in any text (property values included),
-    property values nested deeper or larger than :mod:`bbweb.engine.validation` allows,
+    property values nested deeper or larger than :mod:`bbweb.values.validation` allows,
     and times that are not finite or are beyond year 5000."""
     for ch in changes:
         try:

@@ -12,9 +12,10 @@ from typing import Any
 from flask import Blueprint, Response
 from markupsafe import Markup
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import detail, jsondocs, queries
-from bbweb.status.records import ChangeInfo, in_int_range
+from bbweb.status.records import ChangeInfo
+from bbweb.values.numbers import in_int_range
 from bbweb.web import decorations
 from bbweb.web.rendering import render_page
 

@@ -17,11 +17,12 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import console as data
+from bbweb.status.naming import natural_key
 from bbweb.status.records import ChangeInfo
 from bbweb.web import decorations, rendering
-from bbweb.web.builders import natural_key, not_found
+from bbweb.web.helpers import not_found
 from bbweb.web.rendering import eta_text, render_page
 
 bp = Blueprint("console", __name__)

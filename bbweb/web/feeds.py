@@ -23,22 +23,17 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from urllib.parse import quote
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection
 
-from bbweb.app import site
-from bbweb.db.schema import log_chunks
+from bbweb.plugins.site import site
 from bbweb.status import overview, queries
-from bbweb.status.builder import FAILURE, SKIPPED, SUCCESS, WARNINGS, result_name
-from bbweb.status.logstream import _decode
+from bbweb.status.logstream import log_tail
 from bbweb.status.records import BuildInfo
+from bbweb.values.results import FAILURE, SKIPPED, SUCCESS, WARNINGS, result_name
 
 FEED_SIZE = 25
-TAIL_LINES = 30
-TAIL_MAX_CHUNKS = 8  # chunks read backwards from a log's end, at most
-TAIL_MAX_CHARS = 64 * 1024  # of a log tail, at most
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FALSE_WORDS = {"false", "0", "no", "off"}
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -120,27 +115,6 @@ class FeedEntry:
 def failed_steps(build: BuildInfo) -> list:
     return [s for s in build.steps
             if s.results is not None and s.results not in (SUCCESS, WARNINGS, SKIPPED)]
-
-
-def log_tail(conn: Connection, logid: int, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log, read backwards a chunk at a time (at most
-    :data:`TAIL_MAX_CHUNKS` chunks and :data:`TAIL_MAX_CHARS` characters)."""
-    rows = conn.execute(
-        sa.select(log_chunks.c.compressed, log_chunks.c.content)
-        .where(log_chunks.c.logid == logid)
-        .order_by(log_chunks.c.seq.desc()).limit(TAIL_MAX_CHUNKS)).all()
-    pieces: list[str] = []
-    newlines = 0
-    size = 0
-    for r in rows:
-        text = _decode(r.compressed, r.content)
-        pieces.append(text)
-        newlines += text.count("\n")
-        size += len(text)
-        if newlines > lines or size >= TAIL_MAX_CHARS:
-            break
-    text = "".join(reversed(pieces))[-TAIL_MAX_CHARS:]
-    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
 def _log_tails(conn: Connection, build: BuildInfo) -> list[tuple[str, str | None]]:
@@ -269,4 +243,4 @@ def render_atom(entries: list[FeedEntry], configured_at: float) -> bytes:
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-__all__ = ["FEED_SIZE", "log_tail", "make_blueprint", "xml_text"]
+__all__ = ["FEED_SIZE", "make_blueprint", "xml_text"]

@@ -13,10 +13,11 @@ import re
 
 from flask import Blueprint, Response, request
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import grid as status_grid
 from bbweb.status import overview
-from bbweb.web.builders import builder_infos, natural_key, page_root
+from bbweb.status.naming import natural_key
+from bbweb.web.helpers import builder_infos, page_root
 from bbweb.web.rendering import render_page
 
 bp = Blueprint("grid", __name__)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
 from bbweb import __version__
-from bbweb.app import site
+from bbweb.plugins.site import site
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("bbweb.health")

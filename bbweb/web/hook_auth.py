@@ -23,73 +23,16 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
+
+from bbweb.auth.htpasswd import HtpasswdFile
+from bbweb.mastercfg.hook_auth import classify, entries, is_pair
 
 log = logging.getLogger("bbweb.change_hook")
 
 REALM = "Protected area"
-_KIND = re.compile(r"^([a-z]+):(.*)$", re.S)
-_STRCRED_KINDS = ("memory", "file", "htpasswd")
-
-
-def _is_pair(value: Any) -> bool:
-    return (isinstance(value, tuple | list) and len(value) == 2
-            and all(isinstance(v, str) for v in value))
-
-
-def _entries(value: Any) -> list[Any]:
-    """The configured value as a list of entries (a pair, or a string)."""
-    if isinstance(value, tuple) and _is_pair(value):
-        return [value]
-    if isinstance(value, str):
-        return [value]
-    return list(value)
-
-
-def _classify(item: str) -> tuple[str, str]:
-    """('memory'|'file'|'htpasswd', rest) for a string entry; ('?', kind) if unknown."""
-    m = _KIND.match(item)
-    if m is None:
-        return "htpasswd", item  # a bare path
-    kind, rest = m.group(1), m.group(2)
-    if kind in _STRCRED_KINDS:
-        return kind, rest
-    return "?", kind
-
-
-def validate_hook_auth(value: Any) -> str | None:
-    """A message saying what is wrong with a ``change_hook_auth`` value, or None."""
-    if value is None:
-        return None
-    usage = ("change_hook_auth must be ('user', 'password'), a list of such pairs, an "
-             "htpasswd file path, or a list of 'memory:…'/'file:…' strings")
-    if not isinstance(value, str | list | tuple) or not value:
-        return usage
-    for item in _entries(value):
-        if _is_pair(item):
-            if not item[0]:
-                return "change_hook_auth: a user name cannot be empty"
-            continue
-        if not isinstance(item, str):
-            return (f"{usage} (credential checker objects are not supported; "
-                    f"got {type(item).__name__})")
-        kind, rest = _classify(item)
-        if kind == "memory":
-            parts = rest.split(":")
-            if len(parts) < 2 or len(parts) % 2:
-                return f"change_hook_auth {item!r}: use memory:USER:PASS[:USER:PASS…]"
-        elif kind in ("file", "htpasswd"):
-            if not rest.strip():
-                return f"change_hook_auth {item!r}: {kind}: needs a path"
-        else:
-            return (f"change_hook_auth {item!r}: unknown kind {rest!r} (memory, file or "
-                    "htpasswd; a bare string is an htpasswd file path)")
-    return None
-
-
 def _resolve(path: str, basedir: str) -> str:
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.join(basedir, path)
@@ -110,13 +53,9 @@ def _plain_file(path: str) -> list[tuple[str, str]]:
     return creds
 
 
-def _htpasswd(path: str) -> Any:
-    """The htpasswd file at ``path`` (:class:`bbweb.auth.htpasswd.HtpasswdFile`: the same
-    reader as the web logins, re-read when the file changes), one per path and app."""
-    from flask import current_app
-
-    from bbweb.auth.htpasswd import HtpasswdFile
-
+def _htpasswd(path: str) -> HtpasswdFile:
+    """The htpasswd file at ``path`` (the same reader as the web logins, re-read when the
+    file changes), one per path and app."""
     files = current_app.extensions.setdefault("bbweb_hook_htpasswd", {})
     ht = files.get(path)
     if ht is None:
@@ -143,11 +82,11 @@ def credentials_ok(value: Any, basedir: str, user: str, password: str) -> bool:
     user_d, password_d = _digest(user), _digest(password)
     ok = False
     pairs: list[tuple[str, str]] = []
-    for item in _entries(value):
-        if _is_pair(item):
+    for item in entries(value):
+        if is_pair(item):
             pairs.append((item[0], item[1]))
             continue
-        kind, rest = _classify(item)
+        kind, rest = classify(item)
         if kind == "memory":
             parts = rest.split(":")
             pairs.extend(zip(parts[::2], parts[1::2], strict=True))

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 from flask import Blueprint, Response, render_template, request
 from werkzeug.http import http_date
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import jsondocs
 from bbweb.status.jsontree import (
     NOT_AVAILABLE,
@@ -28,6 +28,7 @@ from bbweb.status.jsontree import (
     RootNode,
     select_document,
 )
+from bbweb.web.sessions import site_authz
 
 bp = Blueprint("json_api", __name__)
 
@@ -115,8 +116,6 @@ def refuse_private_jsonp(flags: Flags) -> None:
     message). Plain JSON is unaffected; browsers keep it from other sites' pages."""
     if not request.args.get("callback"):
         return
-    from bbweb.web.authz import site_authz
-
     if site_authz().value("view") is True:
         return
     flags.callback = None

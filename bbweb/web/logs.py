@@ -24,25 +24,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_template, stream_with_context
+from flask import Response, jsonify, request, stream_template, stream_with_context
 from markupsafe import Markup
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status import detail, logstream
 from bbweb.status.records import LogInfo
-from bbweb.web.builds import BUILD_RULE, METHODS, Links, Target, dispatch, not_found
-
-bp = Blueprint("logs", __name__)
+from bbweb.web.build_urls import Links, Target, not_found
 
 FINISHED_CACHE = "max-age=604800"
 REFRESH_SECONDS = 5  # the meta refresh of an unfinished log's page without JavaScript
-LOG_RULE = BUILD_RULE + "/steps/<path:_step>/logs/<path:_log>"
-
-
-@bp.route(LOG_RULE + "/", methods=METHODS, strict_slashes=False)
-def log_subpage(**_parts: Any) -> Response:
-    # the raw URL decides (a step may be named "x/logs/y"): see bbweb.web.builds
-    return dispatch()
 
 
 @dataclass
@@ -165,4 +156,4 @@ def chunks(found: _Found) -> Response:
     return resp
 
 
-__all__ = ["bp", "chunks", "html", "serve", "text"]
+__all__ = ["chunks", "html", "serve", "text"]

@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from bbweb.app import Site, site
+from bbweb.plugins.site import Site, site
 from bbweb.status import notifications as queries
-from bbweb.web.builders import int_arg
+from bbweb.web.helpers import int_arg
 from bbweb.web.rendering import render_page
 
 bp = Blueprint("notifications", __name__)

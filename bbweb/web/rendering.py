@@ -20,9 +20,9 @@ from flask import Flask, Response, current_app, render_template, request
 from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PackageLoader
 
 from bbweb import __version__
-from bbweb.app import Site, site
-from bbweb.status.builder import result_name
-from bbweb.status.records import is_int_text
+from bbweb.plugins.site import Site, site
+from bbweb.values.numbers import is_int_text
+from bbweb.values.results import result_name
 from bbweb.web import decorations, timefmt
 
 RESULT_CLASSES = ["success", "warnings", "failure", "skipped", "exception", "retry",

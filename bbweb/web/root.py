@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response
 
 from bbweb import __version__
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.status.queries import database_version
 from bbweb.web.rendering import render_page
 

@@ -11,8 +11,8 @@ lasts 24 hours from the login, as in 0.8, and is not renewed by use. It carries:
 * ``csrf``, the token every form posts back (:func:`csrf_field`, :func:`csrf_valid`).
 
 Who the request's user is, and what they may do, is :mod:`bbweb.web.authz`'s job; it
-calls :func:`init_app` and re-exports the public names here. This module imports it only
-inside functions (the site's ``Authz``), because it imports this one.
+calls :func:`init_app` and re-exports the public names here. The site's ``Authz``
+(:func:`site_authz`) is kept here, where logging in first needs it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, has_request_context, request, session
+from flask import Flask, current_app, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, UserMixin, login_user, logout_user
 from flask_login import current_user as _login_user
 from markupsafe import Markup, escape
+
+from bbweb.auth.sessions import end_sessions, sessions_ended_at
+from bbweb.mastercfg.authz import Authz
+from bbweb.plugins.site import site
 
 log = logging.getLogger("bbweb.auth")
 
@@ -36,6 +40,14 @@ SESSION_COOKIE = "bbweb_session"
 SESSION_LIFETIME = timedelta(hours=24)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+
+
+def site_authz() -> Authz:
+    """The site's Authz (read-only ``Authz()`` when none is configured), with the
+    authentication back end plugins.toml's [auth] enables (:func:`bbweb.web.authz.init_app`
+    stores it)."""
+    authz: Authz = current_app.extensions["bbweb_authz"]
+    return authz
 
 
 class SiteUser(UserMixin):
@@ -80,8 +92,6 @@ def csrf_field() -> Markup:
 def log_in(name: str) -> None:
     """Start a session for ``name`` (a fresh one: nothing of the anonymous session, in
     particular its CSRF token, carries over)."""
-    from bbweb.web.authz import site_authz
-
     authz = site_authz()
     info: dict[str, Any] = {}
     try:
@@ -103,9 +113,6 @@ def log_out() -> None:
     """End the session: the cookie is cleared, and the server refuses from now on every
     session of this user made by an earlier login (a copy of the cookie kept elsewhere
     is worth nothing; :mod:`bbweb.auth.sessions`)."""
-    from bbweb.app import site
-    from bbweb.auth.sessions import end_sessions
-
     if _login_user.is_authenticated:
         end_sessions(site().db, _login_user.name)
     logout_user()
@@ -127,10 +134,6 @@ class _SessionInterface(SecureCookieSessionInterface):
 def _load_user(name: str) -> SiteUser | None:
     """flask-login's user loader: the session's user, unless the session has expired,
     the site no longer logs users in itself, or the user has logged out since."""
-    from bbweb.app import site
-    from bbweb.auth.sessions import sessions_ended_at
-    from bbweb.web.authz import site_authz
-
     login_at = session.get("login_at", 0)
     if not isinstance(login_at, int | float) or time.time() - login_at > \
             SESSION_LIFETIME.total_seconds():

@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, send_from_directory
 from werkzeug.security import safe_join
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.web.rendering import render_page
 
 bp = Blueprint("static_files", __name__)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from bbweb.app import site
-from bbweb.status.records import is_int_text
+from bbweb.plugins.site import site
 from bbweb.status.users import get_user, list_users
+from bbweb.values.numbers import is_int_text
 from bbweb.web import authz
 from bbweb.web.rendering import render_page
 

@@ -8,14 +8,16 @@ logged-in user who is not allowed gets "Authorization Failed" (or 403 for those)
 URL carrying a valid per-badge token is public (docs/security.md). Every answer of a
 private site is marked ``Cache-Control: private``.
 
-The decision itself is :func:`bbweb.web.authz.action_allowed`'s; that module calls
-:func:`init_app` and re-exports the exempt lists. It is imported here only inside the
-functions, because it imports this module.
+The decision itself is :func:`bbweb.web.authz.action_allowed`'s; the application calls
+:func:`init_app` after :func:`bbweb.web.authz.init_app`.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Response, g, request
+
+from bbweb.auth.tokens import badge_token_valid
+from bbweb.web import authz as az
 
 # Endpoints (blueprint names or full endpoint names) that ``view`` never protects: they
 # have their own authentication (worker API, change hooks), must work for anyone (health
@@ -36,8 +38,6 @@ def _exempt_file() -> bool:
 def _view_check() -> Response | None:
     """``view`` for every page except the exempt ones: anonymous visitors of a private
     site go to the login page (HTML) or get 401 (JSON, feeds, badges, raw logs)."""
-    from bbweb.web import authz as az
-
     endpoint = request.endpoint or ""
     blueprint = request.blueprint or ""
     if blueprint in VIEW_EXEMPT_BLUEPRINTS or endpoint == "static" or _exempt_file():
@@ -81,9 +81,7 @@ def _private_cache(resp: Response) -> Response:
     credentials fetched and hands it to the next anonymous visitor (``public`` would
     even allow that for requests carrying ``Authorization``). The exempt files and a
     badge opened by its token stay as they were."""
-    from bbweb.web.authz import site_authz
-
-    if site_authz().value("view") is True or g.get("bbweb_public_by_token"):
+    if az.site_authz().value("view") is True or g.get("bbweb_public_by_token"):
         return resp
     if _exempt_file():
         return resp
@@ -101,8 +99,6 @@ def _badge_token_ok(blueprint: str) -> bool:
     token = request.args.get("token")
     if not token:
         return False
-    from bbweb.auth.tokens import badge_token_valid
-
     return badge_token_valid(request.args, token)
 
 

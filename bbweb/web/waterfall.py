@@ -25,15 +25,17 @@ from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
-from bbweb.app import site
-from bbweb.config.master import MasterConfig
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.plugins.site import site
 from bbweb.status import overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl
-from bbweb.status.builder import Results as RESULT_NAMES
-from bbweb.status.records import ChangeInfo, is_int_text
+from bbweb.status.naming import natural_key
+from bbweb.status.records import ChangeInfo
+from bbweb.values.numbers import is_int_text
+from bbweb.values.results import Results as RESULT_NAMES
 from bbweb.web import decorations, timefmt
-from bbweb.web.builders import builder_infos, natural_key, not_found
+from bbweb.web.helpers import builder_infos, not_found
 from bbweb.web.rendering import render_page, result_class, to_root
 
 bp = Blueprint("waterfall", __name__)

@@ -20,10 +20,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from bbweb.app import site
 from bbweb.engine import slaves as engine_slaves
 from bbweb.engine import worker_protocol as protocol
 from bbweb.engine.worker_protocol import Answer, ProtocolError
+from bbweb.plugins.site import site
 
 bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")

@@ -4,7 +4,9 @@ A worker host needs nothing of the master: this module, like the rest of
 ``bbweb.worker``, imports only the standard library, ``requests`` and
 ``bbweb.__version__``. That is what lets the ``bbweb-worker`` distribution (``worker/``
 at the top of the repository) install the worker with ``requests`` alone. ``bbweb
-worker`` in the full package takes the same options from here.
+worker`` in the full package takes the same options from here. The worker itself
+(:mod:`bbweb.worker.main`) is imported when it runs, so that ``bbweb --help`` does not
+load it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from tests.conftest import DEFAULT_CFG
 # Everything allowed to anyone, a force scheduler for both builders.
 OPEN_CFG = DEFAULT_CFG.replace(
     "c['status'] = [WebStatus(http_port=8010, change_hook_dialects={'base': True})]",
-    """from bbweb.auth.authz import Authz
+    """from bbweb.auth import Authz
 from bbweb.schedulers.forcesched import *
 c['schedulers'].append(ForceScheduler(
     name='force', builderNames=['runtests', 'docs'],

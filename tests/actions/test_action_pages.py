@@ -321,8 +321,8 @@ def test_authz_functions_get_status_objects(make_master):
         "authz=Authz(default_action=True)",
         "authz=Authz(auth=BasicAuth([('ann', 'pw')]), forceBuild=lambda user, b: "
         "b.getName() == 'docs', view=True)").replace(
-        "from bbweb.auth.authz import Authz",
-        "from bbweb.auth.authz import Authz\nfrom bbweb.auth.backends import BasicAuth")
+        "from bbweb.auth import Authz",
+        "from bbweb.auth import Authz\nfrom bbweb.auth.backends import BasicAuth")
     m = make_master(cfg)
     app = m.app()
     try:

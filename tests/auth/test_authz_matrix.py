@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bbweb.auth.authz import ACTIONS
+from bbweb.mastercfg.authz import ACTIONS
 from tests.auth.conftest import USERS, csrf_from, login
 
 NON_VIEW = [a for a in ACTIONS if a != "view"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from tests.auth.conftest import USERS, authz_cfg, csrf_from, login, with_probe
 
 OLD_IMPORTS = """
-from bbweb.status.html import WebStatus
+from bbweb.mastercfg.webstatus import WebStatus
 from bbweb.status.web.authz import Authz
 from bbweb.status.web.auth import BasicAuth, HTPasswdAuth, HTPasswdAprAuth, UsersAuth
 """

@@ -160,7 +160,7 @@ def test_malformed_line_is_skipped_and_logged(make_app, htfile: Path, caplog) ->
 
 
 def test_missing_file_is_a_config_error(make_master, tmp_path: Path) -> None:
-    from bbweb.config.errors import ConfigErrors
+    from bbweb.mastercfg.errors import ConfigErrors
     from tests.auth.conftest import authz_cfg
 
     with pytest.raises(ConfigErrors) as err:

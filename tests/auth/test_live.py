@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import upgrade
 from bbweb.launcher import gunicorn_command
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.master import load_master_config
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.e2e.conftest import LiveMaster, free_port, stop_live_master
 from tests.e2e.test_reverse_proxy import MODULES, apache_binary
 from tests.support.polling import wait_for

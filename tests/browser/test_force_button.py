@@ -12,7 +12,7 @@ from tests.support.polling import wait_for
 
 CFG = r"""
 from bbweb.config import *
-from bbweb.auth.authz import Authz
+from bbweb.auth import Authz
 from bbweb.auth.backends import BasicAuth
 c = BuildmasterConfig = {}
 c['buildbotURL'] = 'http://127.0.0.1:PORT/'

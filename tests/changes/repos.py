@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from bbweb.changes import load_poller_state
 from bbweb.db.schema import buildrequests, changes
-from bbweb.engine.changes import load_changes
+from bbweb.engine.change_rows import load_changes
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
 

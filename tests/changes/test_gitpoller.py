@@ -9,8 +9,8 @@ import pytest
 
 from bbweb.changes import PollCancelled, PollError
 from bbweb.changes.gitpoller import GitPoller
-from bbweb.config.errors import ConfigErrors
 from bbweb.daemon.lock import DaemonLock, LeaseLost
+from bbweb.mastercfg.errors import ConfigErrors
 from tests.changes.repos import (
     GitRepo,
     all_changes,

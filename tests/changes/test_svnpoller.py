@@ -13,7 +13,7 @@ from bbweb.changes.svnpoller import (
     split_file_branches,
     split_file_projects_branches,
 )
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from tests.changes.repos import SvnRepo, all_changes, count_buildrequests, poller_cfg, saved_state
 from tests.daemon.conftest import wait_for
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bbweb.config import load_master_config
-from bbweb.config.schedulers import AnyBranchScheduler, ForceScheduler, SingleBranchScheduler
+from bbweb.mastercfg.schedulers import AnyBranchScheduler, ForceScheduler, SingleBranchScheduler
 from bbweb.status.html import WebStatus
 
 OLD_STYLE = """\

@@ -19,7 +19,7 @@ import bbweb.status
 from bbweb import __version__
 from bbweb.cli import main
 from bbweb.config import load_master_config
-from bbweb.status.planned import PLANNED_TARGETS
+from bbweb.mastercfg.planned import PLANNED_TARGETS
 
 HEADER = "from bbweb.config import *\nc = BuildmasterConfig = {}\n"
 NOT_YET = f"not available yet in this version of bbweb ({__version__})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bbweb.config import ConfigErrors, Interpolate, Property, WithProperties
-from bbweb.config.properties import RenderContext, render
+from bbweb.mastercfg.properties import RenderContext, render
 
 CTX = RenderContext({"branch": "main", "empty": "", "n": 3, "zero": 0},
                     {"": {"revision": "abc", "branch": "main"},

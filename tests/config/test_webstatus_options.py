@@ -11,7 +11,7 @@ import pytest
 from bbweb.cli import main
 from bbweb.config import ConfigErrors, load_master_config
 from bbweb.launcher import gunicorn_command
-from bbweb.status.html import ListenAddress, UnixSocketAddress, WebStatus
+from bbweb.mastercfg.webstatus import ListenAddress, UnixSocketAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 
 HEADER = """\

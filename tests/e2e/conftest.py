@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import requests
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import upgrade
 from bbweb.launcher import gunicorn_command
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.master import load_master_config
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.support.polling import wait_for  # noqa: F401 (re-exported)
 

@@ -16,7 +16,7 @@ from tests.e2e.conftest import Browser, start_live_master, stop_live_master, wai
 
 CFG = r"""
 from bbweb.config import *
-from bbweb.auth.authz import Authz
+from bbweb.auth import Authz
 c = BuildmasterConfig = {}
 c['buildbotURL'] = 'http://127.0.0.1:PORT/'
 c['db_url'] = DB_URL

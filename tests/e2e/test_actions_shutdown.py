@@ -10,15 +10,15 @@ import sys
 import requests
 import sqlalchemy as sa
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.schema import builds
+from bbweb.mastercfg.master import load_master_config
 from tests.e2e.conftest import Browser, free_port, wait_for
 from tests.e2e.test_start import processes_mentioning
 
 CFG = """
 from bbweb.config import *
-from bbweb.auth.authz import Authz
+from bbweb.auth import Authz
 c = BuildmasterConfig = {}
 c['db_url'] = 'sqlite:///state.sqlite'
 c['slaves'] = [BuildSlave('local-worker', 'pw', keepalive_interval=1)]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from bbweb.config.master import load_master_config
 from bbweb.db.migrate import upgrade
 from bbweb.launcher import control_socket_settings, gunicorn_command
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.master import load_master_config
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.e2e.conftest import free_port
 from tests.support.polling import wait_for
 

@@ -12,12 +12,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.migrate import upgrade
 from bbweb.db.schema import slaves
 from bbweb.launcher import gunicorn_command
-from bbweb.status.html import ListenAddress
+from bbweb.mastercfg.master import load_master_config
+from bbweb.mastercfg.webstatus import ListenAddress
 from tests.e2e.conftest import LiveMaster, free_port, stop_live_master, wait_for
 
 CFG = """

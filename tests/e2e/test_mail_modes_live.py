@@ -19,7 +19,7 @@ from tests.support.smtpd import SmtpServer
 # only warns when it fails (flunkOnFailure=False, warnOnFailure=True), which makes WARNINGS.
 CFG = r"""
 from bbweb.config import *
-from bbweb.auth.authz import Authz
+from bbweb.mastercfg.authz import Authz
 from bbweb.status.mail import MailNotifier
 c = BuildmasterConfig = {}
 c['title'] = 'Mail Modes'

@@ -11,9 +11,9 @@ import time
 import requests
 import sqlalchemy as sa
 
-from bbweb.config.master import load_master_config
 from bbweb.db.connection import Database
 from bbweb.db.schema import builds
+from bbweb.mastercfg.master import load_master_config
 from tests.e2e.conftest import free_port, wait_for
 
 

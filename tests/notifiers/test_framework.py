@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.plugins.notifiers.base import (
     DeliveryError,
     Notification,

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from bbweb.cli import main
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.status.mail import Domain, MailNotifier
 from tests.notifiers.conftest import MAIL_CFG
 

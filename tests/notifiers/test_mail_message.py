@@ -9,8 +9,8 @@ import email.utils
 import pytest
 
 from bbweb.auth.users import add_user
-from bbweb.config.properties import Interpolate, WithProperties
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp
+from bbweb.mastercfg.properties import Interpolate, WithProperties
 from bbweb.status.builder import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from bbweb.status.mail import Domain, MailNotifier
 from tests.notifiers.conftest import (

@@ -7,8 +7,9 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from bbweb.daemon.pollers import CONSUMER_NAME, POLL_REQUESTED
+from bbweb.daemon.pollers import CONSUMER_NAME
 from bbweb.db.schema import events
+from bbweb.engine.poll_requests import POLL_REQUESTED
 from tests.changes.repos import (
     GitRepo,
     SvnRepo,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bbweb.config.properties import Interpolate, WithProperties
 from bbweb.engine.changes import ChangeInput, add_change
+from bbweb.mastercfg.properties import Interpolate, WithProperties
 from bbweb.status import logstream
 from bbweb.status import results as status_results
 from bbweb.status.builder import Results as builder_Results

@@ -11,8 +11,9 @@ from bbweb.engine import builds as eb
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.force import force_build
-from bbweb.web.builders import WEB_SCHEMES, natural_key, safe_href
+from bbweb.status.naming import natural_key
 from bbweb.web.buildslaves import ACCESS_SCHEMES
+from bbweb.web.helpers import WEB_SCHEMES, safe_href
 from tests.web.test_builders_pages import CFG, build_scenario, page, rows_of, set_paused
 
 

@@ -25,8 +25,9 @@ from flask import g
 from bbweb.db.schema import buildrequests, change_properties, changes, hook_deliveries
 from bbweb.engine.changes import ChangeInput
 from bbweb.engine.hook_deliveries import RETENTION_SECONDS
+from bbweb.mastercfg.hook_auth import validate_hook_auth
+from bbweb.plugins import loading
 from bbweb.web import change_hook as framework
-from bbweb.web.hook_auth import validate_hook_auth
 from tests.conftest import DEFAULT_CFG
 
 
@@ -296,9 +297,9 @@ def test_dialect_properties_are_its_own_but_never_reserved(hooked):
 
 
 def test_split_options():
-    assert framework.split_options({"secret": "s", "max_body_size": 5}) == (
+    assert loading.split_options({"secret": "s", "max_body_size": 5}) == (
         {"max_body_size": 5}, {"secret": "s"})
-    assert framework.split_options(True) == ({}, True)
+    assert loading.split_options(True) == ({}, True)
 
 
 # -- deliveries ---------------------------------------------------------------------------------

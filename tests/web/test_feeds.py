@@ -16,6 +16,7 @@ from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.logs import append_chunks, create_log
+from bbweb.status import logstream
 from bbweb.web import feeds
 from tests.web.test_json_api import claim, force
 
@@ -214,6 +215,6 @@ def test_log_tail_reads_only_the_end(feed_master):
         logid = create_log(conn, stepid, "big")
         append_chunks(conn, logid, [("o", f"{i}\n") for i in range(500)])
     with feed_master.db.read() as conn:
-        tail = feeds.log_tail(conn, logid, 5)
+        tail = logstream.log_tail(conn, logid, 5)
     assert tail == "495\n496\n497\n498\n499"
     assert feeds.xml_text("a\x00b\x1bc\ufffed") == "abcd"

@@ -22,8 +22,8 @@ from bbweb.db.schema import (
     steps,
 )
 from bbweb.engine.changes import ChangeInput, add_change
-from bbweb.engine.validation import TOO_DEEP
 from bbweb.status import queries
+from bbweb.values.validation import TOO_DEEP
 from tests.support.history import claim, run
 
 SURROGATE_JSON = '"bad \\ud800 value"'  # what json.dumps made of "bad \ud800 value"

@@ -14,13 +14,14 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bbweb.config.schedulers import Nightly, Periodic
 from bbweb.db.schema import buildsets
 from bbweb.engine import builds as eb
 from bbweb.engine import schedulers as es_sched
 from bbweb.engine import slaves as es
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.force import force_build
+from bbweb.mastercfg import firing
+from bbweb.mastercfg.schedulers import Nightly, Periodic
 from bbweb.status import overview, queries
 from tests.support.querycount import counting
 
@@ -257,13 +258,13 @@ def test_next_nightly_fire_agrees_with_minute_by_minute_ticks(kwargs, tz, monkey
             last = None
             fires = []
             for t in ticks:
-                if es_sched.nightly_due(sched, last, t):
+                if firing.nightly_due(sched, last, t):
                     last = es_sched.nightly_minute_key(datetime.datetime.fromtimestamp(t))
                     fires.append(t)
             last = None
             for t in ticks[::7]:  # a prediction every 140 s
                 real = next((f for f in fires if f >= t), None)
-                guess = es_sched.next_nightly_fire(sched, last, t)
+                guess = firing.next_nightly_fire(sched, last, t)
                 if real is None:
                     assert guess is None or guess > ticks[-1], (t, guess)
                 else:
@@ -280,8 +281,8 @@ def test_next_nightly_fire_agrees_with_minute_by_minute_ticks(kwargs, tz, monkey
 
 def test_impossible_nightly_never_fires():
     sched = Nightly(name="n", builderNames=["b"], month=2, dayOfMonth=30)
-    assert es_sched.next_nightly_fire(sched, None, time.time()) is None
-    assert es_sched.next_periodic_fire(
+    assert firing.next_nightly_fire(sched, None, time.time()) is None
+    assert firing.next_periodic_fire(
         Periodic(name="p", builderNames=["b"], periodicBuildTimer=60), 1000.0, 1010.0) == 1060
 
 

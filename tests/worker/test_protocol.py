@@ -15,9 +15,9 @@ from bbweb.db.schema import buildrequests, builds, change_properties, logs, step
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.engine.logs import read_text
-from bbweb.engine.validation import MAX_CARRIED_DEPTH, MAX_ENTRY_DEPTH, TOO_DEEP
 from bbweb.engine.worker_protocol import long_poll_limit
 from bbweb.status.builder import EXCEPTION, SUCCESS
+from bbweb.values.validation import MAX_CARRIED_DEPTH, MAX_ENTRY_DEPTH, TOO_DEEP
 
 S1 = ("slave1", "pw1")
 S2 = ("slave2", "pw2")

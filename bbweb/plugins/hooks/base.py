@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Request
 
-from bbweb.config.master import MasterConfig
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import ValueRefused, loads
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.values.validation import ValueRefused, loads
 
 TEXT_FIELDS = ("comments", "revision", "branch", "category", "revlink", "repository",
                "project", "codebase")

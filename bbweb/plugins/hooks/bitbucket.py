@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import Request
 
-from bbweb.config.master import MasterConfig
 from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.hooks import signatures as sig
 from bbweb.plugins.hooks.github import check_options, header_delivery_id, note
 

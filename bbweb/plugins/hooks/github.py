@@ -19,9 +19,10 @@ from typing import Any
 
 from flask import Request, g
 
-from bbweb.config.master import MasterConfig
 from bbweb.engine.changes import ChangeInput
+from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.hooks import signatures as sig
+from bbweb.plugins.loading import FRAMEWORK_OPTIONS
 
 log = logging.getLogger("bbweb.change_hook.github")
 
@@ -49,11 +50,7 @@ def note(message: str) -> None:
 
 def framework_options() -> tuple[str, ...]:
     """Options the change-hook framework reads itself (size limit, property policy)."""
-    try:
-        from bbweb.web.change_hook import FRAMEWORK_OPTIONS
-    except ImportError:  # pragma: no cover - an older framework
-        return ("max_body_size", "allow_properties")
-    return tuple(FRAMEWORK_OPTIONS)
+    return FRAMEWORK_OPTIONS
 
 
 def check_options(options: dict[str, Any], known: tuple[str, ...], dialect: str) -> None:

@@ -22,9 +22,11 @@ from typing import Any
 from flask import Request, g
 
 from bbweb.changes import redact_url
-from bbweb.config.master import MasterConfig
-from bbweb.daemon.pollers import pollers_of, request_polls
 from bbweb.engine.changes import ChangeInput
+from bbweb.engine.poll_requests import request_polls
+from bbweb.mastercfg.interfaces import pollers_of
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.plugins.site import site
 
 log = logging.getLogger("bbweb.change_hook.poller")
 
@@ -58,7 +60,7 @@ class PollerHook:
         self.allowed: frozenset[str] | None = \
             frozenset(allowed) if allowed is not None else None
         if self.allowed is not None:
-            unknown = sorted(self.allowed - {p.name for p in pollers_of(config)})
+            unknown = sorted(self.allowed - {p.name for p in pollers_of(config.change_sources)})
             if unknown:
                 log.warning("the poller dialect allows %s, which %s no configured poller",
                             ", ".join(repr(redact_url(n)) for n in unknown),
@@ -66,12 +68,10 @@ class PollerHook:
 
     def candidates(self) -> list[str]:
         """The names of the pollers this hook may trigger, in configuration order."""
-        return [p.name for p in pollers_of(self.config)
+        return [p.name for p in pollers_of(self.config.change_sources)
                 if self.allowed is None or p.name in self.allowed]
 
     def get_changes(self, request: Request) -> list[ChangeInput]:
-        from bbweb.app import site
-
         if request.method == "HEAD":  # no side effects for a HEAD request
             return []
         candidates = self.candidates()

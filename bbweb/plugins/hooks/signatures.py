@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 from flask import Request
 
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import ValueRefused, check_change, loads
+from bbweb.values.validation import ValueRefused, check_change, loads
 
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 ZERO_SHA_CHARS = frozenset("0")
@@ -238,7 +238,7 @@ def checked(changes: list[ChangeInput]) -> list[ChangeInput]:
     """Refuse (ValueError naming the field) what cannot be stored: NUL characters, lone
     surrogates (which JSON escapes can carry but UTF-8 cannot), property values too deep
     or too large. The change-hook framework applies the same rules
-    (:func:`bbweb.engine.validation.check_change`) to every dialect's changes anyway; a
+    (:func:`bbweb.values.validation.check_change`) to every dialect's changes anyway; a
     dialect calling this just refuses earlier."""
     for ch in changes:
         check_change(ch)

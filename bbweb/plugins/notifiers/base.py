@@ -41,9 +41,10 @@ from typing import Any, ClassVar
 
 import sqlalchemy.exc
 
-from bbweb.config.errors import config_error
 from bbweb.engine import notifications as records
+from bbweb.mastercfg.errors import config_error
 from bbweb.status.notifications import delivery_settled
+from bbweb.status.objects import MasterStatus
 
 log = logging.getLogger("bbweb.notifiers")
 
@@ -122,8 +123,6 @@ class Notifier:
     def bind(self, db: Any, cfg: Any) -> None:
         """Give the notifier the status database and the master's configuration (the
         daemon does this before dispatching any event)."""
-        from bbweb.status.objects import MasterStatus
-
         self.db = db
         self.config = cfg
         self.master_status = MasterStatus(db, cfg)

@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from bbweb.config.errors import ConfigErrors
-from bbweb.daemon.consumers import is_consumer
+from bbweb.mastercfg.errors import ConfigErrors
+from bbweb.mastercfg.interfaces import is_consumer
 from bbweb.plugins.notifiers.base import Notifier, check_notifier_class
 from bbweb.plugins.registry import PluginSettings, discover, not_installed
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from bbweb.config.errors import caller_location, config_error
+from bbweb.mastercfg.errors import caller_location, config_error
 from bbweb.plugins.notifiers.base import Notification, Notifier
 from bbweb.plugins.notifiers.mail_compose import (
     HEADER_NAME,
@@ -42,7 +42,7 @@ from bbweb.plugins.notifiers.mail_recipients import (
     strip_controls,
 )
 from bbweb.plugins.notifiers.smtp import DEFAULT_TIMEOUT, SmtpSettings, SmtpTransport
-from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
+from bbweb.values.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 
 log = logging.getLogger("bbweb.notifiers.mail")
 

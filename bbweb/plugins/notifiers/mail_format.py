@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from markupsafe import escape
 
-from bbweb.status.builder import (
+from bbweb.values.results import (
     CANCELLED,
     EXCEPTION,
     FAILURE,

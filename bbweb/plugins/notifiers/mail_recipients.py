@@ -18,7 +18,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
 
-from bbweb.config.errors import config_error
+from bbweb.mastercfg.errors import config_error
 from bbweb.status import user_emails
 
 log = logging.getLogger("bbweb.notifiers.mail")

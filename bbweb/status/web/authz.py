@@ -1,5 +1,5 @@
-"""0.8's ``buildbot.status.web.authz``: see :mod:`bbweb.auth.authz`."""
+"""0.8's ``buildbot.status.web.authz``: see :mod:`bbweb.mastercfg.authz`."""
 
-from bbweb.auth.authz import ACTIONS, Authz
+from bbweb.mastercfg.authz import ACTIONS, Authz
 
 __all__ = ["ACTIONS", "Authz"]

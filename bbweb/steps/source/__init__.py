@@ -1,5 +1,5 @@
 """``buildbot.steps.source``."""
 
-from bbweb.config.steps import Git
+from bbweb.mastercfg.steps import Git
 
 __all__ = ["Git"]

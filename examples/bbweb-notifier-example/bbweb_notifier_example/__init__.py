@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from bbweb.config.errors import config_error
+from bbweb.mastercfg.errors import config_error
 from bbweb.plugins.notifiers.base import DeliveryError, Notification, Notifier, Rejected
 from bbweb.status.results import SUCCESS, WARNINGS, Results
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from bbweb_notifier_example import WebhookNotifier
 
-from bbweb.config.errors import ConfigErrors
+from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.plugins.notifiers.base import DeliveryError, Notification, Rejected
 
 

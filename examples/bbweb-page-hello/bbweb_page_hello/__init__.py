@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from bbweb.app import site
+from bbweb.plugins.site import site
 from bbweb.web.rendering import render_page
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bbweb.engine.changes import ChangeInput
-from bbweb.engine.validation import MAX_DOCUMENT_DEPTH, MAX_ENTRY_DEPTH, MAX_PROPERTY_BYTES
+from bbweb.values.validation import MAX_DOCUMENT_DEPTH, MAX_ENTRY_DEPTH, MAX_PROPERTY_BYTES
 from tests.actions.conftest import OPEN_CFG, flashes, post
 from tests.plugins.hooks import hook_cfg, nothing_stored, payload, row_counts
 from tests.plugins.hooks.test_gitlab import PUSH as GITLAB_PUSH

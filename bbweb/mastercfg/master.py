@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbweb.config.builders import BuilderConfig, BuildSlave
-from bbweb.config.errors import (
+from bbweb.db.connection import default_db_url, normalize_db_url
+from bbweb.mastercfg.builders import BuilderConfig, BuildSlave
+from bbweb.mastercfg.errors import (
     ConfigErrors,
     Location,
     collecting_errors,
     pop_config_file,
     push_config_file,
 )
-from bbweb.config.forcefields import DEFAULT_VALIDATION
-from bbweb.config.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
-from bbweb.db.connection import default_db_url, normalize_db_url
-from bbweb.status.html import WebStatus
+from bbweb.mastercfg.forcefields import DEFAULT_VALIDATION
+from bbweb.mastercfg.interfaces import Poller, is_consumer
+from bbweb.mastercfg.planned import unavailable_target_message
+from bbweb.mastercfg.schedulers import BaseScheduler, ForceScheduler, _ChangeScheduler
+from bbweb.mastercfg.webstatus import WebStatus
 
 CONFIG_FILENAME = "master.cfg"
 
@@ -104,7 +106,7 @@ def _exec_config(path: Path, basedir: Path, errors: ConfigErrors) -> dict[str, A
     """Run master.cfg and return its BuildmasterConfig.
 
     Bad arguments of configuration objects are added to ``errors`` as the file runs (see
-    :func:`~bbweb.config.errors.argument_error`), so all of them are reported together.
+    :func:`~bbweb.mastercfg.errors.argument_error`), so all of them are reported together.
     None when the file could not run to its end; ``errors`` then says why.
     """
     try:
@@ -160,8 +162,6 @@ def _explain_exception(exc: Exception, source: str, lineno: int) -> str:
     """The message for an exception master.cfg raised: a plain sentence for an import of a
     Buildbot status target bbweb does not have yet, else the exception itself."""
     if isinstance(exc, ImportError | AttributeError):
-        from bbweb.status.planned import unavailable_target_message
-
         try:
             tree = ast.parse(source)
         except (SyntaxError, ValueError):
@@ -193,10 +193,8 @@ _NOT_SOURCES = (str, bytes, int, float, dict, list, tuple, set, frozenset, type(
 def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path: Path
                     ) -> list[Any]:
     """``c['change_source']``: one change source or a list of them. Pollers
-    (:class:`bbweb.changes.PollingChangeSource`) need distinct names; another object is
+    (:class:`~bbweb.mastercfg.interfaces.Poller`) need distinct names; another object is
     only shown on the pages (its ``describe()``), with a warning that nothing polls it."""
-    from bbweb.changes import PollingChangeSource  # bbweb.changes imports bbweb.config
-
     items = list(value) if isinstance(value, list | tuple) else [value]
     sources: list[Any] = []
     seen: dict[str, Any] = {}
@@ -208,7 +206,7 @@ def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path:
                        "'bbweb sendchange')",
                        _where(item) or _assignment_line(path, "change_source"))
             continue
-        if not isinstance(item, PollingChangeSource):
+        if not isinstance(item, Poller):
             warnings.append(f"{path}: c['change_source'] contains {type(item).__name__}, "
                             "which is not a poller (GitPoller, SVNPoller, or a subclass of "
                             "bbweb.changes.PollingChangeSource): it is listed on the pages, "
@@ -228,8 +226,6 @@ def _change_sources(value: Any, errors: ConfigErrors, warnings: list[str], path:
 def _idle_status_targets(targets: list[Any], path: Path) -> list[str]:
     """Warnings for objects in c['status'] that nothing will run: neither a WebStatus nor
     an event consumer (Buildbot's own status receivers have no equivalent here)."""
-    from bbweb.daemon.consumers import is_consumer  # the daemon imports this module
-
     return [f"{_where(t) or path}: c['status'] contains {type(t).__name__}, which is "
             "neither a WebStatus nor an event consumer (an object with consumer_name and "
             "handle_event): nothing runs it"

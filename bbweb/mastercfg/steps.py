@@ -10,8 +10,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from bbweb.config.errors import Location, argument_error, caller_location
-from bbweb.config.properties import Renderable, RenderContext, render
+from bbweb.mastercfg.errors import Location, argument_error, caller_location
+from bbweb.mastercfg.properties import Renderable, RenderContext, render
 
 DEFAULT_TIMEOUT = 1200
 

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bbweb.config.errors import Location, caller_location, config_error
+from bbweb.mastercfg.errors import Location, caller_location, config_error
+from bbweb.mastercfg.interfaces import AuthBackend
 
 log = logging.getLogger("bbweb.auth")
 
@@ -64,13 +65,9 @@ class Authz:
             httpLoginUrl = httpLoginLink
         if httpLoginUrl not in (False, None, "") and not isinstance(httpLoginUrl, str):
             config_error("Authz: httpLoginUrl must be a URL string")
-        if auth is not None:
-            from bbweb.auth.backends import IAuth
-
-            if not isinstance(auth, IAuth) and not callable(getattr(auth, "authenticate",
-                                                                    None)):
-                config_error(f"Authz: auth={auth!r} is not an authentication object (use "
-                             "BasicAuth, HTPasswdAuth, HTPasswdAprAuth or UsersAuth)")
+        if auth is not None and not isinstance(auth, AuthBackend):
+            config_error(f"Authz: auth={auth!r} is not an authentication object (use "
+                         "BasicAuth, HTPasswdAuth, HTPasswdAprAuth or UsersAuth)")
         self.auth = auth
         self.useHttpHeader = bool(useHttpHeader)
         self.httpLoginUrl: str | None = httpLoginUrl or None

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bbweb.config.errors import argument_error
+from bbweb.mastercfg.errors import argument_error
 
 # c['validation']: what a forced build's branch, revision and property names and values
 # must match (Buildbot's defaults; a config may replace any of them).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bbweb.config.errors import Location, argument_error, caller_location
-from bbweb.config.steps import BuildFactory
+from bbweb.mastercfg.errors import Location, argument_error, caller_location
+from bbweb.mastercfg.steps import BuildFactory
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
 

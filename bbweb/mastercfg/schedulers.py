@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bbweb.config.errors import Location, argument_error, caller_location
+from bbweb.mastercfg import forcefields as ff
+from bbweb.mastercfg.errors import Location, argument_error, caller_location
 
 NOT_SET = object()  # distinguishes "branch=None" (the default branch) from "not given"
 
@@ -222,7 +223,7 @@ class AnyBranchScheduler(_ChangeScheduler):
 
 class ForceScheduler(BaseScheduler):
     """Builds started from the web force form: who, why, the sources of each codebase and
-    properties, each a parameter from :mod:`bbweb.config.forcefields` that renders one
+    properties, each a parameter from :mod:`bbweb.mastercfg.forcefields` that renders one
     form field and validates what is submitted."""
 
     kind = "force"
@@ -233,8 +234,6 @@ class ForceScheduler(BaseScheduler):
                  repository: Any = None, project: Any = None, properties: Any = None,
                  codebases: Any = None, reasonString: str = "A build was forced by '%(owner)s'"
                  ": %(reason)s", buttonName: str | None = None, **kwargs: Any) -> None:
-        from bbweb.config import forcefields as ff
-
         super().__init__(name, builderNames, codebases=codebases, **kwargs)
 
         def param(value: Any, default: ff.BaseParameter, what: str) -> Any:
@@ -274,13 +273,11 @@ class ForceScheduler(BaseScheduler):
         self.buttonName = buttonName or "Force Build"
 
     def parse_form(self, form: Any, owner: str | None, validation: Any = None) -> Any:
-        """A :class:`~bbweb.config.forcefields.ForceRequest` from the submitted form
+        """A :class:`~bbweb.mastercfg.forcefields.ForceRequest` from the submitted form
         (``form``: name -> list of values); raises ``ValidationError``."""
-        from bbweb.config.forcefields import collect_force_request
-
-        return collect_force_request(self.username_param, self.reason_param,
-                                     self.codebase_params, self.property_params, form, owner,
-                                     validation)
+        return ff.collect_force_request(self.username_param, self.reason_param,
+                                        self.codebase_params, self.property_params, form,
+                                        owner, validation)
 
 
 _CRON_FIELDS = {

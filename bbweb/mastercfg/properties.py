@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bbweb.config.errors import argument_error
+from bbweb.mastercfg.errors import argument_error
 
 
 class RenderContext:

@@ -1,0 +1,36 @@
+"""The site a request is served for: what every blueprint, page plugin and change-hook
+dialect may ask during a request, with :func:`site`.
+
+:func:`bbweb.app.create_app` builds one :class:`Site` per process before serving; nothing
+in it changes while requests are served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from bbweb.db.connection import Database
+from bbweb.mastercfg.master import MasterConfig
+from bbweb.plugins.registry import PluginSettings
+
+
+@dataclass
+class Site:
+    """Everything a request handler needs: configuration, database, enabled plugins."""
+
+    basedir: str
+    config: MasterConfig
+    db: Database
+    plugin_settings: PluginSettings
+    change_hooks: dict[str, Any] = field(default_factory=dict)  # dialect -> plugin instance
+    pages: dict[str, Any] = field(default_factory=dict)  # name -> Blueprint (bbweb.pages)
+    auth: Any = None  # the authentication back end plugins.toml's [auth] enables, if any
+    plugin_failures: dict[str, str] = field(default_factory=dict)
+
+
+def site() -> Site:
+    """The current application's :class:`Site`."""
+    return current_app.extensions["bbweb"]

@@ -1,0 +1,95 @@
+"""A plugin that imports but does not fit its kind's interface (bbweb.plugins.interfaces) is
+found when it loads, not when a request reaches it: ``bbweb checkconfig`` and ``bbweb
+start`` name it with the line that enables it, and the web application leaves it out, so
+its URL answers as a disabled one does (404), never 500."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bbweb.cli import main
+from tests.plugins.test_plugin_checks import checkconfig, enable, plugin_lines
+from tests.support.distributions import on_path, write_distribution
+
+MISFITS = textwrap.dedent("""
+    class Dialect:
+        '''A dialect whose author named its method wrongly.'''
+
+        def __init__(self, options, config):
+            pass
+
+        def changes(self, request):
+            return []
+
+
+    class Backend:
+        '''An authentication back end without authenticate().'''
+
+        def check(self, user, passwd):
+            return True
+
+
+    class Notifier:
+        consumer_name = 'misfit'
+
+        def handle(self, event):
+            pass
+""")
+
+
+@pytest.fixture
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    site = tmp_path_factory.mktemp("site-packages")
+    write_distribution(site, "bbweb-test-misfits", "1.0", {
+        "bbweb.change_hooks": {"misfit": "bbweb_test_misfits:Dialect"},
+        "bbweb.auth": {"misfit": "bbweb_test_misfits:Backend"},
+        "bbweb.notifiers": {"misfit": "bbweb_test_misfits:Notifier"},
+    }, {"bbweb_test_misfits": MISFITS})
+    with on_path(site, ["bbweb_test_misfits"]):
+        yield site
+
+
+def test_plugins_that_do_not_fit_are_named_at_load(installed, make_master, capsys, caplog):
+    m = make_master()
+    toml = enable(m.basedir, """\
+        [change_hooks]
+        misfit = true
+
+        [auth]
+        misfit = true
+
+        [notifiers]
+        misfit = true
+    """)
+    code, _out, err = checkconfig(m.basedir, capsys)
+    assert code == 1
+    assert plugin_lines(err) == [
+        f"{toml}:5: auth.misfit: Backend is not an authentication back end: it has no "
+        "authenticate(user, passwd) method (docs/plugins.md)",
+        f"{toml}:2: change_hooks.misfit: Dialect is not a change-hook dialect: it has no "
+        "get_changes(request) method (docs/plugins.md)",
+        f"{toml}:8: notifiers.misfit: Notifier is not a notifier: it has no "
+        "handle_event(event) method (bbweb/daemon/consumers.py)",
+    ]
+    assert main(["start", str(m.basedir)]) == 1
+    assert plugin_lines(capsys.readouterr().err) == plugin_lines(err)
+
+    with caplog.at_level(logging.ERROR):
+        app = m.app()
+    try:
+        s = app.extensions["bbweb"]
+        assert set(s.plugin_failures) == {"auth.misfit", "change_hooks.misfit"}
+        assert "misfit" not in s.change_hooks and s.auth is None
+        assert f"{toml}:2: plugin change_hooks.misfit is not available: Dialect is not a " \
+               "change-hook dialect" in caplog.text
+        client = app.test_client()
+        answer = client.post("/change_hook/misfit", data={"author": "a"})
+        assert answer.status_code == 404, answer.get_data(as_text=True)
+        assert client.post("/change_hook/base", data={"author": "a"}).status_code == 202
+    finally:
+        app.extensions["bbweb"].db.dispose()
