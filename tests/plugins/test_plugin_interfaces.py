@@ -73,8 +73,9 @@ def test_plugins_that_do_not_fit_are_named_at_load(installed, make_master, capsy
         "authenticate(user, passwd) method (docs/plugins.md)",
         f"{toml}:2: change_hooks.misfit: Dialect is not a change-hook dialect: it has no "
         "get_changes(request) method (docs/plugins.md)",
-        f"{toml}:8: notifiers.misfit: Notifier is not a notifier: it has no "
-        "handle_event(event) method (bbweb/daemon/consumers.py)",
+        f"{toml}:8: notifiers.misfit: notifier plugin 'misfit' (bbweb_test_misfits.Notifier) "
+        "is neither a bbweb.plugins.notifiers.base.Notifier subclass nor an event consumer "
+        "(a class with consumer_name and handle_event(event))",
     ]
     assert main(["start", str(m.basedir)]) == 1
     assert plugin_lines(capsys.readouterr().err) == plugin_lines(err)
