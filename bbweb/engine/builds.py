@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import (
     build_properties,
     builders,
@@ -317,10 +319,10 @@ def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderi
                           .values(next_number=builders.c.next_number + 1)
                           .returning(builders.c.next_number)).scalar_one() - 1
     bs = conn.execute(sa.select(buildsets.c.reason).where(buildsets.c.id == bsid)).one()
-    buildid = int(conn.execute(builds.insert().values(
+    buildid = inserted_id(conn.execute(builds.insert().values(
         builderid=builderid, number=number, buildrequestid=brid, slaveid=slaveid,
         reason=bs.reason, started_at=now, text="[]", worker_session=session, worker_seq=seq,
-    )).inserted_primary_key[0])
+    )))
 
     bcfg = cfg.builders[buildername]
     sss = build_sourcestamps(conn, brid)
@@ -386,10 +388,11 @@ def _factory_step(cfg: MasterConfig, buildername: str, number: int) -> BuildStep
 
 
 def _builder_name(conn: Connection, builderid: int) -> str:
-    return conn.execute(sa.select(builders.c.name).where(builders.c.id == builderid)).scalar_one()
+    return str(conn.execute(sa.select(builders.c.name).where(builders.c.id == builderid))
+               .scalar_one())
 
 
-def compute_result(cfg: MasterConfig, buildername: str, step_rows: list[Any],
+def compute_result(cfg: MasterConfig, buildername: str, step_rows: Sequence[sa.Row[Any]],
                    stop_requested: str | None) -> tuple[int, bool, list[str]]:
     """(result, halted, text-of-problem-steps) from the finished steps, by Buildbot's rules."""
     result = SUCCESS

@@ -461,10 +461,10 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
     for req in change_reqs:
         if req.builderid in codebases:
             codebases[req.builderid].add(codebase_of[req.key])
-    for bid, build in last.items():
-        found = stamps.get(build.buildsetid, [])
-        if any(has for _s, has in found):
-            codebases[bid].update(s.codebase for s, _has in found)
+    for bid, newest in last.items():
+        its = stamps.get(newest.buildsetid, [])
+        if any(has for _s, has in its):
+            codebases[bid].update(s.codebase for s, _has in its)
 
     def newest_per_builder(reqs: list[_Request]) -> dict[tuple[int, int], ConsoleBuild | None]:
         """(row key, builderid) -> the newest build of the requests (None: requested,
@@ -482,8 +482,8 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
     for req in change_reqs + other_reqs:
         if req.build is not None:
             known[(req.builderid, req.build.number)] = req.build.results
-    for build in last.values():
-        known[(build.builderid, build.number)] = build.results
+    for done in last.values():
+        known[(done.builderid, done.number)] = done.results
 
     columns = [(name, infos[name].id if name in infos else -1) for name in names]
     for row in shown:
