@@ -40,7 +40,7 @@ setup(
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
         "test": ["pytest>=7", "ruff>=0.4", "playwright>=1.40", "hypothesis>=6", "feedparser>=6",
-                 "wheel", "aiosmtpd>=1.4"],
+                 "wheel", "aiosmtpd>=1.4", "mypy>=1.10", "types-passlib", "types-gunicorn"],
     },
     entry_points={
         "console_scripts": ["bbweb = bbweb.cli:main",

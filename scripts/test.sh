@@ -51,10 +51,11 @@ fi
 # --- the virtualenv ---
 . scripts/venv.sh
 ensure_venv '[test,postgresql]' \
-  'bbweb, flask, sqlalchemy, psycopg, pytest, ruff, playwright, hypothesis, bcrypt, feedparser'
+  'bbweb, flask, sqlalchemy, psycopg, pytest, ruff, playwright, hypothesis, bcrypt, feedparser, mypy'
 
-# --- lint ---
+# --- lint and types (mypy's settings are in pyproject.toml) ---
 .venv/bin/ruff check bbweb tests examples bench setup.py wsgi.py gunicorn.conf.py worker
+.venv/bin/mypy
 
 # --- one PostgreSQL cluster for the whole run ---
 # The server lives as long as this coprocess's stdin: closing it (the trap below, or this

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from passlib.context import CryptContext
 
-from bbweb.db.connection import Database
+from bbweb.db.connection import Database, inserted_id
 from bbweb.db.schema import users, users_info
 from bbweb.status.users import UserRecord, find_user, get_user, password_hash
 
@@ -102,10 +102,10 @@ def add_user(db: Database, identifier: str, bb_username: str | None = None,
         if bb_username and conn.execute(sa.select(users.c.uid).where(
                 users.c.bb_username == bb_username)).first():
             raise UserError(f"the login name {bb_username!r} is already taken")
-        uid = conn.execute(users.insert().values(
+        uid = inserted_id(conn.execute(users.insert().values(
             identifier=identifier, bb_username=bb_username,
             bb_password=hash_password(password) if password else None)
-        ).inserted_primary_key[0]
+        ))
         for key, value in attrs.items():
             conn.execute(users_info.insert().values(uid=uid, attr_type=key,
                                                     attr_data=value))

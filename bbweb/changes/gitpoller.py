@@ -129,7 +129,7 @@ class GitPoller(PollingChangeSource):
             text += ", all branches"
         elif callable(self.branches):
             text += ", branches chosen by a filter"
-        else:
+        elif isinstance(self.branches, list):
             text += ", branches: " + ", ".join(self.branches)
         if self.name != self.repourl:
             text += f" (poller {redact_url(self.name)})"

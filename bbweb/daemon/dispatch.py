@@ -37,7 +37,7 @@ DEFAULT_RETRY_MAX = 60.0
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
     """Seconds to wait after ``failures`` consecutive failures (1, 2, 4 … × initial)."""
-    return min(maximum, initial * (2 ** max(0, min(failures - 1, 30))))
+    return min(maximum, initial * (2.0 ** max(0, min(failures - 1, 30))))
 
 
 class ConsumerRunner:

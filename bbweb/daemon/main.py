@@ -20,9 +20,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from bbweb.daemon import dispatch
@@ -232,7 +233,7 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def handler(signum: int, _frame: Any) -> None:
         # Set the event from another thread: the handler runs in the main thread, which

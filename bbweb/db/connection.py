@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from bbweb.db import schema
 
@@ -46,7 +48,7 @@ def normalize_db_url(url: str, basedir: str | os.PathLike[str] | None = None) ->
 
 def _install_sqlite_hooks(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy's "begin" hook emit BEGIN itself (pysqlite's own handling
         # would defer it and defeat BEGIN IMMEDIATE).
         dbapi_connection.isolation_level = None
@@ -242,3 +244,11 @@ def check_connection(url: str, *, create: bool = True,
         raise DatabaseUnreachable(url, connect_failure_reason(exc)) from None
     finally:
         engine.dispose()
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row a single-row INSERT made."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy gives none for anything but a single-row INSERT
+        raise ValueError("the statement was not a single-row INSERT")
+    return int(key[0])

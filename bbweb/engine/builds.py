@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import (
     build_properties,
     builders,
@@ -36,7 +38,7 @@ from bbweb.engine.buildsets import maybe_complete_buildset
 from bbweb.engine.logs import append_chunks, create_log, finish_log
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.properties import RenderContext
-from bbweb.mastercfg.steps import BuildStep
+from bbweb.mastercfg.steps import BuildFactory, BuildStep
 from bbweb.values.results import (
     EXCEPTION,
     FAILURE,
@@ -82,16 +84,16 @@ def build_sourcestamps(conn: Connection, buildrequestid: int) -> list[dict[str, 
         .where(buildrequests.c.id == buildrequestid)
         .order_by(sourcestamps.c.id)
     ).all()
-    out = []
-    for r in rows:
-        changeids = [c for (c,) in conn.execute(
-            sa.select(sourcestamp_changes.c.changeid)
-            .where(sourcestamp_changes.c.sourcestampid == r.id)
-            .order_by(sourcestamp_changes.c.changeid))]
-        out.append({"ssid": r.id, "branch": r.branch, "revision": r.revision,
-                    "repository": r.repository, "project": r.project,
-                    "codebase": r.codebase, "changeids": changeids})
-    return out
+    changeids: dict[int, list[int]] = {r.id: [] for r in rows}
+    if rows:  # the change ids of every stamp in one query
+        for ssid, changeid in conn.execute(
+                sa.select(sourcestamp_changes.c.sourcestampid, sourcestamp_changes.c.changeid)
+                .where(sourcestamp_changes.c.sourcestampid.in_(list(changeids)))
+                .order_by(sourcestamp_changes.c.changeid)):
+            changeids[ssid].append(changeid)
+    return [{"ssid": r.id, "branch": r.branch, "revision": r.revision,
+             "repository": r.repository, "project": r.project, "codebase": r.codebase,
+             "changeids": changeids[r.id]} for r in rows]
 
 
 def get_properties(conn: Connection, buildid: int) -> dict[str, tuple[Any, str]]:
@@ -127,15 +129,19 @@ def set_properties(conn: Connection, buildid: int, props: dict[str, tuple[Any, s
     existing = {r.name for r in conn.execute(
         sa.select(build_properties.c.name).where(build_properties.c.buildid == buildid,
                                                  build_properties.c.name.in_(list(props))))}
-    for name, (value, source) in props.items():
-        encoded = json.dumps(value)
-        if name in existing:
-            conn.execute(build_properties.update().where(
-                build_properties.c.buildid == buildid, build_properties.c.name == name,
-            ).values(value=encoded, source=source))
-        else:
-            conn.execute(build_properties.insert().values(buildid=buildid, name=name,
-                                                          value=encoded, source=source))
+    rows = [{"p_name": name, "p_value": json.dumps(value), "p_source": source}
+            for name, (value, source) in props.items()]
+    new = [r for r in rows if r["p_name"] not in existing]
+    changed = [r for r in rows if r["p_name"] in existing]
+    if new:  # one statement each, however many properties
+        conn.execute(build_properties.insert().values(
+            buildid=buildid, name=sa.bindparam("p_name"), value=sa.bindparam("p_value"),
+            source=sa.bindparam("p_source")), new)
+    if changed:
+        conn.execute(build_properties.update().where(
+            build_properties.c.buildid == buildid,
+            build_properties.c.name == sa.bindparam("p_name"),
+        ).values(value=sa.bindparam("p_value"), source=sa.bindparam("p_source")), changed)
 
 
 def render_context(conn: Connection, build: Any) -> RenderContext:
@@ -270,8 +276,8 @@ def start_leased_build(conn: Connection, cfg: MasterConfig, brid: int, slavename
         return None
     conn.execute(buildrequests.update().where(buildrequests.c.id == brid)
                  .values(lease_expires_at=None))
-    return _start_build(conn, cfg, bname, req.builderid, brid, req.buildsetid, slavename,
-                        slaveid, now, session, seq)
+    return _start_build(conn, cfg, _Start(bname, req.builderid, brid, req.buildsetid, slavename,
+                                          slaveid, session, seq), now)
 
 
 def claim_build_request(conn: Connection, cfg: MasterConfig, slavename: str, slaveid: int,
@@ -333,38 +339,85 @@ def _gather_properties(conn: Connection, cfg: MasterConfig, buildername: str, bs
     return props, refused
 
 
-def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderid: int,
-                 brid: int, bsid: int, slavename: str, slaveid: int, now: float,
-                 session: str | None = None, seq: int | None = None) -> ClaimedBuild:
-    number = conn.execute(builders.update().where(builders.c.id == builderid)
+@dataclass
+class _Start:
+    """A confirmed claim: the request, its builder and the worker that runs it."""
+
+    buildername: str
+    builderid: int
+    brid: int
+    bsid: int
+    slavename: str
+    slaveid: int
+    session: str | None  # the worker process's session and claim number (worker_protocol)
+    seq: int | None
+
+
+def _start_build(conn: Connection, cfg: MasterConfig, start: _Start, now: float
+                 ) -> ClaimedBuild:
+    """Start the build of a confirmed claim, in phases, each a fixed number of queries: its
+    number and row; its properties (by precedence, then the build's own); its steps, all at
+    once, none started yet; the ``build.started`` event, and the build's end as EXCEPTION
+    when some stored property cannot be used."""
+    number, buildid, reason = _create_build_row(conn, start, now)
+    sss = build_sourcestamps(conn, start.brid)
+    props, refused = _build_properties(conn, cfg, start, number, reason, sss)
+    set_properties(conn, buildid, props)
+    bcfg = cfg.builders[start.buildername]
+    _create_steps(conn, bcfg.factory, buildid, props, sss)
+    events.emit(conn, "build.started", buildid=buildid, builder=start.buildername,
+                number=number, slave=start.slavename, brid=start.brid)
+    if refused:
+        _refuse_build(conn, cfg, buildid, refused, now)
+    return ClaimedBuild(buildid, start.buildername, number, bcfg.slavebuilddir,
+                        {k: v for k, (v, _s) in props.items()})
+
+
+def _create_build_row(conn: Connection, start: _Start, now: float) -> tuple[int, int, str]:
+    """(number, build id, reason): the number comes from the builder's counter, bumped in
+    this transaction."""
+    number = conn.execute(builders.update().where(builders.c.id == start.builderid)
                           .values(next_number=builders.c.next_number + 1)
                           .returning(builders.c.next_number)).scalar_one() - 1
-    bs = conn.execute(sa.select(buildsets.c.reason).where(buildsets.c.id == bsid)).one()
-    buildid = int(conn.execute(builds.insert().values(
-        builderid=builderid, number=number, buildrequestid=brid, slaveid=slaveid,
-        reason=bs.reason, started_at=now, text="[]", worker_session=session, worker_seq=seq,
-    )).inserted_primary_key[0])
+    reason = conn.execute(sa.select(buildsets.c.reason)
+                          .where(buildsets.c.id == start.bsid)).scalar_one()
+    buildid = inserted_id(conn.execute(builds.insert().values(
+        builderid=start.builderid, number=number, buildrequestid=start.brid,
+        slaveid=start.slaveid, reason=reason, started_at=now, text="[]",
+        worker_session=start.session, worker_seq=start.seq,
+    )))
+    return int(number), buildid, str(reason)
 
-    bcfg = cfg.builders[buildername]
-    sss = build_sourcestamps(conn, brid)
-    props, refused = _gather_properties(conn, cfg, buildername, bsid, sss, slavename)
+
+def _build_properties(conn: Connection, cfg: MasterConfig, start: _Start, number: int,
+                      reason: str, sss: list[dict[str, Any]]
+                      ) -> tuple[dict[str, tuple[Any, str]], list[str]]:
+    """The properties by precedence (:func:`_gather_properties`) and the build's own
+    (the main source stamp's, builder, number, slave, workdir, reason); and the values
+    refused."""
+    props, refused = _gather_properties(conn, cfg, start.buildername, start.bsid, sss,
+                                        start.slavename)
     main_ss = next((s for s in sss if s["codebase"] == ""), sss[0] if sss else None)
     if main_ss is not None:
         for key in ("branch", "revision", "repository", "project", "codebase"):
             props[key] = (main_ss[key], "Build")
-    props["buildername"] = (buildername, "Builder")
+    props["buildername"] = (start.buildername, "Builder")
     props["buildnumber"] = (number, "Build")
-    props["slavename"] = (slavename, "BuildSlave")
-    props["workdir"] = (bcfg.slavebuilddir, "slave")
-    props.setdefault("reason", (bs.reason, "Build"))
-    set_properties(conn, buildid, props)
+    props["slavename"] = (start.slavename, "BuildSlave")
+    props["workdir"] = (cfg.builders[start.buildername].slavebuilddir, "slave")
+    props.setdefault("reason", (reason, "Build"))
+    return props, refused
 
-    # every step exists from the start, so pages show what is still to come
+
+def _create_steps(conn: Connection, factory: BuildFactory, buildid: int,
+                  props: dict[str, tuple[Any, str]], sss: list[dict[str, Any]]) -> None:
+    """Every step exists from the start (one insert), so pages show what is still to
+    come; a repeated step name gets ``_1``, ``_2``… as in Buildbot."""
     used: dict[str, int] = {}
     step_rows = []
     ctx = RenderContext({k: v for k, (v, _s) in props.items()},
                         {s["codebase"]: s for s in sss})
-    for index, step in enumerate(bcfg.factory.steps):
+    for index, step in enumerate(factory.steps):
         base = step.step_name()
         n = used.get(base, 0)
         used[base] = n + 1
@@ -377,12 +430,6 @@ def _start_build(conn: Connection, cfg: MasterConfig, buildername: str, builderi
                           "text": json.dumps(text)})
     if step_rows:
         conn.execute(steps.insert(), step_rows)
-    events.emit(conn, "build.started", buildid=buildid, builder=buildername, number=number,
-                slave=slavename, brid=brid)
-    if refused:
-        _refuse_build(conn, cfg, buildid, refused, now)
-    return ClaimedBuild(buildid, buildername, number, bcfg.slavebuilddir,
-                        {k: v for k, (v, _s) in props.items()})
 
 
 def _refuse_build(conn: Connection, cfg: MasterConfig, buildid: int, problems: list[str],
@@ -409,10 +456,11 @@ def _factory_step(cfg: MasterConfig, buildername: str, number: int) -> BuildStep
 
 
 def _builder_name(conn: Connection, builderid: int) -> str:
-    return conn.execute(sa.select(builders.c.name).where(builders.c.id == builderid)).scalar_one()
+    return str(conn.execute(sa.select(builders.c.name).where(builders.c.id == builderid))
+               .scalar_one())
 
 
-def compute_result(cfg: MasterConfig, buildername: str, step_rows: list[Any],
+def compute_result(cfg: MasterConfig, buildername: str, step_rows: Sequence[sa.Row[Any]],
                    stop_requested: str | None) -> tuple[int, bool, list[str]]:
     """(result, halted, text-of-problem-steps) from the finished steps, by Buildbot's rules."""
     result = SUCCESS

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import (
     buildrequests,
     buildset_properties,
@@ -33,12 +34,12 @@ def create_sourcestamp(conn: Connection, *, branch: str | None = None,
                        patch: dict[str, Any] | None = None) -> int:
     """Store one source stamp and link the changes it was made from."""
     patch = patch or {}
-    ssid = conn.execute(sourcestamps.insert().values(
+    ssid = inserted_id(conn.execute(sourcestamps.insert().values(
         branch=branch, revision=revision, repository=repository or "", project=project or "",
         codebase=codebase or "", patch_level=patch.get("level"), patch_body=patch.get("body"),
         patch_subdir=patch.get("subdir"), patch_author=patch.get("author"),
         patch_comment=patch.get("comment"),
-    )).inserted_primary_key[0]
+    )))
     if changeids:
         conn.execute(sourcestamp_changes.insert(),
                      [{"sourcestampid": ssid, "changeid": c} for c in sorted(set(changeids))])
@@ -60,10 +61,10 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
     if unknown:
         raise BuildsetError(f"unknown builder(s): {', '.join(unknown)}")
     now = time.time() if now is None else now
-    bsid = conn.execute(buildsets.insert().values(
+    bsid = inserted_id(conn.execute(buildsets.insert().values(
         external_idstring=external_idstring, reason=reason or "", scheduler=scheduler,
         submitted_at=now, complete=False,
-    )).inserted_primary_key[0]
+    )))
     conn.execute(buildset_sourcestamps.insert(),
                  [{"buildsetid": bsid, "sourcestampid": s} for s in sourcestampids])
     if properties:
@@ -79,9 +80,9 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
         if name in seen:
             continue
         seen.add(name)
-        brid = conn.execute(buildrequests.insert().values(
+        brid = inserted_id(conn.execute(buildrequests.insert().values(
             buildsetid=bsid, builderid=ids[name], priority=priority, submitted_at=now,
-        )).inserted_primary_key[0]
+        )))
         brids[name] = int(brid)
         events.emit(conn, "buildrequest.new", brid=int(brid), buildsetid=int(bsid),
                     builder=name)

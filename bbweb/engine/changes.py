@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
 from bbweb.engine.change_rows import change_dict
@@ -80,13 +81,13 @@ def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
     change.validate()
     now = time.time() if now is None else now
     when = change.when if change.when is not None else now
-    changeid = conn.execute(changes.insert().values(
+    changeid = inserted_id(conn.execute(changes.insert().values(
         author=change.author.strip(), comments=change.comments or "", is_dir=bool(change.is_dir),
         branch=change.branch or None, revision=change.revision or None,
         revlink=change.revlink or None, when_timestamp=when, category=change.category or None,
         repository=change.repository or "", codebase=change.codebase or "",
         project=change.project or "", src=change.src,
-    )).inserted_primary_key[0]
+    )))
     if change.files:
         conn.execute(change_files.insert(),
                      [{"changeid": changeid, "filename": f} for f in change.files])

@@ -18,6 +18,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import hook_deliveries
 
 RETENTION_SECONDS = 30 * 24 * 3600
@@ -49,9 +50,9 @@ def record_delivery(conn: Connection, dialect: str, delivery_id: str,
     prune(conn, now)
     try:
         with conn.begin_nested():  # a savepoint: the caller's transaction stays usable
-            return int(conn.execute(hook_deliveries.insert().values(
+            return inserted_id(conn.execute(hook_deliveries.insert().values(
                 dialect=dialect, delivery_id=delivery_id, received_at=now,
-                changeids="[]")).inserted_primary_key[0])
+                changeids="[]")))
     except sa.exc.IntegrityError:
         raise AlreadyProcessed(f"{dialect} delivery {delivery_id}") from None
 

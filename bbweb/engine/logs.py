@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import log_chunks, logs
 
 STREAMS = ("o", "e", "h")
@@ -20,8 +21,7 @@ MAX_CHUNK_BYTES = 256 * 1024
 
 
 def create_log(conn: Connection, stepid: int, name: str) -> int:
-    return int(conn.execute(logs.insert().values(stepid=stepid, name=name))
-               .inserted_primary_key[0])
+    return inserted_id(conn.execute(logs.insert().values(stepid=stepid, name=name)))
 
 
 def get_or_create_log(conn: Connection, stepid: int, name: str) -> int:

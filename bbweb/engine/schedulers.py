@@ -12,6 +12,7 @@ import datetime
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -94,7 +95,7 @@ def _record(conn: Connection, scheduler: str, changeid: int, important: bool,
                                                    important=important, added_at=now))
 
 
-def _recorded(conn: Connection, scheduler: str) -> list[Any]:
+def _recorded(conn: Connection, scheduler: str) -> Sequence[sa.Row[Any]]:
     return conn.execute(sa.select(scheduler_changes)
                         .where(scheduler_changes.c.scheduler == scheduler)
                         .order_by(scheduler_changes.c.changeid)).all()

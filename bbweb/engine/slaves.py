@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db.connection import inserted_id
 from bbweb.db.schema import slaves
 from bbweb.engine import events
 from bbweb.mastercfg.master import MasterConfig
@@ -64,8 +65,8 @@ def ensure_slave(conn: Connection, name: str) -> int:
     row = conn.execute(sa.select(slaves.c.id).where(slaves.c.name == name)).first()
     if row:
         return int(row.id)
-    return int(conn.execute(slaves.insert().values(name=name, info="{}", connected=False))
-               .inserted_primary_key[0])
+    return inserted_id(conn.execute(
+        slaves.insert().values(name=name, info="{}", connected=False)))
 
 
 def slave_id(conn: Connection, name: str) -> int | None:

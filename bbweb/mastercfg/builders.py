@@ -102,9 +102,12 @@ class BuilderConfig:
             builddir = None
         if not isinstance(slavebuilddir, str):
             slavebuilddir = None
-        self.name = name
+        # after an argument error the loader refuses the whole configuration; until then
+        # the object holds stand-ins of the right types
+        self.name: str = name if isinstance(name, str) else str(name)
         self.slavenames = names
-        self.factory = factory
+        self.factory: BuildFactory = factory if isinstance(factory, BuildFactory) \
+            else BuildFactory()
         self.builddir = builddir or _SAFE_NAME.sub("_", str(name))
         self.slavebuilddir = slavebuilddir or self.builddir
         self.category = category

@@ -299,17 +299,42 @@ def _check_validation(value: Any, cfg: MasterConfig, errors: ConfigErrors,
 def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
                         errors: ConfigErrors | None = None) -> MasterConfig:
     """Validate a BuildmasterConfig dict (already executed); raise :class:`ConfigErrors`
-    with these problems added to ``errors`` (those found while executing it)."""
+    with these problems added to ``errors`` (those found while executing it).
+
+    In phases, every one run so that one pass reports every problem: the keys; the site's
+    values (titles, URLs, the database); the global settings; the slaves, builders and
+    schedulers; the names they use of each other; the change sources; the status
+    targets."""
     errors = errors if errors is not None else ConfigErrors()
     where = str(path)
     cfg = MasterConfig(basedir=str(basedir), path=where)
+    _check_keys(raw, cfg, errors, where)
+    _site_values(raw, cfg, errors, where, basedir)
+    _global_settings(raw, cfg, errors, where)
+    _named_objects(raw, cfg, errors, where)
+    _cross_references(cfg, errors)
+    cfg.warnings.extend(_inert_arguments(cfg))
+    cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
+                                         path)
+    _status_targets(raw, cfg, errors, path)
+    if errors:
+        raise errors
+    return cfg
 
+
+def _check_keys(raw: dict[str, Any], cfg: MasterConfig, errors: ConfigErrors,
+                where: str) -> None:
+    """Unknown keys are errors; keys bbweb ignores are warnings."""
     for key in raw:
         if key not in KNOWN_KEYS:
             errors.add(f"{where}: unknown configuration key c[{key!r}]")
         elif key in IGNORED_KEYS:
             cfg.warnings.append(f"{where}: c[{key!r}] has no effect in bbweb and is ignored")
 
+
+def _site_values(raw: dict[str, Any], cfg: MasterConfig, errors: ConfigErrors, where: str,
+                 basedir: Path) -> None:
+    """The titles, the site's URL and the database URL."""
     for key in ("title", "titleURL", "projectName", "projectURL", "buildbotURL", "db_url"):
         if key in raw and raw[key] is not None and not isinstance(raw[key], str):
             errors.add(f"{where}: c[{key!r}] must be a string, not {type(raw[key]).__name__}")
@@ -326,6 +351,10 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
     cfg.db_url = normalize_db_url(db_url, basedir) if isinstance(db_url, str) \
         else default_db_url(basedir)
 
+
+def _global_settings(raw: dict[str, Any], cfg: MasterConfig, errors: ConfigErrors,
+                     where: str) -> None:
+    """properties, caches, logCompressionLimit, metrics, validation, revlink."""
     props = raw.get("properties", {})
     if not isinstance(props, dict):
         errors.add(f"{where}: c['properties'] must be a dict")
@@ -351,6 +380,11 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
     if cfg.revlink is not None and not callable(cfg.revlink):
         errors.add(f"{where}: c['revlink'] must be callable (e.g. a RevlinkMatch)")
 
+
+def _named_objects(raw: dict[str, Any], cfg: MasterConfig, errors: ConfigErrors,
+                   where: str) -> None:
+    """c['slaves'], c['builders'], c['schedulers']: each of the right class, each name
+    once."""
     for key, typ, label in (("slaves", BuildSlave, "BuildSlave"),
                             ("builders", BuilderConfig, "BuilderConfig"),
                             ("schedulers", BaseScheduler, "scheduler")):
@@ -376,6 +410,10 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
                 continue
             target[item.name] = item
 
+
+def _cross_references(cfg: MasterConfig, errors: ConfigErrors) -> None:
+    """Builders name known slaves and have builddirs of their own; schedulers name known
+    builders."""
     for builder in cfg.builders.values():
         for slavename in builder.slavenames:
             if slavename not in cfg.slaves:
@@ -393,10 +431,12 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
                 errors.add(f"scheduler {sched.name!r} names unknown builder {bname!r}",
                            _where(sched))
 
-    cfg.warnings.extend(_inert_arguments(cfg))
-    cfg.change_sources = _change_sources(raw.get("change_source", []), errors, cfg.warnings,
-                                         path)
 
+def _status_targets(raw: dict[str, Any], cfg: MasterConfig, errors: ConfigErrors,
+                    path: Path) -> None:
+    """c['status']: a list, no two WebStatus on one port, and a warning for each target
+    nothing runs."""
+    where = str(path)
     status = raw.get("status", [])
     if not isinstance(status, list | tuple):
         errors.add(f"{where}: c['status'] must be a list")
@@ -410,7 +450,3 @@ def build_master_config(raw: dict[str, Any], basedir: Path, path: Path,
             ports[target.listen.port] = target
     cfg.status = list(status)
     cfg.warnings.extend(_idle_status_targets(cfg.status, path))
-
-    if errors:
-        raise errors
-    return cfg

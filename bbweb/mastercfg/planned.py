@@ -60,10 +60,10 @@ def _missing_module(exc: BaseException) -> str | None:
         m = _CANNOT_IMPORT.search(str(exc))
         if m:
             return f"{m['module']}.{m['name']}"
-    if isinstance(exc, AttributeError) and isinstance(getattr(exc, "obj", None),
-                                                      types.ModuleType):
+    module = getattr(exc, "obj", None)
+    if isinstance(exc, AttributeError) and isinstance(module, types.ModuleType):
         # ``import bbweb.status`` then ``bbweb.status.mail.MailNotifier(...)``
-        return f"{exc.obj.__name__}.{exc.name}"  # type: ignore[union-attr]
+        return f"{module.__name__}.{exc.name}"
     return None
 
 

@@ -7,7 +7,7 @@ existing master.cfg files render the same commands.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bbweb.mastercfg.errors import argument_error
@@ -200,7 +200,7 @@ class _PropDict(Mapping[str, Any]):
             return value if is_set and value else arg
         return arg if is_set else ""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(self.ctx.properties)
 
     def __len__(self) -> int:

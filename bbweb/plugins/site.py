@@ -33,4 +33,5 @@ class Site:
 
 def site() -> Site:
     """The current application's :class:`Site`."""
-    return current_app.extensions["bbweb"]
+    current: Site = current_app.extensions["bbweb"]
+    return current

@@ -161,7 +161,7 @@ def as_status(record: object) -> object:
                       (BuildRequestInfo, BuildRequestStatus), (SlaveInfo, SlaveStatus)):
         if type(record) is base:
             return cls(**{f.name: getattr(record, f.name)
-                          for f in dataclasses.fields(base)})  # type: ignore[arg-type]
+                          for f in dataclasses.fields(base)})
     return record
 
 

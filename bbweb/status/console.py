@@ -422,16 +422,60 @@ def _order_rows(change_rows: list[ConsoleRow], other_rows: list[ConsoleRow],
     return out + pending
 
 
+@dataclass
+class _Builders:
+    """The console's columns: the builder rows by name and by id, each builder's newest
+    finished build, and which of their slaves are connected."""
+
+    infos: dict[str, BuilderInfo]
+    by_id: dict[int, BuilderInfo]
+    last: dict[int, ConsoleBuild]
+    connected: set[str]
+
+
+@dataclass
+class _Rows:
+    """The console's rows, newest first, with the build requests behind them."""
+
+    changes: list[ChangeInfo]  # the newest changes that match the filters
+    change_reqs: list[_Request]  # their build requests
+    shown: list[ConsoleRow]  # at most ``revs`` rows: changes and changeless buildsets
+    other_reqs: list[_Request]  # the build requests of the changeless buildsets shown
+    stamps: dict[int, list[tuple[Stamp, bool]]]  # those buildsets' and newest builds'
+
+
 def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, revs: int,
                  filters: ConsoleFilter, order_by_time: bool, now: float) -> ConsoleData:
-    """Everything the console shows for the builders ``names`` (in column order)."""
+    """Everything the console shows for the builders ``names`` (in column order), in
+    phases, each a fixed number of queries whatever the history: the builders and their
+    newest builds; the rows (the newest changes and changeless buildsets, ordered); which
+    codebases each builder builds; one cell per row and builder; builds that failed
+    again; the failed steps of the others; the ETAs of running builds; the builders'
+    status line."""
+    builders = _console_builders(conn, cfg, names)
+    rows = _console_rows(conn, cfg, revs, filters, order_by_time, builders.last)
+    codebases = _builder_codebases(builders, rows)
+    _fill_cells(rows, names, builders.infos, codebases)
+    _mark_failed_again(conn, rows, builders.last)
+    _add_failed_steps(conn, rows.shown)
+    _add_etas(conn, rows.shown, builders.by_id, now)
+    return ConsoleData(builders=_status_line(cfg, names, builders), rows=rows.shown,
+                       more=len(rows.changes) >= revs or len(rows.shown) < len(rows.changes))
+
+
+def _console_builders(conn: Connection, cfg: MasterConfig, names: Sequence[str]) -> _Builders:
     infos = queries.builder_rows(conn, names)
     by_id = {infos[n].id: infos[n] for n in names if n in infos}
     running = queries.current_build_numbers(conn, by_id)
     connected = queries.connected_slave_names(
         conn, {s for n in names for s in cfg.builders[n].slavenames})
-    last = newest_finished(conn, by_id.values(), running)
+    return _Builders(infos, by_id, newest_finished(conn, by_id.values(), running), connected)
 
+
+def _console_rows(conn: Connection, cfg: MasterConfig, revs: int, filters: ConsoleFilter,
+                  order_by_time: bool, last: dict[int, ConsoleBuild]) -> _Rows:
+    """The newest ``revs`` rows; the source stamps of the newest builds (``last``) are read
+    in the same query as the rows'."""
     change_list = newest_changes(conn, revs, filters)
     change_reqs = requests_of_changes(conn, [c.number for c in change_list])
     first_buildset: dict[int, int] = {}
@@ -453,44 +497,51 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
     stamps = buildset_stamps(conn, [b.id for b in others] + [b.buildsetid for b in last.values()])
     for bs in others:
         bs.stamps = [s for s, _has in stamps.get(bs.id, [])]
+    return _Rows(change_list, change_reqs, shown, other_reqs, stamps)
 
-    # which codebases each builder builds: its requests for shown changes, and its newest
-    # finished build unless that one had no change (a forced build says nothing)
-    codebases: dict[int, set[str]] = {bid: set() for bid in by_id}
-    codebase_of = {c.number: c.codebase for c in change_list}
-    for req in change_reqs:
+
+def _builder_codebases(builders: _Builders, rows: _Rows) -> dict[int, set[str]]:
+    """builderid -> the codebases it builds: those of its requests for the shown changes,
+    and its newest finished build's unless that one had no change (a forced build says
+    nothing)."""
+    codebases: dict[int, set[str]] = {bid: set() for bid in builders.by_id}
+    codebase_of = {c.number: c.codebase for c in rows.changes}
+    for req in rows.change_reqs:
         if req.builderid in codebases:
             codebases[req.builderid].add(codebase_of[req.key])
-    for bid, build in last.items():
-        found = stamps.get(build.buildsetid, [])
-        if any(has for _s, has in found):
-            codebases[bid].update(s.codebase for s, _has in found)
+    for bid, newest in builders.last.items():
+        its = rows.stamps.get(newest.buildsetid, [])
+        if any(has for _s, has in its):
+            codebases[bid].update(s.codebase for s, _has in its)
+    return codebases
 
-    def newest_per_builder(reqs: list[_Request]) -> dict[tuple[int, int], ConsoleBuild | None]:
-        """(row key, builderid) -> the newest build of the requests (None: requested,
-        not built yet)."""
-        out: dict[tuple[int, int], ConsoleBuild | None] = {}
-        for req in reqs:
-            slot = (req.key, req.builderid)
-            build, have = req.build, out.get(slot)
-            if have is None or (build is not None and build.number > have.number):
-                out[slot] = build
-        return out
 
-    found = {"change": newest_per_builder(change_reqs), "other": newest_per_builder(other_reqs)}
-    known: dict[tuple[int, int], int | None] = {}
-    for req in change_reqs + other_reqs:
-        if req.build is not None:
-            known[(req.builderid, req.build.number)] = req.build.results
-    for build in last.values():
-        known[(build.builderid, build.number)] = build.results
+def _newest_per_builder(reqs: list[_Request]) -> dict[tuple[int, int], ConsoleBuild | None]:
+    """(row key, builderid) -> the newest build of the requests (None: requested, not built
+    yet)."""
+    out: dict[tuple[int, int], ConsoleBuild | None] = {}
+    for req in reqs:
+        slot = (req.key, req.builderid)
+        build, have = req.build, out.get(slot)
+        if have is None or (build is not None and build.number > have.number):
+            out[slot] = build
+    return out
 
+
+def _fill_cells(rows: _Rows, names: Sequence[str], infos: dict[str, BuilderInfo],
+                codebases: dict[int, set[str]]) -> None:
+    """One cell per row and builder: its newest build for the row, "not started" when the
+    builder builds the row's codebase, else "not in this builder"."""
+    of_changes = _newest_per_builder(rows.change_reqs)
+    of_buildsets = _newest_per_builder(rows.other_reqs)
     columns = [(name, infos[name].id if name in infos else -1) for name in names]
-    for row in shown:
+    for row in rows.shown:
         if row.change is not None:
-            key, mine, codebase = row.change.number, found["change"], row.change.codebase
+            key, mine, codebase = row.change.number, of_changes, row.change.codebase
+        elif row.buildset is not None:
+            key, mine, codebase = row.buildset.id, of_buildsets, None
         else:
-            key, mine, codebase = row.buildset.id, found["other"], None  # type: ignore[union-attr]
+            continue
         cells = row.cells
         for name, bid in columns:
             slot = (key, bid)
@@ -505,17 +556,30 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
             else:
                 cells[name] = Cell(NOT_IN_BUILDER)
 
-    # failed again? the build just before it on the same builder failed too
-    failing = [c.build for row in shown for c in row.cells.values()
+
+def _mark_failed_again(conn: Connection, rows: _Rows, last: dict[int, ConsoleBuild]
+                       ) -> None:
+    """A failed build whose predecessor on the same builder failed too "failed again";
+    the results already read are used, the others read in one query."""
+    known: dict[tuple[int, int], int | None] = {}
+    for req in rows.change_reqs + rows.other_reqs:
+        if req.build is not None:
+            known[(req.builderid, req.build.number)] = req.build.results
+    for done in last.values():
+        known[(done.builderid, done.number)] = done.results
+    failing = [c.build for row in rows.shown for c in row.cells.values()
                if c.css == FAILED and c.build is not None]
     wanted = {(b.builderid, b.number - 1) for b in failing} - known.keys()
     known.update(build_results(conn, wanted))
-    for row in shown:
+    for row in rows.shown:
         for cell in row.cells.values():
             if cell.css == FAILED and cell.build is not None and \
                     known.get((cell.build.builderid, cell.build.number - 1)) == FAILURE:
                 cell.css = FAILED_AGAIN
 
+
+def _add_failed_steps(conn: Connection, shown: list[ConsoleRow]) -> None:
+    """Under each row, the failed steps of its new failures (one query)."""
     new_failures = {c.build.id for row in shown for c in row.cells.values()
                     if c.css == FAILED and c.build is not None}
     details = failed_steps(conn, new_failures)
@@ -526,21 +590,28 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
                     row.failures.append(FailedStep(name, cell.build.number, step, text,
                                                    log_names))
 
-    building = [c for row in shown for c in row.cells.values()
-                if c.css == RUNNING and c.build is not None]
-    if building:
-        expected = estimates.expected_durations(
-            conn, [by_id[bid] for bid in {c.build.builderid for c in building if c.build}])
-        for cell in building:
-            assert cell.build is not None
-            cell.eta = estimates.eta_seconds(expected.get(cell.build.builderid),
-                                             cell.build.started_at, now)
 
+def _add_etas(conn: Connection, shown: list[ConsoleRow], by_id: dict[int, BuilderInfo],
+              now: float) -> None:
+    """The ETA of each running build (one query, none when nothing runs)."""
+    building = [(c, c.build) for row in shown for c in row.cells.values()
+                if c.css == RUNNING and c.build is not None]
+    if not building:
+        return
+    expected = estimates.expected_durations(
+        conn, [by_id[bid] for bid in {build.builderid for _c, build in building}])
+    for cell, build in building:
+        cell.eta = estimates.eta_seconds(expected.get(build.builderid), build.started_at, now)
+
+
+def _status_line(cfg: MasterConfig, names: Sequence[str], builders: _Builders
+                 ) -> list[BuilderStatus]:
+    """Each builder's box above the columns: offline, its newest result, or not started."""
     status = []
     for name in names:
-        info = infos.get(name)
-        build = last.get(info.id) if info else None
-        if not any(s in connected for s in cfg.builders[name].slavenames):
+        info = builders.infos.get(name)
+        build = builders.last.get(info.id) if info else None
+        if not any(s in builders.connected for s in cfg.builders[name].slavenames):
             css = OFFLINE
         elif build is not None:
             css = result_css(build.results)
@@ -548,5 +619,4 @@ def console_data(conn: Connection, cfg: MasterConfig, names: Sequence[str], *, r
             css = NOT_STARTED
         status.append(BuilderStatus(name, display_category(cfg.builders[name].category), css,
                                     build))
-    return ConsoleData(builders=status, rows=shown,
-                       more=len(change_list) >= revs or len(shown) < len(change_list))
+    return status

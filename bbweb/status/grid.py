@@ -152,14 +152,14 @@ _BUILD_COLUMNS = (builds.c.id, builds.c.builderid, builds.c.number, builds.c.sta
 
 
 def _on_branches(newest: sa.ColumnElement[bool], count: int, branches: set[str | None]
-                 ) -> sa.Select:
+                 ) -> sa.Select[Any]:
     """The newest ``count`` builds of each builder, among those ``newest`` selects, that
     built one of ``branches``. The branch test is a join (each build's request, buildset
     and stamps looked up by primary key); the newest matches per builder are picked in
     SQL, so only the rows shown come back."""
     bss = schema.buildset_sourcestamps
     wanted = [b for b in branches if b is not None]
-    test = sourcestamps.c.branch.in_(wanted) if wanted else sa.false()
+    test: sa.ColumnElement[bool] = sourcestamps.c.branch.in_(wanted) if wanted else sa.false()
     if None in branches:
         test = sa.or_(test, sourcestamps.c.branch.is_(None))
     matching = (sa.select(builds.c.id, builds.c.builderid, builds.c.number)
@@ -178,7 +178,7 @@ def _on_branches(newest: sa.ColumnElement[bool], count: int, branches: set[str |
 
 
 def _read_builds(conn: Connection, newest: list[sa.ColumnElement[bool]],
-                 query: Callable[[sa.ColumnElement[bool]], sa.Select], names: dict[int, str]
+                 query: Callable[[sa.ColumnElement[bool]], sa.Select[Any]], names: dict[int, str]
                  ) -> dict[int, list[GridBuild]]:
     """builderid -> its builds that ``query(t1 OR t2 OR …)`` returns, over the terms of
     ``newest`` (:func:`_newest`), newest first."""
@@ -220,7 +220,7 @@ def recent_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count: 
                             names)
     first = min(max(4 * count, 20), SEARCH)
 
-    def matching(newest: sa.ColumnElement[bool]) -> sa.Select:
+    def matching(newest: sa.ColumnElement[bool]) -> sa.Select[Any]:
         return _on_branches(newest, count, branches)
 
     found = _read_builds(conn, _newest(blist, first), matching, names)

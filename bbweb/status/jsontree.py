@@ -148,7 +148,8 @@ class JsonRequest:
             for name in missing:
                 info = infos[name]
                 self._slave_docs[name] = jsondocs.slave_doc(
-                    info, running.get(name, []), recent.get(info.id, {}),
+                    info, running.get(name, []),
+                    recent.get(info.id, {}) if info.id is not None else {},
                     builder_names[name], self.buildbot_url)
         return {n: self._slave_docs[n] for n in wanted}
 

@@ -93,7 +93,7 @@ def log_state(conn: Connection, logid: int) -> LogState | None:
     return LogState(int(row.num_chunks), int(row.num_bytes), bool(row.complete))
 
 
-def _chunk_query(logid: int, after: int, limit: int, streams: str) -> sa.Select:
+def _chunk_query(logid: int, after: int, limit: int, streams: str) -> sa.Select[Any]:
     query = (sa.select(log_chunks.c.seq, log_chunks.c.stream, log_chunks.c.compressed,
                        log_chunks.c.content)
              .where(log_chunks.c.logid == logid, log_chunks.c.seq > after)
@@ -138,7 +138,7 @@ def iter_chunks(db: Database, logid: int, after: int = -1, streams: str = "oeh",
     plus one chunk's text."""
     while True:
         with db.read() as conn:
-            rows = conn.execute(_chunk_query(logid, after, batch, streams)).all()
+            rows = list(conn.execute(_chunk_query(logid, after, batch, streams)))
         count = len(rows)
         rows.reverse()
         while rows:
@@ -163,7 +163,7 @@ def tail_text(db: Database, logid: int, limit: int, streams: str = "oe",
         if before is not None:
             query = query.where(log_chunks.c.seq < before)
         with db.read() as conn:
-            return conn.execute(query).all()
+            return list(conn.execute(query).all())
 
     pieces: list[str] = []
     held = 0

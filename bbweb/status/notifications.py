@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -46,7 +47,7 @@ class DeliveryRecord:
                 "outcome": self.outcome, "answer": self.answer}
 
 
-def _record(row: sa.Row) -> DeliveryRecord:
+def _record(row: sa.Row[Any]) -> DeliveryRecord:
     try:
         recipients = tuple(str(r) for r in json.loads(row.recipients or "[]"))
     except ValueError:

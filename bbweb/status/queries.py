@@ -211,7 +211,7 @@ def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] 
 
 # -- builds -------------------------------------------------------------------------------------
 
-def _build_query() -> sa.Select:
+def _build_query() -> sa.Select[Any]:
     return (sa.select(builds, builders.c.name.label("builder_name"),
                       slaves.c.name.label("slave_name"))
             .join(builders, builders.c.id == builds.c.builderid)
@@ -617,7 +617,7 @@ def master_counters(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
 def database_version(conn: Connection) -> str:
     """``SQLite 3.40.1`` / ``PostgreSQL 15.18``: for the about page."""
     if conn.dialect.name == "sqlite":
-        return "SQLite " + conn.exec_driver_sql("select sqlite_version()").scalar_one()
+        return "SQLite " + str(conn.exec_driver_sql("select sqlite_version()").scalar_one())
     if conn.dialect.name == "postgresql":
         text = conn.exec_driver_sql("show server_version").scalar_one()
         return "PostgreSQL " + str(text).split(" ")[0]

@@ -34,7 +34,7 @@ def list_users(conn: Connection, after: int = 0, limit: int = 200
     return [(r.uid, r.identifier) for r in rows[:limit]], len(rows) > limit
 
 
-def _record(conn: Connection, row: sa.Row) -> UserRecord:
+def _record(conn: Connection, row: sa.Row[int, str, str | None]) -> UserRecord:
     attrs = {r.attr_type: r.attr_data for r in conn.execute(
         sa.select(users_info.c.attr_type, users_info.c.attr_data)
         .where(users_info.c.uid == row.uid).order_by(users_info.c.attr_type))}

@@ -135,7 +135,7 @@ GROUP = 200  # builders per statement: SQLite allows 500 terms in a compound sel
 
 
 @functools.lru_cache(maxsize=GROUP)
-def _builds_union(n: int) -> sa.Select | sa.CompoundSelect:
+def _builds_union(n: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     """For ``n`` builders: ``UNION ALL`` of each one's newest ``:limit_i`` builds started in
     ``[:lo, :hi_i]``, an index range scan on ``(builderid, started_at)`` each. Building a
     statement of a few hundred clauses costs more than running it, so it is built once per
@@ -251,7 +251,7 @@ def _newest_changes(conn: Connection, limit: int, hi: float | None, lo: float | 
         q = q.where(changes.c.when_timestamp >= lo)
     if filters.branches:
         named = sorted(b for b in filters.branches if b is not None)
-        cond = changes.c.branch.in_(named)
+        cond: sa.ColumnElement[bool] = changes.c.branch.in_(named)
         if None in filters.branches:
             cond = sa.or_(cond, changes.c.branch.is_(None))
         q = q.where(cond)
@@ -347,9 +347,9 @@ def _finish_shown(conn: Connection, found: Iterable[Build]) -> None:
             st.urls = urls if isinstance(urls, dict) else None
     for stepid, name, num_chunks, complete in conn.execute(_LOGS,
                                                            {"stepids": sorted(by_step)}):
-        st = by_step.get(stepid)
-        if st is not None:
-            st.logs = [*st.logs, (name, bool(num_chunks) or not complete)]
+        owner = by_step.get(stepid)
+        if owner is not None:
+            owner.logs = [*owner.logs, (name, bool(num_chunks) or not complete)]
 
 
 @dataclass

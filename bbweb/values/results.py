@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 SUCCESS = 0
 WARNINGS = 1
 FAILURE = 2
@@ -11,6 +13,14 @@ RETRY = 5
 CANCELLED = 6
 
 Results = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"]
+
+
+@overload
+def worst_status(a: int, b: int | None) -> int: ...
+@overload
+def worst_status(a: int | None, b: int) -> int: ...
+@overload
+def worst_status(a: None, b: None) -> None: ...
 
 
 def worst_status(a: int | None, b: int | None) -> int | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from typing import Any
+from typing import Any, TextIO
 
 from gunicorn.glogging import Logger
 
@@ -71,7 +71,7 @@ class SharedRotatingFileHandler(logging.FileHandler):
         return self._lock_fd
 
     # -- writing -----------------------------------------------------------------------
-    def _reopen_if_moved(self) -> None:
+    def _reopen_if_moved(self) -> TextIO:
         """Follow the file name: another process (or logrotate) may have renamed it."""
         try:
             on_disk = os.stat(self.baseFilename)
@@ -81,22 +81,24 @@ class SharedRotatingFileHandler(logging.FileHandler):
             mine = os.fstat(self.stream.fileno())
             if on_disk is not None and (mine.st_ino, mine.st_dev) == (on_disk.st_ino,
                                                                        on_disk.st_dev):
-                return
+                return self.stream
             self.stream.close()
-            self.stream = None  # type: ignore[assignment]
-        self.stream = self._open()
+            self.stream = None
+        stream = self.stream = self._open()
+        return stream
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> TextIO:
         """http.log → http.log.1 → … → http.log.N; the oldest falls off the end."""
         if self.stream is not None:
             self.stream.close()
-            self.stream = None  # type: ignore[assignment]
+            self.stream = None
         for i in range(self.backup_count - 1, 0, -1):
             src = f"{self.baseFilename}.{i}"
             if os.path.exists(src):
                 os.replace(src, f"{self.baseFilename}.{i + 1}")
         os.replace(self.baseFilename, f"{self.baseFilename}.1")
-        self.stream = self._open()
+        stream = self.stream = self._open()
+        return stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -105,12 +107,12 @@ class SharedRotatingFileHandler(logging.FileHandler):
             fd = self._process_lock_fd()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                self._reopen_if_moved()
-                current = os.fstat(self.stream.fileno()).st_size
+                stream = self._reopen_if_moved()
+                current = os.fstat(stream.fileno()).st_size
                 if current > 0 and current + size > self.max_bytes:
-                    self._rotate()
-                self.stream.write(line)
-                self.stream.flush()
+                    stream = self._rotate()
+                stream.write(line)
+                stream.flush()
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         except Exception:

@@ -73,7 +73,8 @@ def back(default: str, message: str | None = None, category: str = "info") -> Re
     if message:
         flash(message, category)
     target = safe_next(request.form.get("back")) or default
-    resp = redirect(page_root() + target, code=303)
+    resp = redirect(page_root() + target, code=303, Response=Response)
+    assert isinstance(resp, Response)  # for the type checker: redirect() is typed loosely
     resp.autocorrect_location_header = False
     return resp
 

@@ -293,7 +293,8 @@ def _answer(body: bytes, content_type: str, filename: str, failed: bool = False
     resp.headers["Cache-Control"] = "public, max-age=60"
     resp.headers["Content-Disposition"] = f'inline; filename="{filename}"'
     resp.set_etag(hashlib.sha1(body).hexdigest())
-    return resp.make_conditional(request)
+    resp.make_conditional(request)  # 304 when the client's copy is current
+    return resp
 
 
 @bp.route("/png")

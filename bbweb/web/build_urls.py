@@ -71,21 +71,24 @@ def parse_target() -> Target | None:
     rest = segs[4:]
     if rest and rest[-1] == "":  # a trailing slash
         rest = rest[:-1]
-    base = {"builder": builder, "number": number, "depth": depth, "rest": rest}
+
+    def target(kind: str, step: str = "", log: str = "") -> Target:
+        return Target(kind, builder, number, step=step, log=log, depth=depth, rest=rest)
+
     if not rest:
-        return Target("build", **base)
+        return target("build")
     if rest[0] != "steps":
         return None
     if len(rest) == 1:
-        return Target("steps", **base)
+        return target("steps")
     if len(rest) == 2:
-        return Target("step", step=rest[1], **base)
+        return target("step", step=rest[1])
     if rest[2] != "logs" or len(rest) < 4:
         return None
     if len(rest) == 4:
-        return Target("log", step=rest[1], log=rest[3], **base)
+        return target("log", step=rest[1], log=rest[3])
     if len(rest) == 5 and rest[4] in ("text", "chunks"):
-        return Target(rest[4], step=rest[1], log=rest[3], **base)
+        return target(rest[4], step=rest[1], log=rest[3])
     return None
 
 

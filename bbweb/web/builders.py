@@ -11,7 +11,7 @@ requests, and ``/buildstatus`` errors carry a real status code.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 from bbweb.plugins.site import site
 from bbweb.status import estimates, overview, queries, upcoming
 from bbweb.status.naming import natural_key
-from bbweb.status.records import BuilderInfo, BuildInfo, BuildRequestInfo
+from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, BuildRequestInfo
 from bbweb.values.numbers import in_int_range
 from bbweb.web.helpers import (
     INT_ARG,
@@ -71,6 +71,16 @@ def _last_build_label(build: BuildInfo) -> str:
     return f"#{build.number}"
 
 
+class _Entry(TypedDict):
+    """A row of the builders page."""
+
+    name: str
+    build: BuildInfo | None
+    label: str
+    text: str
+    summary: BuilderSummary
+
+
 @bp.route("/builders", methods=METHODS)
 @bp.route("/builders/", methods=METHODS)
 def builders() -> Response:
@@ -93,7 +103,7 @@ def builders() -> Response:
         shown = [lst[0] for lst in last.values() if lst]
         overview.load_table_details(conn, shown)
         etas = _running_etas(conn, [rows[n] for n in names if summaries[n].current_builds])
-    entries = []
+    entries: list[_Entry] = []
     for name in names:
         summary = summaries[name]
         found = last.get(rows[name].id)
@@ -116,7 +126,9 @@ def builders() -> Response:
 
 @bp.route("/one_box_per_builder", methods=METHODS)
 def one_box_per_builder() -> Response:
-    return redirect("builders", code=302)
+    resp = redirect("builders", code=302)
+    assert isinstance(resp, Response)  # for the type checker: redirect() is typed loosely
+    return resp
 
 
 # -- /builders/X --------------------------------------------------------------------------------
@@ -190,7 +202,7 @@ def builder_page(name: str) -> Response:
             if current else None
     current = [b for b in current if overview.matches_properties(b.properties, props)]
     pending = [r for r in pending if overview.matches_properties(r.properties, props)]
-    more = {"numbuilds": numbuilds + 5}
+    more: dict[str, int | str] = {"numbuilds": numbuilds + 5}
     if "maxsearch" in request.args:
         more["maxsearch"] = maxsearch
     more.update({f"property.{k}": v for k, v in props.items()})

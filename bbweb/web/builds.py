@@ -114,7 +114,7 @@ def build_page(target: Target) -> Response:
     with s.db.read() as conn:
         builder, build = detail.find_build(conn, target.builder, target.number)
         expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
-            if build is not None and not build.is_finished else None
+            if builder is not None and build is not None and not build.is_finished else None
     if builder is None:
         return not_found(f"No such builder {target.builder!r}.")
     if build is None:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from bbweb.plugins.site import site
 from bbweb.status import overview, queries
 from bbweb.status.logstream import log_tail
-from bbweb.status.records import BuildInfo
+from bbweb.status.records import BuildInfo, SourceStampInfo
 from bbweb.values.results import FAILURE, SKIPPED, SUCCESS, WARNINGS, result_name
 
 FEED_SIZE = 25
@@ -137,7 +137,7 @@ def entry_title(build: BuildInfo) -> str:
     return f'Builder "{build.builder}": {result_name(build.results)}'
 
 
-def _revision_text(build: BuildInfo, ss) -> str:  # type: ignore[no-untyped-def]
+def _revision_text(build: BuildInfo, ss: SourceStampInfo) -> str:
     if not (ss.revision or ss.branch or ss.patch is not None or ss.changes):
         return "Latest revision"
     got = overview._got_revision(build, ss.codebase)

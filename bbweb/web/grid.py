@@ -10,6 +10,7 @@ on ``/builders``, and every name and revision is escaped.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -46,7 +47,7 @@ def size_arg(name: str) -> int:
     return min(n, status_grid.MAX_WIDTH)
 
 
-def _page(template: str, size_name: str, **extra: object) -> Response:
+def _page(template: str, size_name: str, **extra: Any) -> Response:
     """Parse the shared arguments, build the grid and render ``template``."""
     s = site()
     cfg = s.config

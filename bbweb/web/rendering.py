@@ -65,7 +65,7 @@ def eta_text(seconds: float | None, now: float | None = None) -> str:
 def init_templates(app: Flask) -> None:
     """Install the loader chain, filters and globals on ``app``."""
     s: Site = app.extensions["bbweb"]
-    app.jinja_loader = _template_loader(s)  # type: ignore[assignment]
+    app.jinja_loader = _template_loader(s)
     app.config["TEMPLATES_AUTO_RELOAD"] = True
     web = s.config.web
     cfg = s.config

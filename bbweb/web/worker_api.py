@@ -15,8 +15,9 @@ import select
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, ParamSpec
 
 from flask import Blueprint, Response, g, request
 
@@ -24,6 +25,8 @@ from bbweb.engine import slaves as engine_slaves
 from bbweb.engine import worker_protocol as protocol
 from bbweb.engine.worker_protocol import Answer, ProtocolError
 from bbweb.plugins.site import site
+
+P = ParamSpec("P")
 
 bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
@@ -45,11 +48,11 @@ def _error(status: int, message: str) -> Response:
     return _send(Answer.error(ProtocolError(status, message)))
 
 
-def worker_auth(view):  # type: ignore[no-untyped-def]
+def worker_auth(view: Callable[P, Response]) -> Callable[P, Response]:
     """Require a configured worker's name and password (HTTP Basic)."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         auth = request.authorization
         cfg = site().config
         if auth is None or auth.type != "basic" or not engine_slaves.check_password(
@@ -135,11 +138,11 @@ def _running(body: dict[str, Any]) -> list[int] | None:
     return running
 
 
-def _protocol_view(view):  # type: ignore[no-untyped-def]
+def _protocol_view(view: Callable[P, Answer]) -> Callable[P, Response]:
     """Turn a refused body (ProtocolError while reading it) into its 4xx answer."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:
             return _send(view(*args, **kwargs))
         except ProtocolError as exc:

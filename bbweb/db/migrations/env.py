@@ -9,7 +9,10 @@ connection = config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only via `alembic` CLI with a URL
     import sqlalchemy as sa
 
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # bbweb.db.migrate always sets it
+        raise RuntimeError("alembic: sqlalchemy.url is not set")
+    engine = sa.create_engine(url)
     connection = engine.connect()
 
 context.configure(connection=connection, target_metadata=metadata,

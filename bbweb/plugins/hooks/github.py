@@ -62,8 +62,11 @@ def check_options(options: dict[str, Any], known: tuple[str, ...], dialect: str)
 
 
 def codebase_option(value: Any, dialect: str) -> str | Callable[[dict[str, Any]], Any] | None:
-    if value is None or isinstance(value, str) or callable(value):
+    if value is None or isinstance(value, str):
         return value
+    if callable(value):
+        codebase: Callable[[dict[str, Any]], Any] = value
+        return codebase
     raise TypeError(f"the {dialect} 'codebase' option must be a string or a callable")
 
 

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
 from flask import Request
@@ -140,8 +140,14 @@ def query_arg(request: Request, name: str, body: bytes | None = None) -> str | N
 
 # -- payload field access -----------------------------------------------------------------------
 
+@overload
+def obj(data: Any, key: str, where: str, required: Literal[True] = True) -> dict[str, Any]: ...
+@overload
+def obj(data: Any, key: str, where: str, required: bool) -> dict[str, Any] | None: ...
+
+
 def obj(data: Any, key: str, where: str, required: bool = True) -> dict[str, Any] | None:
-    """``data[key]`` which must be a JSON object."""
+    """``data[key]`` which must be a JSON object (None only when not ``required``)."""
     value = data.get(key) if isinstance(data, dict) else None
     if value is None:
         if required:
@@ -152,9 +158,17 @@ def obj(data: Any, key: str, where: str, required: bool = True) -> dict[str, Any
     return value
 
 
+@overload
+def text(data: Any, key: str, where: str, required: Literal[True] = True,
+         allow_empty: bool = True) -> str: ...
+@overload
+def text(data: Any, key: str, where: str, required: bool,
+         allow_empty: bool = True) -> str | None: ...
+
+
 def text(data: Any, key: str, where: str, required: bool = True,
          allow_empty: bool = True) -> str | None:
-    """``data[key]`` which must be a string."""
+    """``data[key]`` which must be a string (None only when not ``required``)."""
     value = data.get(key) if isinstance(data, dict) else None
     if value is None:
         if required:

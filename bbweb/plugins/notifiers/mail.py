@@ -206,7 +206,7 @@ class MailNotifier(Notifier):
             config_error(f"MailNotifier: subject {subject!r} cannot be filled in: "
                          f"{type(exc).__name__}: {exc} (the keys are result, title, "
                          "projectName and builder)")
-        return subject
+        return str(subject)
 
     @staticmethod
     def _check_headers(headers: Any) -> dict[Any, Any]:
