@@ -171,67 +171,17 @@ class WebStatus:
         if unknown:
             argument_error(f"WebStatus: unknown argument(s) {', '.join(sorted(unknown))}")
         self.location: Location | None = caller_location()
-        self.listen: ListenAddress | None = None
-        try:
-            self.listen = parse_http_port(http_port)
-        except ValueError as exc:
-            argument_error(f"WebStatus: {exc}")
+        self.listen, self.distrib = _addresses(http_port, distrib_port)
         self.http_port = http_port
-        self.distrib: ListenAddress | UnixSocketAddress | None = None
-        try:
-            self.distrib = parse_distrib_port(distrib_port)
-        except ValueError as exc:
-            argument_error(f"WebStatus: {exc}")
-        if (isinstance(self.distrib, ListenAddress) and self.listen is not None
-                and _same_port(self.distrib, self.listen)):
-            argument_error(f"WebStatus: distrib_port {distrib_port!r} is the same port as "
-                           f"http_port {http_port!r}")
         self.distrib_port = distrib_port
         if site is not None:
             argument_error("WebStatus: site= (a Twisted Site) has no equivalent in bbweb")
-        if not _positive_int(numbuilds):
-            argument_error("WebStatus: numbuilds must be a positive integer")
-            numbuilds = 20
-        if not _positive_int(num_events):
-            argument_error("WebStatus: num_events must be a positive integer")
-            num_events = 200
-        if num_events_max is not None and (not _positive_int(num_events_max)
-                                           or num_events_max < num_events):
-            argument_error("WebStatus: num_events_max must be an integer >= num_events")
-            num_events_max = None
-        if change_hook_dialects is None:
-            change_hook_dialects = {}
-        if not isinstance(change_hook_dialects, dict) or not all(
-                isinstance(k, str) for k in change_hook_dialects):
-            argument_error("WebStatus: change_hook_dialects must be a dict of "
-                           "dialect name -> options")
-            change_hook_dialects = {}
-        problem = validate_hook_auth(change_hook_auth)
-        if problem:
-            argument_error(f"WebStatus: {problem}")
-        if provide_feeds is None:
-            provide_feeds = list(DEFAULT_FEEDS)
-        elif not isinstance(provide_feeds, list | tuple) or any(
-                f not in DEFAULT_FEEDS for f in provide_feeds):
-            argument_error("WebStatus: provide_feeds must be a list drawn from "
-                           f"{', '.join(DEFAULT_FEEDS)}")
-            provide_feeds = list(DEFAULT_FEEDS)
-        if logRotateLength is None:
-            logRotateLength = rotateLength  # documented as rotateLength; 0.8 took this
-        elif rotateLength is not None and rotateLength != logRotateLength:
-            argument_error("WebStatus: logRotateLength and rotateLength are the same "
-                           "option; give one of them")
-        if logRotateLength is None:
-            logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
-        elif not _positive_int(logRotateLength):
-            argument_error("WebStatus: logRotateLength (rotateLength) must be a positive "
-                           "number of bytes")
-            logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
-        if maxRotatedFiles is None:
-            maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
-        elif not _positive_int(maxRotatedFiles):
-            argument_error("WebStatus: maxRotatedFiles must be a positive integer")
-            maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
+        numbuilds, num_events, num_events_max = _page_sizes(numbuilds, num_events,
+                                                            num_events_max)
+        change_hook_dialects = _hook_options(change_hook_dialects, change_hook_auth)
+        provide_feeds = _feeds(provide_feeds)
+        logRotateLength, maxRotatedFiles = _log_rotation(logRotateLength, rotateLength,
+                                                         maxRotatedFiles)
         if jinja_loaders is not None and not isinstance(jinja_loaders, list | tuple):
             argument_error("WebStatus: jinja_loaders must be a list of Jinja loaders")
             jinja_loaders = None
@@ -254,6 +204,96 @@ class WebStatus:
         self.change_hook_auth = change_hook_auth
         self.provide_feeds = list(provide_feeds)
         self.jinja_loaders = list(jinja_loaders or [])
+
+
+# -- WebStatus's arguments, checked one group at a time: a bad value is reported (the loader
+# -- collects every problem) and replaced by its default ---------------------------------------
+
+def _addresses(http_port: int | str | None, distrib_port: Any
+               ) -> tuple[ListenAddress | None, ListenAddress | UnixSocketAddress | None]:
+    """Where the web server listens: ``http_port`` and ``distrib_port``, not the same port."""
+    listen: ListenAddress | None = None
+    try:
+        listen = parse_http_port(http_port)
+    except ValueError as exc:
+        argument_error(f"WebStatus: {exc}")
+    distrib: ListenAddress | UnixSocketAddress | None = None
+    try:
+        distrib = parse_distrib_port(distrib_port)
+    except ValueError as exc:
+        argument_error(f"WebStatus: {exc}")
+    if (isinstance(distrib, ListenAddress) and listen is not None
+            and _same_port(distrib, listen)):
+        argument_error(f"WebStatus: distrib_port {distrib_port!r} is the same port as "
+                       f"http_port {http_port!r}")
+    return listen, distrib
+
+
+def _page_sizes(numbuilds: Any, num_events: Any, num_events_max: Any
+                ) -> tuple[int, int, int | None]:
+    """``numbuilds``, ``num_events`` and ``num_events_max``."""
+    if not _positive_int(numbuilds):
+        argument_error("WebStatus: numbuilds must be a positive integer")
+        numbuilds = 20
+    if not _positive_int(num_events):
+        argument_error("WebStatus: num_events must be a positive integer")
+        num_events = 200
+    if num_events_max is not None and (not _positive_int(num_events_max)
+                                       or num_events_max < num_events):
+        argument_error("WebStatus: num_events_max must be an integer >= num_events")
+        num_events_max = None
+    return numbuilds, num_events, num_events_max
+
+
+def _hook_options(change_hook_dialects: Any, change_hook_auth: Any) -> dict[str, Any]:
+    """``change_hook_dialects`` (a dict of dialect name -> options) and
+    ``change_hook_auth``."""
+    if change_hook_dialects is None:
+        change_hook_dialects = {}
+    if not isinstance(change_hook_dialects, dict) or not all(
+            isinstance(k, str) for k in change_hook_dialects):
+        argument_error("WebStatus: change_hook_dialects must be a dict of "
+                       "dialect name -> options")
+        change_hook_dialects = {}
+    problem = validate_hook_auth(change_hook_auth)
+    if problem:
+        argument_error(f"WebStatus: {problem}")
+    return dict(change_hook_dialects)
+
+
+def _feeds(provide_feeds: Any) -> list[str]:
+    """``provide_feeds``: drawn from atom, json, rss; all of them when not given."""
+    if provide_feeds is None:
+        provide_feeds = list(DEFAULT_FEEDS)
+    elif not isinstance(provide_feeds, list | tuple) or any(
+            f not in DEFAULT_FEEDS for f in provide_feeds):
+        argument_error("WebStatus: provide_feeds must be a list drawn from "
+                       f"{', '.join(DEFAULT_FEEDS)}")
+        provide_feeds = list(DEFAULT_FEEDS)
+    return list(provide_feeds)
+
+
+def _log_rotation(logRotateLength: Any, rotateLength: Any, maxRotatedFiles: Any  # noqa: N803
+                  ) -> tuple[int, int]:
+    """``http.log``'s rotation: ``logRotateLength`` (or 0.8's ``rotateLength``) and
+    ``maxRotatedFiles``."""
+    if logRotateLength is None:
+        logRotateLength = rotateLength  # documented as rotateLength; 0.8 took this
+    elif rotateLength is not None and rotateLength != logRotateLength:
+        argument_error("WebStatus: logRotateLength and rotateLength are the same "
+                       "option; give one of them")
+    if logRotateLength is None:
+        logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
+    elif not _positive_int(logRotateLength):
+        argument_error("WebStatus: logRotateLength (rotateLength) must be a positive "
+                       "number of bytes")
+        logRotateLength = DEFAULT_LOG_ROTATE_LENGTH
+    if maxRotatedFiles is None:
+        maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
+    elif not _positive_int(maxRotatedFiles):
+        argument_error("WebStatus: maxRotatedFiles must be a positive integer")
+        maxRotatedFiles = DEFAULT_MAX_ROTATED_FILES
+    return logRotateLength, maxRotatedFiles
 
 
 def _is_loopback(host: str) -> bool:

@@ -182,35 +182,57 @@ def finished_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count
     filtered = bool(branches) or bool(properties)
     if filtered and search <= 0:
         return {}
+    candidates = _candidate_builds(conn, blist, count, branches, properties, search, running)
+    chosen = _newest_kept(candidates, _with_properties(conn, candidates, properties), count)
+    by_id = queries.builds_by_id(conn, [i for ids in chosen.values() for i in ids],
+                                 details=False)
+    return {bid: [by_id[i] for i in ids if i in by_id] for bid, ids in chosen.items() if ids}
+
+
+def _candidate_builds(conn: Connection, blist: list[BuilderInfo], count: int,
+                      branches: set[str | None] | None, properties: dict[str, str] | None,
+                      search: int, running: dict[int, int] | None) -> list[Any]:
+    """The finished builds to choose from (rows of id, builderid, number), newest first
+    per builder: with a branch filter alone, each builder's walk stopped at its
+    ``count``-th match; else each builder's window (``count`` plus its running builds,
+    ``search`` with a filter)."""
+    filtered = bool(branches) or bool(properties)
     if branches and not properties:
-        candidates = _newest_on_branches(conn, blist, count, search, branches)
-    else:
-        if not filtered and running is None:
-            running = running_counts(conn, [b.id for b in blist])
-        windows = {b.id: (search if filtered else count + (running or {}).get(b.id, 0))
-                   for b in blist}
-        ranges = batching.number_windows((b.id, b.next_number - windows[b.id])
-                                         for b in blist)
-        # Only the (builderid, number) ranges go to SQL: with ``finished_at`` in the WHERE
-        # clause too, planners may prefer another index and read far more rows.
-        query = (sa.select(builds.c.id, builds.c.builderid, builds.c.number,
-                           builds.c.finished_at)
-                 .order_by(builds.c.builderid, builds.c.number.desc()))
-        match = [on_branches(branches)] if branches else []
-        candidates = [r for r in batching.rows_matching_any(
-                          conn, ranges, lambda cond: query.where(cond, *match))
-                      if r.finished_at is not None]
+        return _newest_on_branches(conn, blist, count, search, branches)
+    if not filtered and running is None:
+        running = running_counts(conn, [b.id for b in blist])
+    windows = {b.id: (search if filtered else count + (running or {}).get(b.id, 0))
+               for b in blist}
+    ranges = batching.number_windows((b.id, b.next_number - windows[b.id])
+                                     for b in blist)
+    # Only the (builderid, number) ranges go to SQL: with ``finished_at`` in the WHERE
+    # clause too, planners may prefer another index and read far more rows.
+    query = (sa.select(builds.c.id, builds.c.builderid, builds.c.number,
+                       builds.c.finished_at)
+             .order_by(builds.c.builderid, builds.c.number.desc()))
+    match = [on_branches(branches)] if branches else []
+    return [r for r in batching.rows_matching_any(
+            conn, ranges, lambda cond: query.where(cond, *match))
+            if r.finished_at is not None]
+
+
+def _with_properties(conn: Connection, candidates: list[Any],
+                     properties: dict[str, str] | None) -> set[int]:
+    """The ids of the candidates whose properties match (all of them without a filter)."""
     keep = {r.id for r in candidates}
     if properties:
         found_props = build_property_values(conn, keep, properties)
         keep = {i for i in keep if matches_properties(found_props.get(i, []), properties)}
+    return keep
+
+
+def _newest_kept(candidates: list[Any], keep: set[int], count: int) -> dict[int, list[int]]:
+    """builderid -> the ids of its newest ``count`` kept candidates."""
     chosen: dict[int, list[int]] = {}
     for r in candidates:
         if r.id in keep and len(chosen.setdefault(r.builderid, [])) < count:
             chosen[r.builderid].append(r.id)
-    by_id = queries.builds_by_id(conn, [i for ids in chosen.values() for i in ids],
-                                 details=False)
-    return {bid: [by_id[i] for i in ids if i in by_id] for bid, ids in chosen.items() if ids}
+    return chosen
 
 
 def merge_by_finish(per_builder: Iterable[list[BuildInfo]], count: int) -> list[BuildInfo]:

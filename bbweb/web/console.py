@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
 
+from bbweb.mastercfg.builders import BuilderConfig
 from bbweb.plugins.site import site
 from bbweb.status import console as data
 from bbweb.status.naming import natural_key
@@ -171,10 +173,37 @@ def _groups(names: list[str]) -> list[tuple[str, list[str]]]:
     return sorted(out.items())
 
 
+@dataclass
+class _Asked:
+    """What a request to /console asks for."""
+
+    revs: int  # rows at most
+    reload: int  # seconds between refreshes, 0 for none
+    builders: list[str]  # as given with builder= (none: every builder)
+    categories: list[str]
+    names: list[str]  # the columns' builders, sorted
+    filters: data.ConsoleFilter
+
+
 @bp.route("/console", methods=METHODS)
 def console() -> Response:
+    """The console: the request's arguments, the status layer's data for them, the page."""
     s = site()
     cfg = s.config
+    asked = _asked(cfg.builders)
+    if isinstance(asked, Response):
+        return asked
+    now = time.time()
+    with s.db.read() as conn:
+        found = data.console_data(conn, cfg, asked.names, revs=asked.revs,
+                                  filters=asked.filters,
+                                  order_by_time=cfg.web.order_console_by_time, now=now)
+    return _page(asked, found, now, cfg.title, cfg.web.order_console_by_time)
+
+
+def _asked(configured: Mapping[str, BuilderConfig]) -> _Asked | Response:
+    """The arguments, or the answer refusing them (400 for a bad count, 404 for an unknown
+    builder)."""
     try:
         revs = min(_count_arg("revs", data.DEFAULT_REVS, minimum=1), data.MAX_REVS)
         reload_arg = _count_arg("reload", DEFAULT_RELOAD, minimum=0)
@@ -182,21 +211,25 @@ def console() -> Response:
         return render_page("error.html", "Bad Request", status=400, message=str(exc),
                            headers=NO_CACHE)
     asked = list(dict.fromkeys(n for n in request.args.getlist("builder") if n))
-    unknown = [n for n in asked if n not in cfg.builders]
+    unknown = [n for n in asked if n not in configured]
     if unknown:
         return not_found(f"No such builder {unknown[0]!r}.")
     categories = list(dict.fromkeys(c for c in request.args.getlist("category") if c))
-    names = sorted(asked or cfg.builders, key=natural_key)
+    names = sorted(asked or configured, key=natural_key)
     if categories:
-        names = [n for n in names if cfg.builders[n].category in categories]
+        names = [n for n in names if configured[n].category in categories]
     authors = tuple(dict.fromkeys(n for n in request.args.getlist("name") if n))
     filters = data.ConsoleFilter(branch=_single("branch"), repository=_single("repository"),
                                  project=_single("project"), codebase=_single("codebase"),
                                  authors=authors)
-    now = time.time()
-    with s.db.read() as conn:
-        found = data.console_data(conn, cfg, names, revs=revs, filters=filters,
-                                  order_by_time=cfg.web.order_console_by_time, now=now)
+    return _Asked(revs, reload_arg, asked, categories, names, filters)
+
+
+def _page(asked: _Asked, found: data.ConsoleData, now: float, site_title: str | None,
+          by_time: bool) -> Response:
+    """The page: the builders' status row, the rows grouped by category, the links for
+    more rows."""
+    revs, names, authors = asked.revs, asked.names, asked.filters.authors
     groups = _groups(names)
     ordered = [n for _cat, members in groups for n in members]
     to_root = rendering.to_root()
@@ -206,16 +239,16 @@ def console() -> Response:
                  f"{n}: {CSS_WORDS.get(by_name[n].css, by_name[n].css)}", to_root)
         for n in ordered)
     keep = [(k, v) for k, v in request.args.items(multi=True) if k != "name"]
-    title = f"BuildBot: {cfg.title}" if cfg.title else "BuildBot"
+    title = f"BuildBot: {site_title}" if site_title else "BuildBot"
     return render_page(
         "console.html", title, headers=NO_CACHE,
-        refresh=max(reload_arg, MIN_RELOAD) if reload_arg else None,
+        refresh=max(asked.reload, MIN_RELOAD) if asked.reload else None,
         rows=_rows(found, ordered, now, to_root), status_row=status_row,
         groups=[(cat, len(members)) for cat, members in groups], legend=LEGEND, revs=revs,
-        filters=filters, categories=categories, builders_asked=asked,
+        filters=asked.filters, categories=asked.categories, builders_asked=asked.builders,
         personalized=authors[0] if authors else "", keep_args=keep,
         show_more=found.more and revs < data.MAX_REVS,
         more="console?" + urlencode([*((k, v) for k, v in keep if k != "revs"),
                                      *(("name", a) for a in authors),
                                      ("revs", str(min(revs * 2, data.MAX_REVS)))]),
-        by_time=cfg.web.order_console_by_time, num_columns=2 + len(names))
+        by_time=by_time, num_columns=2 + len(names))

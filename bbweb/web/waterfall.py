@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, request
 from markupsafe import Markup, escape
+from sqlalchemy.engine import Connection
 from werkzeug.datastructures import MultiDict
 
 from bbweb.mastercfg.master import MasterConfig
@@ -273,6 +274,8 @@ class GridWriter:
 
 @bp.route("/waterfall", methods=METHODS)
 def waterfall() -> Response:
+    """The waterfall: the request's arguments, the builders' heads and the rows the status
+    layer reads for them, the page."""
     s = site()
     cfg = s.config
     try:
@@ -282,27 +285,51 @@ def waterfall() -> Response:
     unknown = [n for n in a.builders if n not in cfg.builders]
     if unknown:
         return not_found(f"No such builder {unknown[0]!r}.")
+    names = _columns(a, cfg)
+    now = time.time()
+    with s.db.read() as conn:
+        names, heads, etas, page = _read(conn, cfg, a, names, now)
+    return _page(a, names, heads, etas, page, now, cfg.title)
+
+
+def _columns(a: WaterfallArgs, cfg: MasterConfig) -> list[str]:
+    """The builders shown, in order: those asked for (all by default) in the categories
+    asked for."""
     names = a.builders or list(cfg.builders)
     if a.categories:
         names = [n for n in names if cfg.builders[n].category in a.categories]
-    names = sorted(names, key=natural_key)
+    return sorted(names, key=natural_key)
+
+
+def _read(conn: Connection, cfg: MasterConfig, a: WaterfallArgs, names: list[str],
+          now: float) -> tuple[list[str], dict[str, wf.BuilderHead],
+                               dict[tuple[str, int], float | None], wf.Waterfall]:
+    """The builders' heads (their state, last build and ETAs), then the page's rows:
+    (the columns, without the passing builders when only failing ones are asked for,
+    heads, ETAs, rows)."""
     branches = overview.branch_filter(a.branches)
     filters = wf.Filters(branches=branches, committers=set(a.committers) or None,
                          projects=set(a.projects) or None)
-    now = time.time()
     lower = wf.lower_bound(last_time=a.last_time, first_time=a.first_time,
                            show_time=a.show_time, now=now,
                            implicit=bool(a.branches or a.committers))
-    with s.db.read() as conn:
-        rows = builder_infos(conn, names)
-        heads, etas = wf.builder_heads(conn, cfg, rows, names, branches=branches,
-                                       need_failing=a.failures_only, now=now)
-        if a.failures_only:
-            names = [n for n in names if heads[n].failing]
-        page = wf.load(conn, [rows[n] for n in names],
-                       {n: cfg.builders[n].slavenames for n in names}, filters, now=now,
-                       num_events=a.num_events, last_time=a.last_time, lower=lower,
-                       show_events=a.show_events)
+    rows = builder_infos(conn, names)
+    heads, etas = wf.builder_heads(conn, cfg, rows, names, branches=branches,
+                                   need_failing=a.failures_only, now=now)
+    if a.failures_only:
+        names = [n for n in names if heads[n].failing]
+    page = wf.load(conn, [rows[n] for n in names],
+                   {n: cfg.builders[n].slavenames for n in names}, filters, now=now,
+                   num_events=a.num_events, last_time=a.last_time, lower=lower,
+                   show_events=a.show_events)
+    return names, heads, etas, page
+
+
+def _page(a: WaterfallArgs, names: list[str], heads: dict[str, wf.BuilderHead],
+          etas: dict[tuple[str, int], float | None], page: wf.Waterfall, now: float,
+          site_title: str | None) -> Response:
+    """The page: the heads, the rows laid out as a table, the links to the next page, to
+    stop reloading and to the help page."""
     grid = wl.layout_table(page.rows.chunks, page.rows.next_events, nobubble=a.nobubble,
                            today=now)
     grid_rows = GridWriter(to_root()).rows(grid)
@@ -310,7 +337,7 @@ def waterfall() -> Response:
     # as the layout's refresh; ASCII only: "²".isdigit() is true but int("²") fails
     reloading = is_int_text(raw_reload) and int(raw_reload) > 0
     query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "alert_msg"])
-    title = f"BuildBot: {cfg.title}" if cfg.title else "BuildBot"
+    title = f"BuildBot: {site_title}" if site_title else "BuildBot"
     return render_page(
         "waterfall.html", title, headers=NO_CACHE,
         heads=[heads[n] for n in names], etas=etas, grid_rows=grid_rows, empty=not grid,
