@@ -164,6 +164,18 @@ def _report_problems(errors: list[str], problems: list[str]) -> bool:
     return bool(errors or problems)
 
 
+def _missing_database_driver(basedir: str) -> str | None:
+    """One line when the configured database's driver cannot be imported, else None."""
+    from bbweb.db.connection import DatabaseUnreachable, check_driver
+    from bbweb.mastercfg.master import load_master_config
+
+    try:
+        check_driver(load_master_config(basedir).db_url)
+    except DatabaseUnreachable as exc:
+        return f"bbweb: {exc}"
+    return None
+
+
 def cmd_checkconfig(args: argparse.Namespace) -> int:
     warnings, errors, problems = configuration_problems(args.basedir)
     for warning in warnings:
@@ -179,6 +191,14 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
             return 1
         print(f"database {display_url(load_master_config(args.basedir).db_url)}: connected")
+    else:
+        # Without --connect nothing is contacted, but a database whose driver is not
+        # installed (a postgresql URL on plain ``bbweb``) cannot work anywhere: say so now
+        # rather than at start.
+        problem = _missing_database_driver(args.basedir)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
     print("Config file is good!")
     return 0
 

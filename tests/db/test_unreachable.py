@@ -133,7 +133,7 @@ WITHOUT_PSYCOPG = "import sys; sys.modules['psycopg'] = None; "
 MISSING_DRIVER = "psycopg is not installed: install bbweb[postgresql] (psycopg) for PostgreSQL"
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("command", [*COMMANDS, ["checkconfig"]], ids=" ".join)
 def test_postgresql_without_psycopg_says_which_extra_to_install(tmp_path: Path,
                                                                 command: list[str]) -> None:
     url = f"postgresql://u:secret@127.0.0.1:{closed_port()}/x"
