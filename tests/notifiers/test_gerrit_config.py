@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,13 @@ def test_the_local_command_line():
         "--", "bot@gerrit.example.org",
         "gerrit", "review", "--project", "'a b'", "--message", "'it'\"'\"'s'",
         "--verified", "1", "0123abcd"]
+
+
+def test_the_example_in_configuration_md_passes_checkconfig(tmp_path, capsys):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = docs.split("\n## GerritStatusPush\n", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "gerrit_id_ed25519").write_text("(a key)")
+    (tmp_path / "gerrit_known_hosts").write_text("")
+    write(tmp_path, example)
+    assert main(["checkconfig", str(tmp_path)]) == 0, capsys.readouterr().err
