@@ -309,3 +309,30 @@ def test_an_unknown_host_key_is_not_accepted(mail_master, fake_gerrit, tmp_path)
     with pytest.raises(DeliveryError, match="Host key verification failed"):
         feed(notifier, mail_master)
     assert fake_gerrit.commands() == []
+
+
+def long_cb(builderName, build, result, status, arg):  # type: ignore[no-untyped-def]
+    return "x" * 20000, 0, 0
+
+
+def test_a_very_long_message_is_cut_saying_so(mail_master, fake_gerrit):
+    notifier = gerrit(fake_gerrit, reviewCB=long_cb)
+    build(mail_master, "runtests", SUCCESS, Clock(), properties=EVENT)
+    feed(notifier, mail_master)
+    (review,) = fake_gerrit.reviews()
+    assert review["argv"][5] == "x" * 16384 + "\n[message cut: it was 20000 characters long]"
+
+
+def bad_cb(builderName, build, result, status, arg):  # type: ignore[no-untyped-def]
+    return "only a message"
+
+
+def test_a_callback_returning_nonsense_is_recorded_as_an_error(mail_master, fake_gerrit):
+    notifier = gerrit(fake_gerrit, reviewCB=bad_cb)
+    build(mail_master, "runtests", SUCCESS, Clock(), properties=EVENT)
+    feed(notifier, mail_master)
+    (row,) = attempts(mail_master)
+    assert row.outcome == "error"
+    assert row.answer == ("ValueError: reviewCB returned 'only a message'; it must return "
+                          "(message, verified, reviewed)")
+    assert fake_gerrit.commands() == []

@@ -167,7 +167,7 @@ def test_names_nobody_installed_are_errors_in_every_section(installed, make_mast
 
 
 def test_notifiers_section_names_only_installed_notifiers(make_master, capsys):
-    """bbweb registers ``mail``; any other enabled name is an error that lists it."""
+    """bbweb registers ``gerrit`` and ``mail``; any other enabled name is an error that lists it."""
     m = make_master()
     toml = enable(m.basedir, "[notifiers]\nnosuchplugin = true\n")
     code, _out, err = checkconfig(m.basedir, capsys)
