@@ -141,9 +141,9 @@ class GerritStatusPush(Notifier):
         summaryCB = _callable_option(summaryCB, "summaryCB")
         if reviewCB is DEFAULT_REVIEW and summaryCB is DEFAULT_SUMMARY:
             reviewCB, summaryCB = None, defaultSummaryCB
-        self.reviewCB = None if reviewCB is DEFAULT_REVIEW else reviewCB
-        self.summaryCB = None if summaryCB is DEFAULT_SUMMARY else summaryCB
-        self.startCB = _callable_option(startCB, "startCB")
+        self.reviewCB: Any = None if reviewCB is DEFAULT_REVIEW else reviewCB
+        self.summaryCB: Any = None if summaryCB is DEFAULT_SUMMARY else summaryCB
+        self.startCB: Any = _callable_option(startCB, "startCB")
         self.reviewArg, self.startArg, self.summaryArg = reviewArg, startArg, summaryArg
         self.server, self.username, self.port = server, username, port
         self.identity_file = self._existing_file(identity_file, "identity_file")
@@ -176,40 +176,46 @@ class GerritStatusPush(Notifier):
         payload = event["payload"]
         kind = event["kind"]
         if kind == "build.started" and self.startCB is not None:
-            build = self._build(payload)
-            if build is None:
-                return []
-            message = self.startCB(payload["builder"], build, self.startArg)
-            if message is not None and not isinstance(message, str):
-                raise ValueError(f"startCB returned {type(message).__name__}; it must "
-                                 "return a string or None")
-            return self._reviews("start", build, None if message is None else _cut(message),
-                                 0, 0)
+            return self._on_start(payload)
         if kind == "build.finished" and self.reviewCB is not None:
-            build = self._build(payload)
-            if build is None:
-                return []
-            result = payload.get("results", build.getResults())
-            message, verified, reviewed = _answer(self.reviewCB(
-                payload["builder"], build, result, self.master_status, self.reviewArg),
-                "reviewCB")
-            return self._reviews("review", build, message, verified, reviewed)
+            return self._on_finish(payload)
         if kind == "buildset.complete" and self.summaryCB is not None:
-            bsid = int(payload["buildsetid"])
-            builds = self.master_status.getBuildsOfBuildset(bsid)
-            if not builds:
-                return []
-            infos = sorted((build_info(b, self.master_status) for b in builds),
-                           key=lambda i: str(i["name"]))
-            result = payload.get("results")
-            name = Results[result] if isinstance(result, int) and 0 <= result < len(
-                Results) else str(result)
-            message, verified, reviewed = _answer(self.summaryCB(
-                infos, name, self.master_status, self.summaryArg), "summaryCB")
-            # the first build in request order names the change, as in 0.8
-            return self._reviews("summary", builds[0], message, verified, reviewed,
-                                 buildsetid=bsid)
+            return self._on_buildset(payload)
         return []
+
+    def _on_start(self, payload: dict[str, Any]) -> list[Notification]:
+        build = self._build(payload)
+        if build is None:
+            return []
+        message = self.startCB(payload["builder"], build, self.startArg)
+        if message is not None and not isinstance(message, str):
+            raise ValueError(f"startCB returned {type(message).__name__}; it must return a "
+                             "string or None")
+        return self._reviews("start", build, None if message is None else _cut(message), 0, 0)
+
+    def _on_finish(self, payload: dict[str, Any]) -> list[Notification]:
+        build = self._build(payload)
+        if build is None:
+            return []
+        result = payload.get("results", build.getResults())
+        answer = self.reviewCB(payload["builder"], build, result, self.master_status,
+                               self.reviewArg)
+        return self._reviews("review", build, *_answer(answer, "reviewCB"))
+
+    def _on_buildset(self, payload: dict[str, Any]) -> list[Notification]:
+        bsid = int(payload["buildsetid"])
+        builds = self.master_status.getBuildsOfBuildset(bsid)
+        if not builds:
+            return []
+        infos = sorted((build_info(b, self.master_status) for b in builds),
+                       key=lambda i: str(i["name"]))
+        result = payload.get("results")
+        name = Results[result] if isinstance(result, int) and 0 <= result < len(Results) \
+            else str(result)
+        answer = self.summaryCB(infos, name, self.master_status, self.summaryArg)
+        # the buildset's first build (not the first by name) names the change, as in 0.8
+        return self._reviews("summary", builds[0], *_answer(answer, "summaryCB"),
+                             buildsetid=bsid)
 
     def _build(self, payload: dict[str, Any]) -> Any:
         build = self.master_status.getBuildById(int(payload["buildid"]))
