@@ -55,6 +55,7 @@ setup(
         ],
         "bbweb.notifiers": [
             "mail = bbweb.plugins.notifiers.mail:MailNotifier",
+            "gerrit = bbweb.plugins.notifiers.gerrit:GerritStatusPush",
         ],
         "bbweb.auth": [
             "basic = bbweb.auth.backends:BasicAuth",

@@ -24,6 +24,8 @@ command -v git >/dev/null || missing+=(git)
 { have_sbin apache2 && [ -e /usr/lib/apache2/modules/mod_proxy_http.so ]; } \
   || missing+=(apache2)
 have_sbin htpasswd || missing+=(apache2-utils)
+# tests/notifiers/test_gerrit_*.py run Debian's sshd as a stand-in for Gerrit's ssh port
+{ have_sbin sshd && command -v ssh-keygen >/dev/null; } || missing+=(openssh-server)
 # tests/browser drives Debian's chromium through Playwright (never `playwright install`)
 command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then

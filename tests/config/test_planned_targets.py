@@ -39,8 +39,6 @@ IMPORTS = [
     ("import bbweb.status.status_push\n"
      "c['status'] = [bbweb.status.status_push.HttpStatusPush('http://x/')]",
      "StatusPush and HttpStatusPush from bbweb.status.status_push"),
-    ("from bbweb.status.status_gerrit import GerritStatusPush",
-     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
     ("from bbweb.status.github import GitHubStatus",
      "GitHubStatus from bbweb.status.github (GitHub commit statuses) is"),
     ("import bbweb.status.client\n"

@@ -20,6 +20,7 @@ from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from tests.daemon.conftest import daemons  # noqa: F401 (the fixture, for daemon tests)
 from tests.support.history import claim, force
 from tests.support.smtpd import SmtpServer
+from tests.support.sshd import fake_gerrit, fake_gerrit_server  # noqa: F401 (fixtures)
 
 # compile fails the build, lint only warns
 MAIL_CFG = """
