@@ -31,18 +31,8 @@ IMPORTS = [
      "IRC from bbweb.status.words (the IRC bot) is"),
     ("from bbweb.status import words\nc['status'] = [words.IRC('irc.example.org', 'bb', [])]",
      "IRC from bbweb.status.words (the IRC bot) is"),
-    ("from bbweb.status.status_push import StatusPush, HttpStatusPush",
-     "StatusPush and HttpStatusPush from bbweb.status.status_push (pushing status events "
-     "to a server) are"),
-    ("from bbweb.status.status_push import HttpStatusPush",
-     "HttpStatusPush from bbweb.status.status_push (pushing status events to a server) is"),
-    ("import bbweb.status.status_push\n"
-     "c['status'] = [bbweb.status.status_push.HttpStatusPush('http://x/')]",
-     "StatusPush and HttpStatusPush from bbweb.status.status_push"),
     ("from bbweb.status.status_gerrit import GerritStatusPush",
      "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
-    ("from bbweb.status.github import GitHubStatus",
-     "GitHubStatus from bbweb.status.github (GitHub commit statuses) is"),
     ("import bbweb.status.client\n"
      "c['status'] = [bbweb.status.client.PBListener(9988)]",
      "PBListener from bbweb.status.client"),
