@@ -18,11 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+import pytest
 
 from tests.support.polling import wait_for
 
@@ -145,6 +147,14 @@ class PushReceiver:
     def wait_for_packets(self, predicate: Callable[[list[dict[str, Any]]], Any],
                          timeout: float = 30, what: str = "packets") -> Any:
         return wait_for(lambda: predicate(self.packets()), timeout, what=what)
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[PushReceiver]:
+    """A receiver process for this test (stopped at its end)."""
+    rec = PushReceiver(tmp_path).start()
+    yield rec
+    rec.stop()
 
 
 if __name__ == "__main__":
