@@ -54,9 +54,11 @@ EVENT_NAMES = ("start", "shutdown", "requestSubmitted", "buildsetSubmitted", "bu
 
 
 def status_events(conn: Connection, cfg: MasterConfig, event: dict[str, Any],
-                  notifier: str) -> list[StatusEvent]:
+                  notifier: str, builds_read: dict[int, BuildInfo] | None = None
+                  ) -> list[StatusEvent]:
     """The ``(event name, payload)`` pairs 0.8 pushed for one outbox event; ``notifier``
-    picks the start and stop events that are this notifier's own."""
+    picks the start and stop events that are this notifier's own. ``builds_read`` keeps
+    the builds read, for the other events of the same build in one transaction."""
     kind = event["kind"]
     payload = event["payload"]
     req = JsonRequest(conn, cfg)
@@ -89,14 +91,18 @@ def status_events(conn: Connection, cfg: MasterConfig, event: dict[str, Any],
                                            {"change": jsondocs.change_doc(change)})]
     if kind.startswith("slave."):
         return _slave_events(req, kind, payload)
-    return _build_events(req, kind, payload)
+    return _build_events(req, kind, payload, {} if builds_read is None else builds_read)
 
 
-def _build_events(req: JsonRequest, kind: str, payload: Doc) -> list[StatusEvent]:
-    found = queries.builds_by_id(req.conn, [int(payload["buildid"])], details=True)
-    build = found.get(int(payload["buildid"]))
-    if build is None:
-        return []
+def _build_events(req: JsonRequest, kind: str, payload: Doc,
+                  builds_read: dict[int, BuildInfo]) -> list[StatusEvent]:
+    buildid = int(payload["buildid"])
+    if buildid not in builds_read:
+        found = queries.builds_by_id(req.conn, [buildid], details=True).get(buildid)
+        if found is None:
+            return []
+        builds_read[buildid] = found
+    build = builds_read[buildid]
     doc = jsondocs.build_doc(build, req.buildbot_url)
     if kind == "build.started":
         return [("builderChangedState", {"builderName": build.builder, "state": "building"}),

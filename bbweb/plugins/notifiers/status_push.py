@@ -42,6 +42,7 @@ from bbweb.plugins.notifiers.push_packets import (
 )
 from bbweb.status import push_events
 from bbweb.status.notifications import delivery_settled
+from bbweb.status.records import BuildInfo
 
 log = logging.getLogger("bbweb.notifiers.status_push")
 
@@ -206,15 +207,18 @@ class StatusPush(Notifier):
         """Unsent packets of ``event`` and, up to ``limit`` in all, of the events after it
         (all of ``event``'s own, whatever their number)."""
         with self.db.read() as conn:
-            batch = outbox.read_events(conn, int(event["id"]) - 1, READ_AHEAD_EVENTS)
+            batch = outbox.read_events(conn, int(event["id"]) - 1,
+                                       min(READ_AHEAD_EVENTS, 2 * limit + 10))
             found: list[Packet] = []
+            builds_read: dict[int, BuildInfo] = {}
             for ev in batch:
                 if ev["kind"] not in self.event_kinds:
                     continue
                 if found and len(found) >= limit:
                     break
                 made = make_packets(
-                    ev, push_events.status_events(conn, self.config, ev, self.name),
+                    ev, push_events.status_events(conn, self.config, ev, self.name,
+                                                  builds_read),
                     project=self.config.title, started=self.started(),
                     filter_values=self.filter, black_list=self.blackList)
                 found.extend(p for p in made if p["id"] > self._sent_through)
