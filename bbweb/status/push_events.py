@@ -94,6 +94,14 @@ def status_events(conn: Connection, cfg: MasterConfig, event: dict[str, Any],
     return _build_events(req, kind, payload, {} if builds_read is None else builds_read)
 
 
+def read_builds(conn: Connection, batch: list[dict[str, Any]]) -> dict[int, BuildInfo]:
+    """The builds the build and step events of ``batch`` are about, read together (for
+    :func:`status_events`' ``builds_read``)."""
+    ids = {int(ev["payload"]["buildid"]) for ev in batch
+           if ev["kind"].startswith(("build.", "step.")) and "buildid" in ev["payload"]}
+    return queries.builds_by_id(conn, sorted(ids), details=True) if ids else {}
+
+
 def _build_events(req: JsonRequest, kind: str, payload: Doc,
                   builds_read: dict[int, BuildInfo]) -> list[StatusEvent]:
     buildid = int(payload["buildid"])

@@ -154,6 +154,10 @@ def test_outage_and_restart_lose_and_repeat_nothing(make_master, daemons, receiv
     master = make_master(push_cfg(receiver.url))
     d = daemons(master.basedir, holder="d1")
     wait_for_event(receiver, "start")
+    # the start packets answered (a receiver killed between storing a request and
+    # answering it gets it again: see the SIGKILL test)
+    wait_for(lambda: [r.outcome for r in attempts(master, "httpstatuspush")] == ["sent"],
+             what="the start packets answered")
     receiver.stop()
     clock = Clock()
     for i in range(30):
@@ -197,6 +201,8 @@ def test_sigkill_during_a_push(make_master, receiver, tmp_path, daemons):
                              start_new_session=True)
     try:
         wait_for_event(receiver, "start")
+        wait_for(lambda: [r.outcome for r in attempts(master, "httpstatuspush")] == ["sent"],
+                 what="the start packets answered")
         receiver.hold()
         clock = Clock()
         build(master, "runtests", FAILURE, clock)

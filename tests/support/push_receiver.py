@@ -39,6 +39,8 @@ def _handler(out: Path) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_POST(self) -> None:
+            # decided on arrival: a request already being answered is never held
+            hold = Path(str(out) + ".hold").exists()
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             ctype = self.headers.get("Content-Type", "")
@@ -62,7 +64,7 @@ def _handler(out: Path) -> type[BaseHTTPRequestHandler]:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            if Path(str(out) + ".hold").exists():
+            if hold:
                 time.sleep(3600)
                 return
             self.send_response(status)

@@ -30,7 +30,6 @@ from bbweb.mastercfg.errors import caller_location, config_error
 from bbweb.plugins.notifiers.base import DeliveryError, Notification, Notifier, Rejected
 from bbweb.plugins.notifiers.outgoing_http import HttpClient, check_http_url, redact_url
 from bbweb.plugins.notifiers.push_packets import (
-    PACKETS_PER_EVENT,
     SIGNATURE_HEADER,
     Packet,
     PacketQueue,
@@ -42,7 +41,6 @@ from bbweb.plugins.notifiers.push_packets import (
 )
 from bbweb.status import push_events
 from bbweb.status.notifications import delivery_settled
-from bbweb.status.records import BuildInfo
 
 log = logging.getLogger("bbweb.notifiers.status_push")
 
@@ -185,8 +183,8 @@ class StatusPush(Notifier):
 
     def notifications_for(self, event: dict[str, Any]) -> list[Notification]:
         event_id = int(event["id"])
-        if self._sent_through >= (event_id + 1) * PACKETS_PER_EVENT - 1:
-            return []  # went out with an earlier event's request
+        if event_id < event_of(self._sent_through):
+            return []  # went out with an earlier event's request (packets go in order)
         wait = float(event["created_at"]) + self.bufferDelay - time.time()
         if wait > 0:  # let the events that follow at once join this request
             time.sleep(min(wait, self.bufferDelay))
@@ -210,9 +208,11 @@ class StatusPush(Notifier):
             batch = outbox.read_events(conn, int(event["id"]) - 1,
                                        min(READ_AHEAD_EVENTS, 2 * limit + 10))
             found: list[Packet] = []
-            builds_read: dict[int, BuildInfo] = {}
+            builds_read = push_events.read_builds(conn, [
+                ev for ev in batch if int(ev["id"]) >= event_of(self._sent_through)])
             for ev in batch:
-                if ev["kind"] not in self.event_kinds:
+                if ev["kind"] not in self.event_kinds or \
+                        int(ev["id"]) < event_of(self._sent_through):
                     continue
                 if found and len(found) >= limit:
                     break
