@@ -138,7 +138,9 @@ class PushReceiver:
     def requests(self) -> list[dict[str, Any]]:
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line]
+        text = self.out.read_text()
+        complete = text[:text.rfind("\n") + 1]  # not a line still being written
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def packets(self, accepted_only: bool = True) -> list[dict[str, Any]]:
         """Every packet received (in arrival order), of the requests answered 2xx."""

@@ -40,7 +40,6 @@ from bbweb.plugins.notifiers.push_packets import (
     utc_text,
 )
 from bbweb.status import push_events
-from bbweb.status.notifications import delivery_settled
 
 log = logging.getLogger("bbweb.notifiers.status_push")
 
@@ -128,6 +127,7 @@ class StatusPush(Notifier):
         self._sent_through = 0  # the last packet id delivered (or given up on)
         self._failed = False  # the last request failed: the next carries one packet
         self._started: str | None = None
+        self._planned_through: int | None = None  # the last packet id of this event's notes
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -193,13 +193,19 @@ class StatusPush(Notifier):
         notes: list[Notification] = []
         while packets and event_of(packets[0]["id"]) == event_id:
             note, count = self._next_request(packets, limit)
+            self._planned_through = int(packets[count - 1]["id"])
             packets = packets[count:]
-            with self.db.read() as conn:
-                settled = delivery_settled(conn, self.name, event_id, note.key)
-            if settled or note.skip_reason is not None:
-                self._sent_through = int(note.key.rsplit("-", 1)[-1])
             notes.append(note)
         return notes
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        self._planned_through = None
+        super().handle_event(event)
+        # every request for this event is settled: sent, skipped (a packet too large),
+        # rejected, or found already sent before a restart
+        if self._planned_through is not None:
+            self._sent_through = max(self._sent_through, self._planned_through)
+            self._planned_through = None
 
     def _packets_from(self, event: dict[str, Any], limit: int) -> list[Packet]:
         """Unsent packets of ``event`` and, up to ``limit`` in all, of the events after it
@@ -262,6 +268,7 @@ class StatusPush(Notifier):
         self._sent_through = int(request.packets[delivered - 1]["id"])
         self._failed = False
         if delivered < len(request.packets):
+            self._planned_through = self._sent_through  # the rest is not settled
             # the rest are offered again: soon, and without recording a failure if they
             # belong to later events (the daemon hands those over next)
             first_left = event_of(int(request.packets[delivered]["id"]))
