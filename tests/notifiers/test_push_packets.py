@@ -158,3 +158,28 @@ def test_a_callback_that_takes_nothing_is_retried(mail_master):
     taken = StatusPush(serverPushCb=gives_back, bufferDelay=0, name="partial")
     with pytest.raises(DeliveryError, match="took 1 of"):
         feed(taken, mail_master, before)
+
+
+def test_a_failed_request_before_a_dropped_packet_loses_nothing(mail_master,
+                                                                receiver: PushReceiver):
+    """A build.started event is two packets: the builder's state, then the build. With
+    the build too large to send, a first request fails (503): when the event is handled
+    again the state packet still goes out, the build packet stays dropped."""
+    before = two_builds(mail_master)
+    black = ["requestSubmitted", "buildsetSubmitted"]
+    feed(push(receiver.url, blackList=black, name="probe"), mail_master, before)
+    everything = receiver.packets()
+    receiver.out.unlink()
+    size = {p["id"]: len(encode_packets([p], body_format="form", debug=False,
+                                        extra_post_params={})) for p in everything}
+    limit = min(size[p["id"]] for p in everything if p["event"] == "buildStarted")
+    wanted = [p["id"] for p in everything if size[p["id"]] < limit]
+    notifier = push(receiver.url, blackList=black, maxHttpRequestSize=limit)
+    receiver.answer(503)
+    with pytest.raises(DeliveryError):
+        feed(notifier, mail_master, before)
+    receiver.answer(None)
+    feed(notifier, mail_master, before)  # the daemon's retry: the same events again
+    got = [p["id"] for p in receiver.packets()]
+    assert got == wanted
+    assert names(receiver.packets())[0] == "builderChangedState"
