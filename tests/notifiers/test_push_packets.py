@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from bbweb.engine.builders import sync_builders
 from bbweb.plugins.notifiers.base import DeliveryError
 from bbweb.plugins.notifiers.push_packets import encode_packets
 from bbweb.status.builder import FAILURE, SUCCESS
@@ -183,3 +185,20 @@ def test_a_failed_request_before_a_dropped_packet_loses_nothing(mail_master,
     got = [p["id"] for p in receiver.packets()]
     assert got == wanted
     assert names(receiver.packets())[0] == "builderChangedState"
+
+
+def test_a_removed_builder(mail_master, receiver: PushReceiver):
+    """0.8 spelt the event ``buildedRemoved``; ``builderRemoved`` in blackList matches it."""
+    with mail_master.db.write() as conn:
+        sync_builders(conn, mail_master.config)
+    before = latest_event(mail_master)
+    smaller = SimpleNamespace(builders={n: b for n, b in mail_master.config.builders.items()
+                                        if n != "docs"})
+    with mail_master.db.write() as conn:
+        sync_builders(conn, smaller)
+    feed(push(receiver.url), mail_master, before)
+    (packet,) = receiver.packets()
+    assert (packet["event"], packet["payload"]) == ("buildedRemoved", {"builderName": "docs"})
+    receiver.out.unlink()
+    feed(push(receiver.url, blackList=["builderRemoved"], name="quiet"), mail_master, before)
+    assert receiver.packets() == []
