@@ -56,6 +56,9 @@ setup(
         "bbweb.notifiers": [
             "mail = bbweb.plugins.notifiers.mail:MailNotifier",
             "gerrit = bbweb.plugins.notifiers.gerrit:GerritStatusPush",
+            "statuspush = bbweb.plugins.notifiers.status_push:StatusPush",
+            "httpstatuspush = bbweb.plugins.notifiers.status_push:HttpStatusPush",
+            "github = bbweb.plugins.notifiers.github:GitHubStatus",
         ],
         "bbweb.auth": [
             "basic = bbweb.auth.backends:BasicAuth",

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "bbweb.schedulers", "bbweb.changes.filter", "bbweb.status.builder",
         "bbweb.status.html", "bbweb.status.web", "bbweb.status.mail", "bbweb.status.words",
         "bbweb.status.client", "bbweb.status.status_push", "bbweb.status.status_gerrit",
+        "bbweb.status.github",
     )),
 )
 COMPAT = "Buildbot's import paths"

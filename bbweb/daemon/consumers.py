@@ -22,7 +22,10 @@ A **consumer** is any object with
 
     Raising an exception means "not handled": the daemon logs it with the consumer's name
     and retries *the same event* later with exponential backoff. It never skips an event,
-    so a consumer that can never handle some event stops there until it is fixed.
+    so a consumer that can never handle some event stops there until it is fixed. An
+    exception with a ``retry_after`` attribute (seconds, e.g.
+    :class:`bbweb.plugins.notifiers.base.DeliveryError`) sets the wait before that retry
+    instead of the backoff: a rate-limited server is asked again when its limit resets.
 
 Optional attributes and methods:
 

@@ -33,11 +33,23 @@ DEFAULT_POLL_INTERVAL = 0.25
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_RETRY_INITIAL = 1.0
 DEFAULT_RETRY_MAX = 60.0
+MAX_RETRY_AFTER = 2 * 3600.0  # the longest wait a consumer's exception may ask for
 
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
     """Seconds to wait after ``failures`` consecutive failures (1, 2, 4 … × initial)."""
     return min(maximum, initial * (2.0 ** max(0, min(failures - 1, 30))))
+
+
+def retry_delay(exc: BaseException, backoff: float) -> float:
+    """How long to wait before handling an event again after ``exc``: the exception's
+    ``retry_after`` (seconds) when it has one (a server that said when to come back, or a
+    consumer with its own retry delay; at most :data:`MAX_RETRY_AFTER`), else
+    ``backoff``."""
+    asked = getattr(exc, "retry_after", None)
+    if isinstance(asked, int | float) and not isinstance(asked, bool) and asked >= 0:
+        return min(float(asked), MAX_RETRY_AFTER)
+    return backoff
 
 
 class ConsumerRunner:
@@ -197,9 +209,9 @@ class ConsumerRunner:
                     break
                 try:
                     self.consumer.handle_event(event)
-                except Exception:
+                except Exception as exc:
                     handle_failures += 1
-                    delay = self._backoff(handle_failures)
+                    delay = retry_delay(exc, self._backoff(handle_failures))
                     log.exception("consumer %r failed to handle event %d (%s), attempt %d; "
                                   "retrying it in %.1fs", self.name, event["id"],
                                   event["kind"], handle_failures, delay)

@@ -41,6 +41,8 @@ IMPORTS = [
      "StatusPush and HttpStatusPush from bbweb.status.status_push"),
     ("from bbweb.status.github import GitHubStatus",
      "GitHubStatus from bbweb.status.github (GitHub commit statuses) is"),
+    ("from bbweb.status.status_gerrit import GerritStatusPush",
+     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
     ("import bbweb.status.client\n"
      "c['status'] = [bbweb.status.client.PBListener(9988)]",
      "PBListener from bbweb.status.client"),

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+from bbweb.daemon.dispatch import MAX_RETRY_AFTER, retry_delay
+from bbweb.plugins.notifiers.base import DeliveryError
 from tests.conftest import DEFAULT_CFG
 from tests.daemon.conftest import (
     FAST,
@@ -216,3 +219,38 @@ def test_open_is_retried_and_close_called_on_stop(master, daemons):
     wait_for(lambda: caught_up(hooked, master), what="the consumer to catch up")
     assert d.stop() == 0
     assert hooked.calls == ["open", "close"]
+
+
+class Throttled:
+    """Refuses one event once, saying when to come back (``retry_after``), as a
+    rate-limited server does; records when each attempt came."""
+
+    consumer_name = "throttled"
+
+    def __init__(self, fail_on: int, retry_after: float) -> None:
+        self.fail_on = fail_on
+        self.retry_after = retry_after
+        self.times: list[float] = []
+        self.seen: list[int] = []
+
+    def handle_event(self, event):  # type: ignore[no-untyped-def]
+        if event["id"] == self.fail_on:
+            self.times.append(time.monotonic())
+            if len(self.times) == 1:
+                raise DeliveryError("rate limited", retry_after=self.retry_after)
+        self.seen.append(event["id"])
+
+
+def test_retry_after_replaces_the_backoff(master, daemons):
+    """FAST's backoff would retry within 0.2 s; the consumer asked for 1.5 s and the
+    daemon waits that long, and no longer than needed."""
+    add_changes(master, 2)
+    every = all_event_ids(master)
+    throttled = Throttled(fail_on=every[0], retry_after=1.5)
+    d = daemons(master.basedir, consumers=[throttled], holder="d")
+    wait_for(lambda: throttled.seen == every, what="the throttled consumer to catch up")
+    first, second = throttled.times
+    assert 1.5 <= second - first < 5.0
+    assert d.stop() == 0
+    assert retry_delay(DeliveryError("x"), 0.4) == 0.4  # no retry_after: the backoff
+    assert retry_delay(DeliveryError("x", retry_after=10 ** 9), 0.4) == MAX_RETRY_AFTER

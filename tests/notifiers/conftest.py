@@ -19,6 +19,7 @@ from bbweb.engine.changes import ChangeInput, add_change
 from bbweb.status.builder import EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from tests.daemon.conftest import daemons  # noqa: F401 (the fixture, for daemon tests)
 from tests.support.history import claim, force
+from tests.support.push_receiver import receiver  # noqa: F401 (the fixture)
 from tests.support.smtpd import SmtpServer
 from tests.support.sshd import fake_gerrit, fake_gerrit_server  # noqa: F401 (fixtures)
 

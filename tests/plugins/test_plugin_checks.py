@@ -162,6 +162,7 @@ def test_names_nobody_installed_are_errors_in_every_section(installed, make_mast
         f"(installed: {dialects})",
         f"{toml}:2: notifiers.nosuchplugin: no such notifier is installed "
         "(installed: broken, gerrit, mail, pager)",
+        "(installed: broken, github, httpstatuspush, mail, pager, statuspush)",
         f"{toml}:12: pages.hello: no such pages plugin is installed (installed: broken)",
     ]
 
@@ -175,6 +176,7 @@ def test_notifiers_section_names_only_installed_notifiers(make_master, capsys):
     assert plugin_lines(err) == [
         f"{toml}:2: notifiers.nosuchplugin: no such notifier is installed "
         "(installed: gerrit, mail)"]
+        "(installed: github, httpstatuspush, mail, statuspush)"]
     enable(m.basedir, "[notifiers]\nnosuchplugin = false\n")
     assert checkconfig(m.basedir, capsys)[0] == 0
 

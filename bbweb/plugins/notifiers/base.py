@@ -54,7 +54,16 @@ PRUNE_EVERY = 1000  # recorded attempts between two prunings of old rows
 
 
 class DeliveryError(Exception):
-    """Delivery failed but may work later: the event is retried with backoff."""
+    """Delivery failed but may work later: the event is retried with backoff.
+
+    ``retry_after`` (seconds), when the receiver said when to come back (a rate limit's
+    reset, ``Retry-After``) or the notifier has its own retry delay, replaces the daemon's
+    backoff for this retry, so the receiver is neither hammered nor kept waiting longer
+    than needed."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Rejected(Exception):
@@ -200,7 +209,8 @@ class Notifier:
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             self._finish(attempt, "failed", message)
-            raise DeliveryError(f"{note.what}: {message}") from exc
+            raise DeliveryError(f"{note.what}: {message}",
+                                retry_after=getattr(exc, "retry_after", None)) from exc
         self._finish(attempt, "sent", answer)
 
     def _finish(self, attempt: int, outcome: str, answer: str) -> None:
