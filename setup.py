@@ -36,6 +36,7 @@ setup(
         "flask-login>=0.6",
         "libpass>=1.9",
         "bcrypt>=4",
+        "irc>=20.0",
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
@@ -55,6 +56,7 @@ setup(
         ],
         "bbweb.notifiers": [
             "mail = bbweb.plugins.notifiers.mail:MailNotifier",
+            "irc = bbweb.plugins.notifiers.irc:IRC",
         ],
         "bbweb.auth": [
             "basic = bbweb.auth.backends:BasicAuth",
