@@ -127,7 +127,7 @@ def test_plugins_toml_failures(make_master):
     assert found == []
     assert failures == {
         "notifiers.mail": "MailNotifier: unknown argument(s) colour",
-        "notifiers.ghost": "no such notifier is installed (installed: mail)"}
+        "notifiers.ghost": "no such notifier is installed (installed: irc, mail)"}
 
 
 def test_relative_ca_file_is_relative_to_the_basedir(make_master, certdir):

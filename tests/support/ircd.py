@@ -259,12 +259,9 @@ class IrcUser:
             self.conn.action(target, text)
 
     def quit(self) -> None:
-        try:
-            with self.reactor.mutex:
-                self.conn.disconnect("bye")
-        finally:
-            self._stop.set()
-            self.thread.join(5)
+        self._stop.set()
+        self.thread.join(5)
+        self.conn.disconnect("bye")
 
     # -- waiting -------------------------------------------------------------------------
 
