@@ -53,11 +53,13 @@ def bot_nick() -> str:
 
 def irc_cfg(ircd: IrcServer, nick: str, extra_args: str = "", extra_cfg: str = "") -> str:
     """IRC_CFG with a bot in the keyed #bb (fast reconnects, no colours unless asked)."""
+    if "lostDelay" not in extra_args:
+        extra_args = ", lostDelay=0.2" + extra_args
     return IRC_CFG + textwrap.dedent(f"""
         {extra_cfg}
         c['status'].append(words.IRC('127.0.0.1', {nick!r},
             [{{'channel': {CHANNEL!r}, 'password': {CHANNEL_KEY!r}}}],
-            port={ircd.port}, lostDelay=0.2, failedDelay=0.2{extra_args}))
+            port={ircd.port}, failedDelay=0.2{extra_args}))
     """)
 
 

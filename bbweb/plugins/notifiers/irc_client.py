@@ -234,6 +234,7 @@ class BotConnection:
         s = self.settings
         self._reactor = irc.client.Reactor()
         for kind in ("welcome", "join", "part", "kick", "nicknameinuse", "erroneusnickname",
+                     "privnotice",
                      "unavailresource", "nick", "disconnect", "badchannelkey",
                      "channelisfull", "inviteonlychan", "bannedfromchan", "all_raw_messages",
                      *self.handlers):
@@ -431,6 +432,11 @@ class BotConnection:
 
     _on_nicknameinuse = _alternative_nick
     _on_unavailresource = _alternative_nick
+
+    def _on_privnotice(self, conn: Any, event: Any) -> None:
+        source = event.source.nick if event.source else ""
+        if source.lower() == "nickserv":
+            log.info("IRC: NickServ says: %s", event.arguments[0] if event.arguments else "")
 
     def _on_badchannelkey(self, conn: Any, event: Any) -> None:
         log.error("IRC: cannot join %s: wrong channel key", event.arguments[0]
