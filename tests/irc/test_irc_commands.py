@@ -200,9 +200,11 @@ def test_control_disabled_and_allow_list(make_master, daemons, ircd, users):
                                  f"allowedNicks=[{alice.nick!r}]")
     force(master, "runtests")  # a running build keeps a clean shutdown waiting
     claim(master, "slave1", Clock()())
-    assert bob.ask(nick, "force build runtests x") == [
+    # bob asks privately: in the channel his replies could reach alice after her next
+    # question
+    assert bob.ask(nick, "force build runtests x", target=nick) == [
         f"sorry {bob.nick}, you are not allowed to control builds"]
-    assert bob.ask(nick, "shutdown check") == [
+    assert bob.ask(nick, "shutdown check", target=nick) == [
         f"sorry {bob.nick}, you are not allowed to shut down the master"]
     assert alice.ask(nick, "shutdown check") == ["Status: buildbot is running"]
     assert alice.ask(nick, "shutdown stop") == ["Nothing to stop"]
@@ -229,5 +231,5 @@ def test_commands_per_minute(make_master, daemons, ircd, users):
     for _ in range(3):
         assert alice.ask(nick, "hello") == ["yes?"]
     assert alice.ask(nick, "hello") == [f"{alice.nick}: too many commands; wait a minute"]
-    bob = users()
-    assert bob.ask(nick, "hello") == ["yes?"]
+    bob = users(join=False)
+    assert bob.ask(nick, "hello", target=nick) == ["yes?"]
