@@ -9,6 +9,7 @@ from bbweb.status.builder import FAILURE
 from tests.irc.conftest import start_bot
 from tests.notifiers.conftest import Clock, attempts, build
 from tests.support.ircd import CHANNEL
+from tests.support.polling import wait_for
 
 
 def test_announces_finished_builds_in_the_channel(make_master, daemons, ircd, users):
@@ -22,8 +23,9 @@ def test_announces_finished_builds_in_the_channel(make_master, daemons, ircd, us
     assert line.text == ("build #0 of runtests is complete: Failure [failed compile]  "
                          "Build details are at http://bb.example.org/builders/runtests/"
                          "builds/0")
-    rows = attempts(master, "irc")
-    assert [(r.outcome, r.recipients) for r in rows] == [("sent", '["#bb"]')]
+    # the line can arrive before the attempt's row says "sent"
+    wait_for(lambda: [(r.outcome, r.recipients) for r in attempts(master, "irc")]
+             == [("sent", '["#bb"]')], what="the attempt recorded as sent")
     assert d.stop() == 0
 
 
