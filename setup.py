@@ -36,6 +36,7 @@ setup(
         "flask-login>=0.6",
         "libpass>=1.9",
         "bcrypt>=4",
+        "irc>=20.0",
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
@@ -59,6 +60,7 @@ setup(
             "statuspush = bbweb.plugins.notifiers.status_push:StatusPush",
             "httpstatuspush = bbweb.plugins.notifiers.status_push:HttpStatusPush",
             "github = bbweb.plugins.notifiers.github:GitHubStatus",
+            "irc = bbweb.plugins.notifiers.irc:IRC",
         ],
         "bbweb.auth": [
             "basic = bbweb.auth.backends:BasicAuth",

@@ -28,6 +28,9 @@ have_sbin htpasswd || missing+=(apache2-utils)
 { have_sbin sshd && command -v ssh-keygen >/dev/null; } || missing+=(openssh-server)
 # tests/browser drives Debian's chromium through Playwright (never `playwright install`)
 command -v chromium >/dev/null || missing+=(chromium)
+# tests/irc run the IRC bot against Debian's ngircd, with atheme-services as NickServ
+have_sbin ngircd || missing+=(ngircd)
+have_sbin atheme-services || missing+=(atheme-services)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing ${missing[*]}" >&2

@@ -499,3 +499,16 @@ notifications = sa.Table(
     sa.Index("ix_notifications_notifier_id", "notifier", "id"),
     sa.Index("ix_notifications_attempted_at", "attempted_at"),
 )
+
+# The IRC bot's per-contact settings (a channel or a nick, lower-cased): the events it is
+# told about and whether it is muted, so they survive reconnects and daemon restarts.
+irc_contacts = sa.Table(
+    "irc_contacts",
+    metadata,
+    sa.Column("notifier", sa.String(255), primary_key=True),
+    sa.Column("contact", sa.String(255), primary_key=True),
+    sa.Column("events", JsonText, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("muted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False, server_default=""),
+)

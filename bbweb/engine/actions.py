@@ -50,12 +50,13 @@ def stop_reason(user: str, comments: str | None) -> str:
 
 
 def stop_build(conn: Connection, buildid: int, user: str, comments: str | None = None,
-               now: float | None = None) -> bool:
+               now: float | None = None, reason: str | None = None) -> bool:
     """Ask the worker running build ``buildid`` to stop it. The worker hears of it on its
     next heartbeat or log post, kills the step's processes, and the build ends as
-    EXCEPTION. False when the build is finished or a stop was already asked for."""
+    EXCEPTION. False when the build is finished or a stop was already asked for.
+    ``reason`` replaces the web button's wording (the IRC bot words its own)."""
     now = time.time() if now is None else now
-    reason = stop_reason(user, comments)
+    reason = stop_reason(user, comments) if reason is None else reason
     updated = conn.execute(builds.update().where(
         builds.c.id == buildid, builds.c.finished_at.is_(None),
         builds.c.stop_requested.is_(None),

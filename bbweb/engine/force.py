@@ -19,7 +19,9 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
                 revision: str | None = None, repository: str = "", project: str = "",
                 properties: dict[str, Any] | None = None,
                 scheduler: str | None = None,
-                codebases: dict[str, dict[str, str]] | None = None
+                codebases: dict[str, dict[str, str]] | None = None,
+                reason_template: str | None = None,
+                property_source: str = SOURCE
                 ) -> tuple[int, dict[str, int]]:
     """Create a buildset for ``builder_names`` with the given sources and properties.
 
@@ -31,6 +33,9 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
     (a user cannot reach other builders by editing the form): BuildsetError. A value that
     cannot be stored is :class:`~bbweb.values.validation.ValueRefused` (naming the field),
     a different kind of error: the request, not the choice made in the form, is wrong.
+
+    ``reason_template`` and ``property_source`` let another front end than the web form
+    (the IRC bot) word the reason and name the properties' source its own way.
     """
     if scheduler is not None:
         sched = cfg.schedulers.get(scheduler)
@@ -40,8 +45,8 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
         if outside:
             raise BuildsetError(f"ForceScheduler {scheduler!r} cannot build "
                                 f"{', '.join(outside)}")
-        reason_template = sched.reasonString
-    else:
+        reason_template = reason_template or sched.reasonString
+    elif reason_template is None:
         reason_template = "A build was forced by '%(owner)s': %(reason)s"
     check_force_values(reason=reason, owner=owner, branch=branch, revision=revision,
                        repository=repository, project=project, properties=properties,
@@ -56,9 +61,10 @@ def force_build(conn: Connection, cfg: MasterConfig, builder_names: list[str], *
     else:
         ssids = [create_sourcestamp(conn, branch=branch or None, revision=revision or None,
                                     repository=repository or "", project=project or "")]
-    props: dict[str, tuple[Any, str]] = {k: (v, SOURCE) for k, v in (properties or {}).items()}
-    props["reason"] = (reason, SOURCE)
-    props["owner"] = (owner, SOURCE)
+    props: dict[str, tuple[Any, str]] = {k: (v, property_source)
+                                         for k, v in (properties or {}).items()}
+    props["reason"] = (reason, property_source)
+    props["owner"] = (owner, property_source)
     if scheduler:
         props["scheduler"] = (scheduler, "Scheduler")
     return create_buildset(conn, cfg, sourcestampids=ssids, builder_names=builder_names,

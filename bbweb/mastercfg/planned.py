@@ -29,7 +29,6 @@ class PlannedTarget:
 
 
 PLANNED_TARGETS: dict[str, PlannedTarget] = {t.module: t for t in (
-    PlannedTarget("bbweb.status.words", ("IRC",), "the IRC bot"),
     PlannedTarget("bbweb.status.status_push", ("StatusPush", "HttpStatusPush"),
                   "pushing status events to a server"),
     PlannedTarget("bbweb.status.github", ("GitHubStatus",), "GitHub commit statuses"),

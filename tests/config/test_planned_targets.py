@@ -26,11 +26,12 @@ NOT_YET = f"not available yet in this version of bbweb ({__version__})"
 
 # (the import lines of a 0.8 master.cfg with bbweb's prefix, the message's beginning)
 IMPORTS = [
-    ("from bbweb.status.words import IRC\n"
-     "c['status'] = [IRC('irc.example.org', 'bb', ['#ci'])]",
-     "IRC from bbweb.status.words (the IRC bot) is"),
-    ("from bbweb.status import words\nc['status'] = [words.IRC('irc.example.org', 'bb', [])]",
-     "IRC from bbweb.status.words (the IRC bot) is"),
+    ("from bbweb.status.client import PBListener\n"
+     "c['status'] = [PBListener(9988)]",
+     "PBListener from bbweb.status.client"),
+    ("from bbweb.status import status_gerrit\n"
+     "c['status'] = [status_gerrit.GerritStatusPush('gerrit.example.org', 'bb')]",
+     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
     ("from bbweb.status.status_push import StatusPush, HttpStatusPush",
      "StatusPush and HttpStatusPush from bbweb.status.status_push (pushing status events "
      "to a server) are"),
@@ -46,8 +47,9 @@ IMPORTS = [
     ("import bbweb.status.client\n"
      "c['status'] = [bbweb.status.client.PBListener(9988)]",
      "PBListener from bbweb.status.client"),
-    ("import bbweb.status\nc['status'] = [bbweb.status.words.IRC('irc', 'bb', [])]",
-     "IRC from bbweb.status.words (the IRC bot) is"),
+    ("import bbweb.status\n"
+     "c['status'] = [bbweb.status.status_gerrit.GerritStatusPush('gerrit', 'bb')]",
+     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
 ]
 
 
@@ -79,10 +81,11 @@ def test_a_buildbot_prefix_left_in_place_is_pointed_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"{cfg}:3: there is no module 'buildbot.status.html' here: bbweb offers "
             "Buildbot's names under 'bbweb.' (write 'bbweb.status.html')") in err
-    cfg = write(tmp_path, "from buildbot.status.words import IRC")
+    cfg = write(tmp_path, "from buildbot.status.status_gerrit import GerritStatusPush")
     assert main(["checkconfig", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "(write 'bbweb.status.words'); but IRC from bbweb.status.words" in err
+    assert ("(write 'bbweb.status.status_gerrit'); but GerritStatusPush from "
+            "bbweb.status.status_gerrit") in err
     assert NOT_YET in err
 
 
@@ -94,8 +97,9 @@ def test_other_import_errors_keep_python_s_message(tmp_path, capsys):
 
 
 def test_start_and_master_fail_with_the_same_sentence(tmp_path, capsys, caplog):
-    cfg = write(tmp_path, "from bbweb.status.words import IRC")
-    expected = f"{cfg}:3: IRC from bbweb.status.words (the IRC bot) is not available yet"
+    cfg = write(tmp_path, "from bbweb.status.status_gerrit import GerritStatusPush")
+    expected = (f"{cfg}:3: GerritStatusPush from bbweb.status.status_gerrit (reviews posted "
+                "to Gerrit) is not available yet")
     assert main(["start", str(tmp_path)]) == 1
     assert expected in capsys.readouterr().err
     with caplog.at_level(logging.ERROR, logger="bbweb.daemon"):
@@ -115,20 +119,20 @@ def test_every_planned_target_is_really_missing_or_imports():
 
 
 def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, capsys):
-    """A notifier shipped later as bbweb/status/words.py is imported like any module."""
+    """A target shipped later as bbweb/status/client.py is imported like any module."""
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "words.py").write_text(
-        "class IRC:\n"
-        "    consumer_name = 'irc'\n"
-        "    def __init__(self, host, nick, channels):\n"
-        "        self.host = host\n"
+    (package / "client.py").write_text(
+        "class PBListener:\n"
+        "    consumer_name = 'pb'\n"
+        "    def __init__(self, port):\n"
+        "        self.port = port\n"
         "    def handle_event(self, event):\n"
         "        pass\n")
     basedir = tmp_path / "master"
     basedir.mkdir()
-    write(basedir, "from bbweb.status.words import IRC\n"
-                   "c['status'] = [IRC('irc.example.org', 'bb', ['#ci'])]")
+    write(basedir, "from bbweb.status.client import PBListener\n"
+                   "c['status'] = [PBListener(9988)]")
     assert main(["checkconfig", str(basedir)]) == 1
     assert NOT_YET in capsys.readouterr().err
 
@@ -137,11 +141,11 @@ def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, ca
     try:
         assert main(["checkconfig", str(basedir)]) == 0, capsys.readouterr().err
         cfg = load_master_config(basedir)
-        assert [type(t).__name__ for t in cfg.status] == ["IRC"]
+        assert [type(t).__name__ for t in cfg.status] == ["PBListener"]
     finally:
-        sys.modules.pop("bbweb.status.words", None)
-        if hasattr(bbweb.status, "words"):
-            delattr(bbweb.status, "words")
+        sys.modules.pop("bbweb.status.client", None)
+        if hasattr(bbweb.status, "client"):
+            delattr(bbweb.status, "client")
 
 
 def test_compat_md_says_which_targets_exist():

@@ -130,6 +130,7 @@ def test_plugins_toml_failures(make_master):
         "notifiers.ghost": "no such notifier is installed (installed: gerrit, mail)"}
         "notifiers.ghost": "no such notifier is installed (installed: github, "
                            "httpstatuspush, mail, statuspush)"}
+        "notifiers.ghost": "no such notifier is installed (installed: irc, mail)"}
 
 
 def test_relative_ca_file_is_relative_to_the_basedir(make_master, certdir):

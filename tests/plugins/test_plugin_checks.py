@@ -163,6 +163,7 @@ def test_names_nobody_installed_are_errors_in_every_section(installed, make_mast
         f"{toml}:2: notifiers.nosuchplugin: no such notifier is installed "
         "(installed: broken, gerrit, mail, pager)",
         "(installed: broken, github, httpstatuspush, mail, pager, statuspush)",
+        "(installed: broken, irc, mail, pager)",
         f"{toml}:12: pages.hello: no such pages plugin is installed (installed: broken)",
     ]
 
@@ -177,6 +178,7 @@ def test_notifiers_section_names_only_installed_notifiers(make_master, capsys):
         f"{toml}:2: notifiers.nosuchplugin: no such notifier is installed "
         "(installed: gerrit, mail)"]
         "(installed: github, httpstatuspush, mail, statuspush)"]
+        "(installed: irc, mail)"]
     enable(m.basedir, "[notifiers]\nnosuchplugin = false\n")
     assert checkconfig(m.basedir, capsys)[0] == 0
 
