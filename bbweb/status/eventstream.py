@@ -1,0 +1,412 @@
+"""The live status stream (``/json/events``): the event outbox as Server-Sent Events.
+
+Buildbot 0.8 offered a live feed of builder, build, step and log events through its
+Perspective Broker port (``PBListener``, used by ``buildbot statuslog`` and
+``statusgui``). Here the same feed is read from the event outbox, the ``events`` table
+every state change writes in its own transaction, whose ids only grow and never skip
+(:mod:`bbweb.engine.events`). A client that remembers the last id it saw resumes exactly
+after it, whichever web process it reconnects to and across restarts of the daemon.
+
+Memory per client is bounded: events are read :data:`PAGE` at a time, each page in its own
+short read transaction, and log chunks through :mod:`bbweb.status.logstream` a batch at a
+time; nothing grows with the length of the history or of a log.
+
+The log chunks of one build (``kind=logs``) are not events in the outbox; their place in
+the stream is a position of its own, carried in the SSE id (:class:`Position`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from bbweb.db.connection import Database
+from bbweb.db.schema import builders, builds, events, logs, steps
+from bbweb.status import logstream
+from bbweb.status.eventwait import wait_for_events
+
+PAGE = 100
+"""Events read per query."""
+
+HEARTBEAT_SECONDS = 15.0
+"""A comment line is sent after this long without an event, so that proxies keep the
+connection and a client that went away is noticed."""
+
+STREAM_MAX_SECONDS = 600.0
+"""A stream ends after this long; the client reconnects with ``Last-Event-ID`` (browsers
+do it by themselves), which lets a web process be recycled without losing anything."""
+
+LOG_POLL_SECONDS = 0.25
+"""How often the logs of a followed build are looked at (chunks are not events)."""
+
+RETRY_MS = 3000
+"""The ``retry:`` an EventSource waits before it reconnects."""
+
+KINDS: dict[str, tuple[str, ...]] = {
+    "builds": ("builder.", "build.", "buildrequest.", "buildset."),
+    "steps": ("step.",),
+    "changes": ("change.",),
+    "slaves": ("slave.",),
+    "logs": (),  # log chunks of one build: not in the outbox
+}
+# events the daemon writes for itself (a poll request for the pollers): not status
+INTERNAL_PREFIXES = ("poller.",)
+_BUILD_CACHE = 256  # buildid → (builder, number) lookups a stream keeps
+
+
+class StreamArgumentError(ValueError):
+    """A stream request that cannot be served as asked (answered with 400)."""
+
+
+@dataclass
+class Position:
+    """Where a stream is: the last event id sent and, when logs are followed, how far each
+    log of the build was sent. Every log with an id up to ``logs_done`` is complete and was
+    sent whole, with its ``log.finished``, so the position stays short however many steps
+    a build has; above it, ``logs`` holds the last chunk sent of each log announced (-1:
+    none yet) and ``finished`` the logs sent whole whose ``log.finished`` went out while a
+    log before them was still open. Written ``E``, or for a log stream
+    ``E/D/L:S,L:S/L,L``."""
+
+    event: int
+    logs_done: int = 0
+    logs: dict[int, int] = field(default_factory=dict)
+    finished: set[int] = field(default_factory=set)
+
+    def text(self, with_logs: bool) -> str:
+        if not with_logs:
+            return str(self.event)
+        text = f"{self.event}/{self.logs_done}"
+        pairs = ",".join(f"{lid}:{seq}" for lid, seq in sorted(self.logs.items()))
+        if pairs or self.finished:
+            text += "/" + pairs
+        if self.finished:
+            text += "/" + ",".join(str(lid) for lid in sorted(self.finished))
+        return text
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        parts = text.strip().split("/")
+        try:
+            if len(parts) > 4:
+                raise ValueError
+            event = int(parts[0])
+            done = int(parts[1]) if len(parts) > 1 else 0
+            pairs: dict[int, int] = {}
+            if len(parts) > 2 and parts[2]:
+                for pair in parts[2].split(","):
+                    lid, seq = pair.split(":")
+                    pairs[int(lid)] = int(seq)
+            finished = {int(lid) for lid in parts[3].split(",")} if len(parts) > 3 else set()
+        except ValueError:
+            raise StreamArgumentError(
+                f"{text!r} is not a stream position (an event id such as 42, or for a "
+                "log stream the id of its last event, such as 42/7/8:3)") from None
+        if (event < 0 or done < 0 or any(s < -1 for s in pairs.values())
+                or any(lid <= done for lid in [*pairs, *finished])):
+            raise StreamArgumentError(f"{text!r} is not a stream position")
+        return cls(event, done, pairs, finished)
+
+
+@dataclass
+class StreamQuery:
+    """What a client asked for: the kinds, builders, and for ``logs`` one build."""
+
+    kinds: frozenset[str]
+    builders: frozenset[str] = frozenset()
+    build: int | None = None
+    buildid: int | None = None  # resolved from the builder and number
+
+    @property
+    def follows_logs(self) -> bool:
+        return "logs" in self.kinds
+
+
+def parse_query(kinds: list[str], builder_names: list[str], build: str | None) -> StreamQuery:
+    """Check the arguments of a stream request; :class:`StreamArgumentError` says what is
+    wrong in a sentence for the client."""
+    wanted: set[str] = set()
+    for kind in kinds:
+        for name in kind.split(","):
+            name = name.strip()
+            if name not in KINDS:
+                raise StreamArgumentError(
+                    f"unknown kind {name!r}: kind is one of {', '.join(KINDS)}")
+            wanted.add(name)
+    names = frozenset(n for n in builder_names if n)
+    if len(names) != len([n for n in builder_names]):
+        raise StreamArgumentError("builder must not be empty")
+    number: int | None = None
+    if build is not None:
+        try:
+            number = int(build)
+        except ValueError:
+            raise StreamArgumentError(f"build must be a build number, not {build!r}") from None
+        if number < 0:
+            raise StreamArgumentError("build must be a build number (0 or more)")
+        if len(names) != 1:
+            raise StreamArgumentError("build=N needs exactly one builder=NAME")
+        if not wanted:
+            wanted = {"builds", "steps", "logs"}
+    elif "logs" in wanted:
+        raise StreamArgumentError("kind=logs follows the logs of one build: give "
+                                  "builder=NAME and build=N")
+    if not wanted:
+        wanted = {k for k in KINDS if k != "logs"}
+    return StreamQuery(frozenset(wanted), names, number)
+
+
+def resolve(db: Database, query: StreamQuery) -> None:
+    """Check that the builders (and the build) asked for exist; sets ``query.buildid``."""
+    with db.read() as conn:
+        if query.builders:
+            known = set(conn.execute(sa.select(builders.c.name)
+                                     .where(builders.c.name.in_(sorted(query.builders))))
+                        .scalars())
+            unknown = sorted(query.builders - known)
+            if unknown:
+                raise StreamArgumentError(f"no such builder {unknown[0]!r}")
+        if query.build is not None:
+            (name,) = query.builders
+            buildid = conn.execute(
+                sa.select(builds.c.id).join(builders, builders.c.id == builds.c.builderid)
+                .where(builders.c.name == name, builds.c.number == query.build)).scalar()
+            if buildid is None:
+                raise StreamArgumentError(f"builder {name!r} has no build number "
+                                          f"{query.build}")
+            query.buildid = int(buildid)
+
+
+def frame(ident: str, kind: str, data: dict[str, Any]) -> str:
+    """One SSE event. JSON never holds a raw newline, so ``data`` is one line."""
+    return f"id: {ident}\nevent: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
+
+
+class _Builds:
+    """buildid → (builder name, number) for the events that name only a build id, kept
+    for the last :data:`_BUILD_CACHE` builds."""
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[int, tuple[str, int] | None] = OrderedDict()
+
+    def lookup(self, conn: sa.Connection, buildid: int) -> tuple[str, int] | None:
+        if buildid in self._known:
+            self._known.move_to_end(buildid)
+            return self._known[buildid]
+        row = conn.execute(sa.select(builders.c.name, builds.c.number)
+                           .join(builders, builders.c.id == builds.c.builderid)
+                           .where(builds.c.id == buildid)).first()
+        found = (str(row.name), int(row.number)) if row else None
+        self._known[buildid] = found
+        if len(self._known) > _BUILD_CACHE:
+            self._known.popitem(last=False)
+        return found
+
+
+def _kind_filter(kinds: frozenset[str]) -> Any:
+    prefixes = [p for k in sorted(kinds) for p in KINDS[k]]
+    return sa.or_(*(events.c.kind.startswith(p, autoescape=True) for p in prefixes))
+
+
+def _event_builders(kind: str, payload: dict[str, Any]) -> set[str]:
+    if isinstance(payload.get("builder"), str):
+        return {payload["builder"]}
+    if isinstance(payload.get("builders"), list):
+        return {b for b in payload["builders"] if isinstance(b, str)}
+    return set()
+
+
+def read_page(db: Database, query: StreamQuery, after: int, cache: _Builds,
+              limit: int = PAGE) -> tuple[list[tuple[int, str, dict[str, Any]]], int, bool]:
+    """The events after ``after`` that ``query`` wants, from at most ``limit`` rows of the
+    outbox (one read transaction), the id the next page starts after, and whether more
+    rows may follow at once. Each event's data
+    is its payload with ``id``, ``kind`` and ``time``, plus ``builder`` and ``build`` (the
+    number) for the events that name only a build id."""
+    kinds = query.kinds - {"logs"}
+    if not kinds:
+        return [], after, False
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    last = after
+    with db.read() as conn:
+        # the newest id first: every id up to it is committed (the outbox's ids become
+        # visible in order), so skipping to it below can never pass over an event
+        newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
+        rows = conn.execute(sa.select(events).where(events.c.id > after, events.c.id <= newest,
+                                                    _kind_filter(kinds))
+                            .order_by(events.c.id).limit(limit)).all()
+        for r in rows:
+            last = int(r.id)
+            if r.kind.startswith(INTERNAL_PREFIXES):
+                continue
+            try:
+                payload = json.loads(r.payload)
+            except ValueError:
+                payload = {}
+            if not isinstance(payload, dict):
+                payload = {"value": payload}
+            buildid = payload.get("buildid")
+            if query.buildid is not None and buildid != query.buildid:
+                continue
+            if isinstance(buildid, int) and ("builder" not in payload
+                                             or "number" not in payload):
+                found = cache.lookup(conn, buildid)
+                if found is not None:
+                    payload.setdefault("builder", found[0])
+                    payload["build"] = found[1]
+            elif isinstance(buildid, int) and isinstance(payload.get("number"), int):
+                payload["build"] = payload["number"]
+            if query.builders and not (_event_builders(r.kind, payload) & query.builders):
+                continue
+            data = {**payload, "id": int(r.id), "kind": r.kind, "time": r.created_at}
+            out.append((int(r.id), r.kind, data))
+        if len(rows) < limit:
+            # nothing more up to ``newest`` that this query wants: skip to it, so that an
+            # idle filtered stream does not reread old rows
+            last = max(last, newest)
+    return out, last, len(rows) >= limit
+
+
+@dataclass
+class _LogRow:
+    id: int
+    step_number: int
+    step: str
+    name: str
+    num_chunks: int
+    complete: bool
+
+
+def _build_logs(db: Database, buildid: int) -> tuple[list[_LogRow], bool]:
+    """The logs of a build, by id, and whether the build has finished (read together:
+    when it says finished, every log is complete)."""
+    with db.read() as conn:
+        finished = conn.execute(sa.select(builds.c.finished_at)
+                                .where(builds.c.id == buildid)).scalar() is not None
+        rows = conn.execute(
+            sa.select(logs.c.id, logs.c.name, logs.c.num_chunks, logs.c.complete,
+                      steps.c.number, steps.c.name.label("step"))
+            .join(steps, steps.c.id == logs.c.stepid)
+            .where(steps.c.buildid == buildid).order_by(logs.c.id)).all()
+    return [_LogRow(int(r.id), int(r.number), str(r.step), str(r.name), int(r.num_chunks),
+                    bool(r.complete)) for r in rows], finished
+
+
+def _log_frames(db: Database, query: StreamQuery, pos: Position, rows: list[_LogRow]
+                ) -> Iterator[str]:
+    """``log.started``, ``log.chunk`` and ``log.finished`` for what is new in the logs,
+    advancing ``pos`` as each is produced."""
+    (builder,) = query.builders
+    for log in rows:
+        if log.id <= pos.logs_done or log.id in pos.finished:
+            continue
+        base = {"builder": builder, "build": query.build, "step": log.step,
+                "step_number": log.step_number, "log": log.name, "logid": log.id}
+        if log.id not in pos.logs:
+            pos.logs[log.id] = -1
+            yield frame(pos.text(True), "log.started", base)
+        last = log.num_chunks - 1
+        if last > pos.logs[log.id]:
+            for chunk in logstream.iter_chunks(db, log.id, after=pos.logs[log.id]):
+                pos.logs[log.id] = chunk.seq
+                yield frame(pos.text(True), "log.chunk", {
+                    **base, "seq": chunk.seq, "text": chunk.text,
+                    "stream": logstream.STREAM_NAMES.get(chunk.stream, "stdout")})
+                if chunk.seq >= last:
+                    break  # written since the logs were read: the next round sends it
+        if log.complete and pos.logs[log.id] >= last:
+            del pos.logs[log.id]
+            pos.finished.add(log.id)
+            _compact(pos, rows)
+            yield frame(pos.text(True), "log.finished", base)
+
+
+def _compact(pos: Position, rows: list[_LogRow]) -> None:
+    """Move ``logs_done`` over every leading log whose ``log.finished`` was sent."""
+    for log in rows:
+        if log.id <= pos.logs_done:
+            continue
+        if log.id not in pos.finished:
+            break
+        pos.logs_done = log.id
+        pos.finished.discard(log.id)
+
+
+def at_end(db: Database, query: StreamQuery, pos: Position) -> bool:
+    """Whether a build stream has nothing more to send: the build finished, its events and
+    every chunk of its logs were sent."""
+    if query.buildid is None:
+        return False
+    rows, finished = _build_logs(db, query.buildid)
+    if not finished:
+        return False
+    if query.follows_logs and any(r.id > pos.logs_done for r in rows):
+        return False
+    page, _last, _more = read_page(db, query, pos.event, _Builds(), limit=PAGE)
+    return not page
+
+
+def stream(db: Database, query: StreamQuery, pos: Position,
+           max_seconds: float | None = None, heartbeat: float | None = None
+           ) -> Iterator[str]:
+    """The SSE text of the stream from ``pos`` on: every event the query wants, then new
+    ones as they are committed, a comment line after ``heartbeat`` seconds of quiet, until
+    ``max_seconds`` pass (or, for one build, until it finished and all was sent: then an
+    ``end`` event). Ending the iteration early (the client went away) leaves nothing
+    behind."""
+    max_seconds = STREAM_MAX_SECONDS if max_seconds is None else max_seconds
+    heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+    with_logs = query.follows_logs
+    deadline = time.monotonic() + max_seconds
+    cache = _Builds()
+    yield f"retry: {RETRY_MS}\n: bbweb live status stream\n\n"
+    quiet_since = time.monotonic()
+    while True:
+        sent = False
+        while True:  # the outbox, a page at a time
+            page, last, more = read_page(db, query, pos.event, cache)
+            for ident, kind, data in page:
+                pos.event = ident
+                sent = True
+                yield frame(pos.text(with_logs), kind, data)
+            pos.event = max(pos.event, last)
+            if not more:
+                break
+        finished = False
+        if query.buildid is not None:
+            rows, finished = _build_logs(db, query.buildid)
+            if with_logs:
+                for text in _log_frames(db, query, pos, rows):
+                    sent = True
+                    yield text
+            if finished and (not with_logs or all(r.id <= pos.logs_done for r in rows)):
+                # events written with the build's end are in the outbox already
+                page, _last, _more = read_page(db, query, pos.event, cache)
+                if not page:
+                    yield frame(pos.text(with_logs), "end", {"builder": next(
+                        iter(query.builders)), "build": query.build})
+                    return
+                continue
+        now = time.monotonic()
+        if sent:
+            quiet_since = now
+        elif now - quiet_since >= heartbeat:
+            yield ": keepalive\n\n"
+            quiet_since = now
+        if now >= deadline:
+            return
+        wait = min(heartbeat - (now - quiet_since), deadline - now)
+        if query.buildid is not None and with_logs:
+            wait = min(wait, LOG_POLL_SECONDS)
+        wait_for_events(db, pos.event, max(wait, 0.0))
+
+
+__all__ = ["HEARTBEAT_SECONDS", "KINDS", "PAGE", "Position", "STREAM_MAX_SECONDS",
+           "StreamArgumentError", "StreamQuery", "at_end", "frame", "parse_query",
+           "read_page", "resolve", "stream"]
