@@ -28,6 +28,7 @@ from flask import Blueprint, Response, request
 from bbweb.plugins.site import site
 from bbweb.status import eventstream
 from bbweb.status.eventwait import latest_event_id
+from bbweb.web.worker_api import _serving_threads
 
 bp = Blueprint("live_events", __name__)
 log = logging.getLogger("bbweb.events")
@@ -36,16 +37,23 @@ STREAM_SLOTS_VAR = "BBWEB_STREAM_SLOTS"
 UNCONFIGURED_SLOTS = 4
 """Streams per process when :data:`STREAM_SLOTS_VAR` is not set (a server whose thread
 pool was not sized for streams by bbweb's gunicorn settings loses at most these threads)."""
+PAGE_THREADS_KEPT = 8
+"""Threads of a process's pool that streams never take, whatever the setting says."""
 RETRY_AFTER_SECONDS = 15
 
 
-def stream_slots() -> int:
-    """How many streams this process serves at once (``$BBWEB_STREAM_SLOTS``)."""
-    raw = os.environ.get(STREAM_SLOTS_VAR, "")
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return UNCONFIGURED_SLOTS
+def stream_slots(multithreaded: bool = True, threads: int | None = None) -> int:
+    """How many streams this process serves at once: ``$BBWEB_STREAM_SLOTS`` (else
+    :data:`UNCONFIGURED_SLOTS`), but none on a server that serves one request at a time
+    (gunicorn's sync worker class: a stream would stop every page) and, where the thread
+    pool's size is known, never more than leaves :data:`PAGE_THREADS_KEPT` to pages."""
+    if not multithreaded:
+        return 0
+    raw = os.environ.get(STREAM_SLOTS_VAR, "").strip()
+    limit = int(raw) if raw.isdigit() else UNCONFIGURED_SLOTS
+    if threads is not None:
+        limit = min(limit, max(threads - PAGE_THREADS_KEPT, 0))
+    return limit
 
 
 class _Slots:
@@ -92,7 +100,12 @@ def events() -> Response:
     if query.buildid is not None and eventstream.at_end(db, query, pos):
         # nothing more will ever come: 204 tells an EventSource not to reconnect
         return Response(status=204)
-    if not slots.take(stream_slots()):
+    limit = stream_slots(bool(request.environ.get("wsgi.multithread")), _serving_threads())
+    if not limit:
+        return _bad("this web process serves no live streams (it serves one request at a "
+                    "time, or BBWEB_STREAM_SLOTS is 0): docs/deployment.md, 'The live status "
+                    "stream'", 503, **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if not slots.take(limit):
         return _bad("every live stream slot of this web process is taken; try again later "
                     "(docs/deployment.md, 'The live status stream')", 503,
                     **{"Retry-After": str(RETRY_AFTER_SECONDS)})

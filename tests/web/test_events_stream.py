@@ -87,8 +87,12 @@ def sclient(smaster):
     app.extensions["bbweb"].db.dispose()
 
 
+# as under gunicorn's gthread workers (a server serving one request at a time gets none)
+THREADED = {"wsgi.multithread": True}
+
+
 def open_stream(client, url: str, **headers: str) -> Stream:
-    resp = client.get(url, headers=headers, buffered=False)
+    resp = client.get(url, headers=headers, buffered=False, environ_overrides=THREADED)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     return Stream(resp)
@@ -294,13 +298,17 @@ def test_stream_slots_are_bounded_with_503_and_retry_after(sclient, monkeypatch)
     monkeypatch.setenv(web_events.STREAM_SLOTS_VAR, "1")
     s = open_stream(sclient, "/json/events")
     s.next_event  # noqa: B018 (the stream is open: its slot is taken)
-    full = sclient.get("/json/events")
+    full = sclient.get("/json/events", environ_overrides=THREADED)
     assert full.status_code == 503 and full.headers["Retry-After"] == "15"
     assert "every live stream slot" in full.get_data(as_text=True)
     s.close()
     assert web_events.slots.open == 0
     again = open_stream(sclient, "/json/events")
     again.close()
+    # a server that serves one request at a time serves no stream
+    single = sclient.get("/json/events")
+    assert single.status_code == 503
+    assert "serves no live streams" in single.get_data(as_text=True)
 
 
 def test_the_stream_is_protected_like_the_pages(make_master):
