@@ -35,8 +35,6 @@ PLANNED_TARGETS: dict[str, PlannedTarget] = {t.module: t for t in (
     PlannedTarget("bbweb.status.status_gerrit", ("GerritStatusPush",),
                   "reviews posted to Gerrit"),
     PlannedTarget("bbweb.status.github", ("GitHubStatus",), "GitHub commit statuses"),
-    PlannedTarget("bbweb.status.client", ("PBListener",),
-                  "the Perspective Broker status port of 'buildbot statuslog/statusgui'"),
 )}
 
 _CANNOT_IMPORT = re.compile(
