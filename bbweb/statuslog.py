@@ -121,7 +121,9 @@ class Follower:
                     if self.on_connect is not None:
                         self.on_connect()
                         self.on_connect = None
-                    for event in parse_sse(resp.iter_lines(decode_unicode=True)):
+                    lines = (line if isinstance(line, str) else line.decode("utf-8", "replace")
+                             for line in resp.iter_lines(decode_unicode=True))
+                    for event in parse_sse(lines):
                         if self.stopping.is_set():
                             return
                         self.last_id = event.id or self.last_id

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from bbweb.db.connection import Database
 from bbweb.db.schema import builders, builds, events, logs, steps
 from bbweb.status import logstream
-from bbweb.status.eventwait import wait_for_events
+from bbweb.status.eventwait import latest_event_id, wait_for_events
 
 PAGE = 100
 """Events read per query."""
@@ -338,6 +338,21 @@ def _compact(pos: Position, rows: list[_LogRow]) -> None:
         pos.finished.discard(log.id)
 
 
+def page_position(db: Database, buildid: int | None = None) -> Position:
+    """Where a page rendered now starts following the stream: after the newest event
+    (read before the page's own data, so nothing falls between) and, for a build, after
+    the leading logs that are already complete (a page links to those; it shows only what
+    running steps write)."""
+    pos = Position(latest_event_id(db))
+    if buildid is not None:
+        rows, _finished = _build_logs(db, buildid)
+        for r in rows:
+            if not r.complete:
+                break
+            pos.logs_done = r.id
+    return pos
+
+
 def at_end(db: Database, query: StreamQuery, pos: Position) -> bool:
     """Whether a build stream has nothing more to send: the build finished, its events and
     every chunk of its logs were sent."""
@@ -408,5 +423,5 @@ def stream(db: Database, query: StreamQuery, pos: Position,
 
 
 __all__ = ["HEARTBEAT_SECONDS", "KINDS", "PAGE", "Position", "STREAM_MAX_SECONDS",
-           "StreamArgumentError", "StreamQuery", "at_end", "frame", "parse_query",
+           "StreamArgumentError", "StreamQuery", "at_end", "frame", "page_position", "parse_query",
            "read_page", "resolve", "stream"]

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
@@ -130,5 +131,13 @@ def events() -> Response:
     return resp
 
 
-__all__ = ["RETRY_AFTER_SECONDS", "STREAM_SLOTS_VAR", "bp", "events", "slots",
+def live_page(after: eventstream.Position, with_logs: bool = False,
+              **args: str | list[str]) -> dict[str, str]:
+    """What layout.html needs for a page that follows the stream (bbweb/static/live.js):
+    the stream's query and the position the page was rendered at."""
+    pairs = [(k, v) for k, vs in args.items() for v in ([vs] if isinstance(vs, str) else vs)]
+    return {"query": urlencode(pairs), "after": after.text(with_logs)}
+
+
+__all__ = ["RETRY_AFTER_SECONDS", "STREAM_SLOTS_VAR", "bp", "events", "live_page", "slots",
            "stream_slots"]
