@@ -26,7 +26,7 @@ from bbweb.web.events import STREAM_SLOTS_VAR
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 DEFAULT_WEB_WORKERS = 2
 PAGE_THREADS = 16  # threads of each web process for pages, the API and worker long-polls
-STREAM_SLOTS = 100  # live status streams (/json/events) each web process serves at once
+STREAM_SLOTS = 200  # live status streams (/json/events) each web process serves at once
 LOCAL_WORKER = "local-worker"
 STOP_GRACE = 15.0
 # gunicorn's control socket (gunicorn 25.1 and later), one per master

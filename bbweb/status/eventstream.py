@@ -17,8 +17,11 @@ the stream is a position of its own, carried in the SSE id (:class:`Position`).
 
 from __future__ import annotations
 
+import bisect
 import json
+import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +51,10 @@ LOG_POLL_SECONDS = 0.25
 RETRY_MS = 3000
 """The ``retry:`` an EventSource waits before it reconnects."""
 
+RECENT_EVENTS = 2000
+"""Outbox rows each web process keeps for its streams (a client further behind reads the
+outbox itself)."""
+
 KINDS: dict[str, tuple[str, ...]] = {
     "builds": ("builder.", "build.", "buildrequest.", "buildset."),
     "steps": ("step.",),
@@ -57,7 +64,7 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 # events the daemon writes for itself (a poll request for the pollers): not status
 INTERNAL_PREFIXES = ("poller.",)
-_BUILD_CACHE = 256  # buildid → (builder, number) lookups a stream keeps
+_BUILD_CACHE = 1024  # buildid → (builder, number) lookups a process keeps
 
 
 class StreamArgumentError(ValueError):
@@ -188,30 +195,86 @@ def frame(ident: str, kind: str, data: dict[str, Any]) -> str:
     return f"id: {ident}\nevent: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
 
 
-class _Builds:
-    """buildid → (builder name, number) for the events that name only a build id, kept
-    for the last :data:`_BUILD_CACHE` builds."""
+class _Shared:
+    """What the streams of one process and database share, so that a hundred clients
+    cost about what one does: the newest :data:`RECENT_EVENTS` events of the outbox (read
+    once, by whichever client needs them first) and the builder name and number of recent
+    build ids (which never change)."""
 
     def __init__(self) -> None:
-        self._known: OrderedDict[int, tuple[str, int] | None] = OrderedDict()
+        self.lock = threading.Lock()
+        self.rows: list[Any] = []  # outbox rows, oldest first
+        self.start = -1  # the rows are every event with an id in (start, last]
+        self.last = -1
+        self.builds: OrderedDict[int, tuple[str, int] | None] = OrderedDict()
 
-    def lookup(self, conn: sa.Connection, buildid: int) -> tuple[str, int] | None:
-        if buildid in self._known:
-            self._known.move_to_end(buildid)
-            return self._known[buildid]
-        row = conn.execute(sa.select(builders.c.name, builds.c.number)
-                           .join(builders, builders.c.id == builds.c.builderid)
-                           .where(builds.c.id == buildid)).first()
+    def after(self, db: Database, after: int, newest: int, limit: int
+              ) -> tuple[list[Any], int, bool] | None:
+        """Up to ``limit`` rows after ``after`` from memory, the id the next read starts
+        after, and whether more follow; None when ``after`` is older than what is held."""
+        with self.lock:
+            if newest > self.last:
+                self._fill(db, newest)
+            if after < self.start:
+                return None
+            i = bisect.bisect_right(self.rows, after, key=lambda r: int(r.id))
+            rows = self.rows[i:i + limit]
+            more = len(self.rows) > i + limit
+            return rows, (int(rows[-1].id) if more else self.last), more
+
+    def _fill(self, db: Database, newest: int) -> None:
+        lower = self.last if self.last >= 0 else max(newest - RECENT_EVENTS, 0)
+        if newest - lower > RECENT_EVENTS:  # a burst larger than what is held
+            lower = newest - RECENT_EVENTS
+            self.rows = []
+        if not self.rows:
+            self.start = lower
+        while lower < newest:
+            with db.read() as conn:
+                rows = conn.execute(sa.select(events).where(events.c.id > lower,
+                                                            events.c.id <= newest)
+                                    .order_by(events.c.id).limit(PAGE * 5)).all()
+            if not rows:
+                break
+            self.rows.extend(rows)
+            lower = int(rows[-1].id)
+        self.last = newest
+        if len(self.rows) > 2 * RECENT_EVENTS:
+            drop = len(self.rows) - RECENT_EVENTS
+            self.start = int(self.rows[drop - 1].id)
+            del self.rows[:drop]
+
+    def build(self, db: Database, buildid: int) -> tuple[str, int] | None:
+        with self.lock:
+            if buildid in self.builds:
+                self.builds.move_to_end(buildid)
+                return self.builds[buildid]
+        with db.read() as conn:
+            row = conn.execute(sa.select(builders.c.name, builds.c.number)
+                               .join(builders, builders.c.id == builds.c.builderid)
+                               .where(builds.c.id == buildid)).first()
         found = (str(row.name), int(row.number)) if row else None
-        self._known[buildid] = found
-        if len(self._known) > _BUILD_CACHE:
-            self._known.popitem(last=False)
+        with self.lock:
+            self.builds[buildid] = found
+            if len(self.builds) > _BUILD_CACHE:
+                self.builds.popitem(last=False)
         return found
 
 
-def _kind_filter(kinds: frozenset[str]) -> Any:
-    prefixes = [p for k in sorted(kinds) for p in KINDS[k]]
-    return sa.or_(*(events.c.kind.startswith(p, autoescape=True) for p in prefixes))
+_shared: weakref.WeakKeyDictionary[Database, _Shared] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def _shared_for(db: Database) -> _Shared:
+    with _shared_lock:
+        found = _shared.get(db)
+        if found is None:
+            found = _shared[db] = _Shared()
+        return found
+
+
+def _kind_prefixes(kinds: frozenset[str]) -> tuple[str, ...]:
+    return tuple(p for k in sorted(kinds) for p in KINDS[k])
 
 
 def _event_builders(kind: str, payload: dict[str, Any]) -> set[str]:
@@ -222,55 +285,65 @@ def _event_builders(kind: str, payload: dict[str, Any]) -> set[str]:
     return set()
 
 
-def read_page(db: Database, query: StreamQuery, after: int, cache: _Builds,
+def _wanted(db: Database, query: StreamQuery, row: Any, prefixes: tuple[str, ...]
+            ) -> tuple[int, str, dict[str, Any]] | None:
+    """The event of an outbox row as the stream sends it, or None when the query does not
+    want it. Its data is the payload with ``id``, ``kind`` and ``time``, plus ``builder``
+    and ``build`` (the number) for the events that name only a build id."""
+    kind = str(row.kind)
+    if not kind.startswith(prefixes) or kind.startswith(INTERNAL_PREFIXES):
+        return None
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        payload = {}
+    if not isinstance(payload, dict):
+        payload = {"value": payload}
+    buildid = payload.get("buildid")
+    if query.buildid is not None and buildid != query.buildid:
+        return None
+    if isinstance(buildid, int) and ("builder" not in payload or "number" not in payload):
+        found = _shared_for(db).build(db, buildid)
+        if found is not None:
+            payload.setdefault("builder", found[0])
+            payload["build"] = found[1]
+    elif isinstance(buildid, int) and isinstance(payload.get("number"), int):
+        payload["build"] = payload["number"]
+    if query.builders and not (_event_builders(kind, payload) & query.builders):
+        return None
+    return int(row.id), kind, {**payload, "id": int(row.id), "kind": kind,
+                               "time": row.created_at}
+
+
+def read_page(db: Database, query: StreamQuery, after: int, newest: int | None = None,
               limit: int = PAGE) -> tuple[list[tuple[int, str, dict[str, Any]]], int, bool]:
     """The events after ``after`` that ``query`` wants, from at most ``limit`` rows of the
-    outbox (one read transaction), the id the next page starts after, and whether more
-    rows may follow at once. Each event's data
-    is its payload with ``id``, ``kind`` and ``time``, plus ``builder`` and ``build`` (the
-    number) for the events that name only a build id."""
+    outbox, the id the next read starts after, and whether more rows follow at once.
+    ``newest`` is the newest committed id when the caller knows it. Recent events come
+    from the rows this process's streams share; a client further behind reads the outbox
+    itself, a page per read transaction."""
     kinds = query.kinds - {"logs"}
     if not kinds:
         return [], after, False
-    out: list[tuple[int, str, dict[str, Any]]] = []
-    last = after
-    with db.read() as conn:
-        # the newest id first: every id up to it is committed (the outbox's ids become
-        # visible in order), so skipping to it below can never pass over an event
-        newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
-        rows = conn.execute(sa.select(events).where(events.c.id > after, events.c.id <= newest,
-                                                    _kind_filter(kinds))
-                            .order_by(events.c.id).limit(limit)).all()
-        for r in rows:
-            last = int(r.id)
-            if r.kind.startswith(INTERNAL_PREFIXES):
-                continue
-            try:
-                payload = json.loads(r.payload)
-            except ValueError:
-                payload = {}
-            if not isinstance(payload, dict):
-                payload = {"value": payload}
-            buildid = payload.get("buildid")
-            if query.buildid is not None and buildid != query.buildid:
-                continue
-            if isinstance(buildid, int) and ("builder" not in payload
-                                             or "number" not in payload):
-                found = cache.lookup(conn, buildid)
-                if found is not None:
-                    payload.setdefault("builder", found[0])
-                    payload["build"] = found[1]
-            elif isinstance(buildid, int) and isinstance(payload.get("number"), int):
-                payload["build"] = payload["number"]
-            if query.builders and not (_event_builders(r.kind, payload) & query.builders):
-                continue
-            data = {**payload, "id": int(r.id), "kind": r.kind, "time": r.created_at}
-            out.append((int(r.id), r.kind, data))
-        if len(rows) < limit:
-            # nothing more up to ``newest`` that this query wants: skip to it, so that an
-            # idle filtered stream does not reread old rows
-            last = max(last, newest)
-    return out, last, len(rows) >= limit
+    prefixes = _kind_prefixes(kinds)
+    if newest is None or newest < 0:
+        newest = latest_event_id(db)
+    held = _shared_for(db).after(db, after, newest, limit)
+    if held is not None:
+        rows, last, more = held
+    else:
+        with db.read() as conn:
+            rows = list(conn.execute(
+                sa.select(events).where(events.c.id > after, events.c.id <= newest,
+                                        sa.or_(*(events.c.kind.startswith(p, autoescape=True)
+                                                 for p in prefixes)))
+                .order_by(events.c.id).limit(limit)).all())
+        more = len(rows) >= limit
+        # every id up to ``newest`` is committed (ids become visible in order), so when
+        # nothing more is wanted up to it the next read starts there
+        last = int(rows[-1].id) if more else max(newest, after)
+    out = [e for e in (_wanted(db, query, r, prefixes) for r in rows) if e is not None]
+    return out, last, more
 
 
 @dataclass
@@ -363,7 +436,7 @@ def at_end(db: Database, query: StreamQuery, pos: Position) -> bool:
         return False
     if query.follows_logs and any(r.id > pos.logs_done for r in rows):
         return False
-    page, _last, _more = read_page(db, query, pos.event, _Builds(), limit=PAGE)
+    page, _last, _more = read_page(db, query, pos.event)
     return not page
 
 
@@ -379,13 +452,13 @@ def stream(db: Database, query: StreamQuery, pos: Position,
     heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
     with_logs = query.follows_logs
     deadline = time.monotonic() + max_seconds
-    cache = _Builds()
+    newest: int | None = None
     yield f"retry: {RETRY_MS}\n: bbweb live status stream\n\n"
     quiet_since = time.monotonic()
     while True:
         sent = False
         while True:  # the outbox, a page at a time
-            page, last, more = read_page(db, query, pos.event, cache)
+            page, last, more = read_page(db, query, pos.event, newest)
             for ident, kind, data in page:
                 pos.event = ident
                 sent = True
@@ -402,7 +475,7 @@ def stream(db: Database, query: StreamQuery, pos: Position,
                     yield text
             if finished and (not with_logs or all(r.id <= pos.logs_done for r in rows)):
                 # events written with the build's end are in the outbox already
-                page, _last, _more = read_page(db, query, pos.event, cache)
+                page, _last, _more = read_page(db, query, pos.event)
                 if not page:
                     yield frame(pos.text(with_logs), "end", {"builder": next(
                         iter(query.builders)), "build": query.build})
@@ -419,7 +492,7 @@ def stream(db: Database, query: StreamQuery, pos: Position,
         wait = min(heartbeat - (now - quiet_since), deadline - now)
         if query.buildid is not None and with_logs:
             wait = min(wait, LOG_POLL_SECONDS)
-        wait_for_events(db, pos.event, max(wait, 0.0))
+        newest = wait_for_events(db, pos.event, max(wait, 0.0))
 
 
 __all__ = ["HEARTBEAT_SECONDS", "KINDS", "PAGE", "Position", "STREAM_MAX_SECONDS",

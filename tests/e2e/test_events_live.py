@@ -134,12 +134,9 @@ def test_200_idle_stream_clients_do_not_stop_pages(live: LiveMaster) -> None:
             socks.append(sock)
             heads.append(head)
         statuses = [h.split(" ", 2)[1] for h in heads]
-        streaming = statuses.count("200")
-        # two processes of 100 slots each; connections are not dealt out evenly, so a few
-        # may find their process full: those are told when to come back
-        assert set(statuses) <= {"200", "503"}
-        assert streaming >= 150, statuses
-        assert all("Retry-After: 15" in h for h in heads if " 503 " in h.split("\r\n")[0])
+        # two processes of 200 stream slots each: however unevenly the connections are
+        # dealt out, every client has its stream
+        assert statuses == ["200"] * 200, statuses
         for page in ("/", "/waterfall", "/builders/live", "/builders", "/json/builders",
                      "/one_line_per_build"):
             started = time.monotonic()

@@ -197,6 +197,28 @@ def test_builder_and_kind_filters(sclient, smaster):
         stream.close()
 
 
+def test_clients_behind_what_the_process_holds_read_the_outbox(sclient, smaster,
+                                                               monkeypatch):
+    """A process keeps only the newest events for its streams; a client resuming from
+    further back gets every event all the same, paged, and then the live ones."""
+    monkeypatch.setattr(eventstream, "RECENT_EVENTS", 3)
+    monkeypatch.setattr(eventstream, "PAGE", 2)
+    live = open_stream(sclient, "/json/events")
+    for _ in range(3):
+        run_build(smaster)
+    got = live.until(lambda g: sum(e["event"] == "build.finished" for e in g) == 3)
+    live.close()
+    first = int(got[0]["id"]) - 1
+    replay = open_stream(sclient, f"/json/events?after={first}")
+    again = replay.until(lambda g: len(g) == len(got))
+    replay.close()
+    assert [(e["id"], e["data"]) for e in again] == [(e["id"], e["data"]) for e in got]
+    steps = open_stream(sclient, f"/json/events?after={first}&kind=steps")
+    only = steps.until(lambda g: len(g) == 12)
+    steps.close()
+    assert [e["id"] for e in only] == [e["id"] for e in got if e["event"].startswith("step.")]
+
+
 @pytest.mark.parametrize(("url", "message"), [
     ("/json/events?kind=bogus", "unknown kind 'bogus'"),
     ("/json/events?after=x", "'x' is not a stream position"),
