@@ -129,6 +129,7 @@ class StreamQuery:
     builders: frozenset[str] = frozenset()
     build: int | None = None
     buildid: int | None = None  # resolved from the builder and number
+    everything: bool = False  # no kind asked for: every event but the internal ones
 
     @property
     def follows_logs(self) -> bool:
@@ -165,7 +166,8 @@ def parse_query(kinds: list[str], builder_names: list[str], build: str | None) -
         raise StreamArgumentError("kind=logs follows the logs of one build: give "
                                   "builder=NAME and build=N")
     if not wanted:
-        wanted = {k for k in KINDS if k != "logs"}
+        return StreamQuery(frozenset(k for k in KINDS if k != "logs"), names, number,
+                           everything=True)
     return StreamQuery(frozenset(wanted), names, number)
 
 
@@ -325,7 +327,7 @@ def read_page(db: Database, query: StreamQuery, after: int, newest: int | None =
     kinds = query.kinds - {"logs"}
     if not kinds:
         return [], after, False
-    prefixes = _kind_prefixes(kinds)
+    prefixes = ("",) if query.everything else _kind_prefixes(kinds)
     if newest is None or newest < 0:
         newest = latest_event_id(db)
     held = _shared_for(db).after(db, after, newest, limit)

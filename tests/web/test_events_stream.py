@@ -3,6 +3,7 @@ against events and logs the engine wrote, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -161,6 +162,23 @@ def test_resume_exactly_after_the_last_id(sclient, smaster, how):
     s2.close()
     assert [e["id"] for e in rest] == [e["id"] for e in first[4:]]
     assert [e["data"] for e in rest] == [e["data"] for e in first[4:]]
+
+
+def test_without_kind_every_event_comes_with_kind_only_those(sclient, smaster):
+    from bbweb.engine.actions import cancel_clean_shutdown, request_clean_shutdown
+
+    every = open_stream(sclient, "/json/events")
+    builds = open_stream(sclient, "/json/events?kind=builds")
+    with smaster.db.write() as conn:
+        request_clean_shutdown(conn, "admin")
+        cancel_clean_shutdown(conn, "admin")
+    run_build(smaster)
+    got = every.until(finished)
+    assert kinds(got)[:2] == ["master.clean_shutdown", "master.clean_shutdown_cancelled"]
+    assert got[0]["data"]["user"] == "admin"
+    assert not [k for k in kinds(builds.until(finished)) if k.startswith("master.")]
+    every.close()
+    builds.close()
 
 
 def test_no_position_starts_with_the_next_event(sclient, smaster):
@@ -342,6 +360,9 @@ def test_the_stream_is_protected_like_the_pages(make_master):
     resp = c.get("/json/events", headers={"Accept": "text/event-stream"})
     assert resp.status_code == 401
     assert c.get("/json/events").status_code == 401  # curl's Accept: */* too
+    basic = "Basic " + base64.b64encode(b"alice:wonder-land").decode()
+    s = open_stream(c, "/json/events", Authorization=basic)  # what bbweb statuslog -u sends
+    s.close()
     login(c, "bob", "builder-pw")
     s = open_stream(c, "/json/events")
     s.close()
