@@ -147,9 +147,9 @@ def parse_query(kinds: list[str], builder_names: list[str], build: str | None) -
                 raise StreamArgumentError(
                     f"unknown kind {name!r}: kind is one of {', '.join(KINDS)}")
             wanted.add(name)
-    names = frozenset(n for n in builder_names if n)
-    if len(names) != len([n for n in builder_names]):
+    if any(not n for n in builder_names):
         raise StreamArgumentError("builder must not be empty")
+    names = frozenset(builder_names)
     number: int | None = None
     if build is not None:
         try:
@@ -438,8 +438,17 @@ def at_end(db: Database, query: StreamQuery, pos: Position) -> bool:
         return False
     if query.follows_logs and any(r.id > pos.logs_done for r in rows):
         return False
-    page, _last, _more = read_page(db, query, pos.event)
-    return not page
+    return not _events_wanted_after(db, query, pos.event)
+
+
+def _events_wanted_after(db: Database, query: StreamQuery, after: int) -> bool:
+    """Whether the outbox holds an event after ``after`` that ``query`` wants."""
+    while True:
+        page, after, more = read_page(db, query, after)
+        if page:
+            return True
+        if not more:
+            return False
 
 
 def stream(db: Database, query: StreamQuery, pos: Position,
@@ -477,11 +486,11 @@ def stream(db: Database, query: StreamQuery, pos: Position,
                     yield text
             if finished and (not with_logs or all(r.id <= pos.logs_done for r in rows)):
                 # events written with the build's end are in the outbox already
-                page, _last, _more = read_page(db, query, pos.event)
-                if not page:
+                if not _events_wanted_after(db, query, pos.event):
                     yield frame(pos.text(with_logs), "end", {"builder": next(
                         iter(query.builders)), "build": query.build})
                     return
+                newest = None  # read the newest id afresh: the events are there
                 continue
         now = time.monotonic()
         if sent:

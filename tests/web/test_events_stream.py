@@ -334,6 +334,20 @@ def test_log_stream_follows_a_running_build(sclient, smaster):
     assert [(d["step"], d["stream"], d["text"]) for d in warn] == [("test", "stderr", "warn\n")]
 
 
+def test_a_finished_build_replays_from_far_back(sclient, smaster, monkeypatch):
+    """A build's events found pages after the position asked for are still sent (only
+    then does the stream end), and a duplicate builder= is no error."""
+    monkeypatch.setattr(eventstream, "PAGE", 2)
+    number = run_build(smaster)
+    run_build(smaster, "other")
+    s = open_stream(sclient, f"/json/events?builder=b&builder=b&build={number}"
+                             "&kind=builds,steps&after=0")
+    got = s.until(lambda g: bool(g) and g[-1]["event"] == "end")
+    s.close()
+    assert kinds(got) == ["build.started"] + ["step.started", "step.finished"] * 2 + [
+        "build.finished", "end"]
+
+
 def test_stream_slots_are_bounded_with_503_and_retry_after(sclient, monkeypatch):
     monkeypatch.setenv(web_events.STREAM_SLOTS_VAR, "1")
     s = open_stream(sclient, "/json/events")
