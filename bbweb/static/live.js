@@ -17,6 +17,8 @@
   }
   var baseUrl = main.getAttribute("data-live-events");
   var position = main.getAttribute("data-live-after") || "";
+  // events are gathered this long before the page fetches itself again
+  var delay = parseInt(main.getAttribute("data-live-delay"), 10) || 300;
   var source = null;
   var refreshing = false;
   var again = false;
@@ -74,14 +76,14 @@
         refreshing = false;
         if (again) {
           again = false;
-          schedule(250);
+          schedule(delay);
         }
       });
   }
 
-  function schedule(delay) {
+  function schedule(wait) {
     if (timer === null) {
-      timer = setTimeout(function () { timer = null; refresh(); }, delay);
+      timer = setTimeout(function () { timer = null; refresh(); }, wait);
     }
   }
 
@@ -157,7 +159,7 @@
       refresh();
       return;
     }
-    schedule(300);
+    schedule(delay);
   }
 
   var KINDS = ["builder.created", "builder.updated", "builder.removed", "build.started",

@@ -218,7 +218,7 @@ def builder_page(name: str) -> Response:
         show_more="?" + urlencode(more) if len(recent) >= numbuilds else None,
         slaves=[slaves[n] for n in bcfg.slavenames if n in slaves],
         waterfall=waterfall_available(), to_root=page_root(),
-        live=live_page(after, builder=name, kind="builds,steps,slaves"))
+        live=live_page(after, builder=name, kind="builds,steps,slaves", delay_ms=1000))
 
 
 # -- /one_line_per_build ------------------------------------------------------------------------

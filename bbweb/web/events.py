@@ -131,12 +131,14 @@ def events() -> Response:
     return resp
 
 
-def live_page(after: eventstream.Position, with_logs: bool = False,
+def live_page(after: eventstream.Position, with_logs: bool = False, delay_ms: int = 300,
               **args: str | list[str]) -> dict[str, str]:
     """What layout.html needs for a page that follows the stream (bbweb/static/live.js):
-    the stream's query and the position the page was rendered at."""
+    the stream's query, the position the page was rendered at, and how long the page
+    gathers events before it fetches itself again (a big page, such as the waterfall, is
+    not rebuilt for every event of a busy master)."""
     pairs = [(k, v) for k, vs in args.items() for v in ([vs] if isinstance(vs, str) else vs)]
-    return {"query": urlencode(pairs), "after": after.text(with_logs)}
+    return {"query": urlencode(pairs), "after": after.text(with_logs), "delay": str(delay_ms)}
 
 
 __all__ = ["RETRY_AFTER_SECONDS", "STREAM_SLOTS_VAR", "bp", "events", "live_page", "slots",

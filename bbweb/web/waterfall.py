@@ -294,7 +294,8 @@ def waterfall() -> Response:
     live = None
     if a.last_time is None:  # the newest rows: the page follows what happens
         shown = names if len(names) < len(cfg.builders) else []
-        live = live_page(after, kind="builds,steps,slaves,changes", builder=shown)
+        live = live_page(after, kind="builds,steps,slaves,changes", builder=shown,
+                         delay_ms=3000)
     return _page(a, names, heads, etas, page, now, cfg.title, live)
 
 
