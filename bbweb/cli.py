@@ -335,6 +335,12 @@ def cmd_sendchange(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_statuslog(args: argparse.Namespace) -> int:
+    from bbweb.statuslog import run
+
+    return run(args)
+
+
 def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(prog="bbweb", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"bbweb {__version__}")
@@ -429,6 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what would be sent and send nothing")
     p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_sendchange)
+
+    from bbweb.statuslog import add_arguments as statuslog_arguments
+
+    p = sub.add_parser("statuslog", help="print a master's builder, build and step events "
+                       "as they happen (Buildbot's 'buildbot statuslog', over /json/events)")
+    statuslog_arguments(p)
+    p.set_defaults(func=cmd_statuslog)
 
     from bbweb.auth.cli import add_parsers as add_auth_parsers  # user, badge-token
     add_auth_parsers(sub)

@@ -21,9 +21,12 @@ from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
+from bbweb.web.events import STREAM_SLOTS_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 DEFAULT_WEB_WORKERS = 2
+PAGE_THREADS = 16  # threads of each web process for pages, the API and worker long-polls
+STREAM_SLOTS = 200  # live status streams (/json/events) each web process serves at once
 LOCAL_WORKER = "local-worker"
 STOP_GRACE = 15.0
 # gunicorn's control socket (gunicorn 25.1 and later), one per master
@@ -64,6 +67,8 @@ def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
     its ``distrib_port`` becomes a second bind and its ``logRotateLength`` and
     ``maxRotatedFiles`` govern ``http.log``, written by :mod:`bbweb.web.accesslog`.
     gunicorn's control socket goes in ``BASEDIR/run/`` (:func:`control_socket_settings`).
+    Each process has :data:`PAGE_THREADS` threads for pages plus :data:`STREAM_SLOTS`
+    for live status streams (``BBWEB_STREAM_SLOTS``).
     ``bbweb start`` passes these as command-line options (:func:`gunicorn_command`); the
     repository's ``gunicorn.conf.py`` gives the same to a bare ``gunicorn wsgi:app``.
     """
@@ -77,13 +82,16 @@ def gunicorn_settings(basedir: Path, listen: ListenAddress, workers: int,
         "bind": binds,
         "workers": max(1, workers),
         "worker_class": "gthread",
-        "threads": 16,
+        # a live stream holds a thread while it is open: the pool is that much larger,
+        # and bbweb.web.events takes at most STREAM_SLOTS of it (docs/deployment.md)
+        "threads": PAGE_THREADS + STREAM_SLOTS,
         "timeout": 90,
         "graceful_timeout": 10,
         "accesslog": str(basedir / "http.log"),
         "logger_class": "bbweb.web.accesslog.AccessLogger",
         "raw_env": [f"{ROTATE_LENGTH_VAR}={web.logRotateLength}",
-                    f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}"],
+                    f"{MAX_ROTATED_FILES_VAR}={web.maxRotatedFiles}",
+                    f"{STREAM_SLOTS_VAR}={STREAM_SLOTS}"],
         "errorlog": "-",
         **control_socket_settings(basedir),
     }

@@ -36,6 +36,7 @@ PLANNED_TARGETS: dict[str, PlannedTarget] = {t.module: t for t in (
                   "reviews posted to Gerrit"),
     PlannedTarget("bbweb.status.client", ("PBListener",),
                   "the Perspective Broker status port of 'buildbot statuslog/statusgui'"),
+    PlannedTarget("bbweb.status.github", ("GitHubStatus",), "GitHub commit statuses"),
 )}
 
 _CANNOT_IMPORT = re.compile(

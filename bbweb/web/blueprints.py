@@ -19,6 +19,7 @@ from bbweb.web import (
     change_hook,
     changes,
     console,
+    events,
     feeds,
     grid,
     health,
@@ -49,6 +50,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(change_hook.bp, url_prefix="/change_hook")
     if "json" in s.config.web.provide_feeds:
         app.register_blueprint(json_api.bp, url_prefix="/json")
+    app.register_blueprint(events.bp)  # /json/events, the live stream the pages use too
     wanted_feeds = [f for f in ("rss", "atom") if f in s.config.web.provide_feeds]
     if wanted_feeds:
         app.register_blueprint(feeds.make_blueprint(wanted_feeds))

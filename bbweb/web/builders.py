@@ -17,10 +17,11 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.plugins.site import site
-from bbweb.status import estimates, overview, queries, upcoming
+from bbweb.status import estimates, eventstream, overview, queries, upcoming
 from bbweb.status.naming import natural_key
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, BuildRequestInfo
 from bbweb.values.numbers import in_int_range
+from bbweb.web.events import live_page
 from bbweb.web.helpers import (
     INT_ARG,
     WEB_SCHEMES,
@@ -189,6 +190,7 @@ def builder_page(name: str) -> Response:
     maxsearch = int_arg("maxsearch", DEFAULT_MAXSEARCH)
     props = property_filters()
     now = time.time()
+    after = eventstream.page_position(s.db)  # before the page's data: nothing falls between
     with s.db.read() as conn:
         builder = builder_infos(conn, [name])[name]
         current = queries.running_builds(conn, builderids=[builder.id])
@@ -215,7 +217,8 @@ def builder_page(name: str) -> Response:
         # only when the page is full: fewer builds than asked for means there are no more
         show_more="?" + urlencode(more) if len(recent) >= numbuilds else None,
         slaves=[slaves[n] for n in bcfg.slavenames if n in slaves],
-        waterfall=waterfall_available(), to_root=page_root())
+        waterfall=waterfall_available(), to_root=page_root(),
+        live=live_page(after, builder=name, kind="builds,steps,slaves", delay_ms=1000))
 
 
 # -- /one_line_per_build ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from flask import Blueprint, Response
 from markupsafe import Markup
 
 from bbweb.plugins.site import site
-from bbweb.status import detail, estimates
+from bbweb.status import detail, estimates, eventstream
 from bbweb.status.records import BuildInfo, StepInfo
 from bbweb.web import decorations, logs, timefmt
 from bbweb.web.build_urls import (
@@ -34,6 +34,7 @@ from bbweb.web.build_urls import (
     not_found,
     parse_target,
 )
+from bbweb.web.events import live_page
 from bbweb.web.rendering import bare_text, render_page, result_class
 
 bp = Blueprint("builds", __name__)
@@ -111,6 +112,8 @@ def build_page(target: Target) -> Response:
     s = site()
     cfg = s.config
     now = time.time()
+    # the stream position first: whatever happens while the page is read is replayed
+    after = eventstream.page_position(s.db)
     with s.db.read() as conn:
         builder, build = detail.find_build(conn, target.builder, target.number)
         expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
@@ -129,6 +132,11 @@ def build_page(target: Target) -> Response:
             "most_recent": not (ss.branch or ss.revision or ss.patch or ss.changes),
         })
     current = build.current_step
+    live = None
+    if not build.is_finished:
+        after.logs_done = eventstream.page_position(s.db, build.id).logs_done
+        live = live_page(after, with_logs=True, builder=build.builder,
+                         build=str(build.number))
     return render_page(
         "build.html", f"Buildbot: {build.builder} Build #{build.number}",
         headers=NO_CACHE, to_root=target.to_root, b=build, links=links,
@@ -142,7 +150,7 @@ def build_page(target: Target) -> Response:
         responsible_users=build.blame,
         start=build.started_at, end=build.finished_at,
         elapsed=(build.finished_at or now) - build.started_at,
-        eta=estimates.eta_seconds(expected, build.started_at, now))
+        eta=estimates.eta_seconds(expected, build.started_at, now), live=live)
 
 
 # -- the step page -------------------------------------------------------------------------------

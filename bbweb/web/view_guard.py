@@ -26,7 +26,7 @@ VIEW_EXEMPT_BLUEPRINTS = frozenset({"worker_api", "change_hook", "health", "auth
 # files of public_html the login page needs (anything else there is protected)
 VIEW_EXEMPT_FILES = frozenset({"default.css", "favicon.ico", "robots.txt"})
 # Answered with 401 rather than a redirect to the login page when ``view`` is denied.
-MACHINE_BLUEPRINTS = frozenset({"json_api", "feeds", "badges"})
+MACHINE_BLUEPRINTS = frozenset({"json_api", "feeds", "badges", "live_events"})
 
 
 def _exempt_file() -> bool:

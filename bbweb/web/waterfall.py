@@ -28,7 +28,7 @@ from werkzeug.datastructures import MultiDict
 
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.site import site
-from bbweb.status import overview
+from bbweb.status import eventstream, overview
 from bbweb.status import waterfall as wf
 from bbweb.status import waterfall_layout as wl
 from bbweb.status.naming import natural_key
@@ -36,6 +36,7 @@ from bbweb.status.records import ChangeInfo
 from bbweb.values.numbers import is_int_text
 from bbweb.values.results import Results as RESULT_NAMES
 from bbweb.web import decorations, timefmt
+from bbweb.web.events import live_page
 from bbweb.web.helpers import builder_infos, not_found
 from bbweb.web.rendering import render_page, result_class, to_root
 
@@ -287,9 +288,15 @@ def waterfall() -> Response:
         return not_found(f"No such builder {unknown[0]!r}.")
     names = _columns(a, cfg)
     now = time.time()
+    after = eventstream.page_position(s.db)  # before the page's data: nothing falls between
     with s.db.read() as conn:
         names, heads, etas, page = _read(conn, cfg, a, names, now)
-    return _page(a, names, heads, etas, page, now, cfg.title)
+    live = None
+    if a.last_time is None:  # the newest rows: the page follows what happens
+        shown = names if len(names) < len(cfg.builders) else []
+        live = live_page(after, kind="builds,steps,slaves,changes", builder=shown,
+                         delay_ms=3000)
+    return _page(a, names, heads, etas, page, now, cfg.title, live)
 
 
 def _columns(a: WaterfallArgs, cfg: MasterConfig) -> list[str]:
@@ -327,7 +334,7 @@ def _read(conn: Connection, cfg: MasterConfig, a: WaterfallArgs, names: list[str
 
 def _page(a: WaterfallArgs, names: list[str], heads: dict[str, wf.BuilderHead],
           etas: dict[tuple[str, int], float | None], page: wf.Waterfall, now: float,
-          site_title: str | None) -> Response:
+          site_title: str | None, live: dict[str, str] | None = None) -> Response:
     """The page: the heads, the rows laid out as a table, the links to the next page, to
     stop reloading and to the help page."""
     grid = wl.layout_table(page.rows.chunks, page.rows.next_events, nobubble=a.nobubble,
@@ -346,7 +353,7 @@ def _page(a: WaterfallArgs, names: list[str], heads: dict[str, wf.BuilderHead],
         next_page=(_url(request.args, last_time=_next_last_time(page.bottom))
                    if page.more and page.bottom is not None else None),
         stop_reload=_url(request.args, drop=("reload",)) if reloading else None,
-        help_url="waterfall/help" + ("?" + query if query else ""))
+        help_url="waterfall/help" + ("?" + query if query else ""), live=live)
 
 
 @bp.route("/waterfall/help", methods=METHODS)

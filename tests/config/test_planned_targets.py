@@ -50,6 +50,8 @@ IMPORTS = [
     ("import bbweb.status\n"
      "c['status'] = [bbweb.status.status_gerrit.GerritStatusPush('gerrit', 'bb')]",
      "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
+    ("import bbweb.status\nc['status'] = [bbweb.status.words.IRC('irc', 'bb', [])]",
+     "IRC from bbweb.status.words (the IRC bot) is"),
 ]
 
 
@@ -160,3 +162,18 @@ def test_compat_md_says_which_targets_exist():
         assert row is not None, f"docs/compat.md has no row for {short}.{target.names[0]}"
         missing = importlib.util.find_spec(module) is None
         assert ("not available yet" in row) == missing, row
+
+
+@pytest.mark.parametrize("body", [
+    "from bbweb.status import client\nc['status'] = [client.PBListener(9988)]",
+    "import bbweb.status.client\n"
+    "c['status'] = [bbweb.status.client.PBListener(port=9988, user='u', passwd='p')]",
+])
+def test_pblistener_points_at_the_live_stream(tmp_path, capsys, body):
+    cfg = write(tmp_path, body)
+    assert main(["checkconfig", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[1].strip().startswith(f"{cfg}:4: PBListener (Buildbot's Perspective Broker "
+                                     "status port")
+    assert "/json/events" in err[1] and "bbweb statuslog --master URL" in err[1]

@@ -10,9 +10,10 @@ import pytest
 
 from bbweb.cli import main
 from bbweb.config import ConfigErrors, load_master_config
-from bbweb.launcher import gunicorn_command
+from bbweb.launcher import STREAM_SLOTS, gunicorn_command
 from bbweb.mastercfg.webstatus import ListenAddress, UnixSocketAddress, WebStatus
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
+from bbweb.web.events import STREAM_SLOTS_VAR
 
 HEADER = """\
 from bbweb.config import *
@@ -88,7 +89,8 @@ def test_gunicorn_command_reads_master_cfg_when_not_given_options(tmp_path):
     """)
     cmd = gunicorn_command(tmp_path, ListenAddress("127.0.0.1", 8010), 2)
     assert binds(cmd)[1] == f"unix:{tmp_path.resolve() / 'web.sock'}"
-    assert envs(cmd) == {ROTATE_LENGTH_VAR: "5000", MAX_ROTATED_FILES_VAR: "3"}
+    assert envs(cmd) == {ROTATE_LENGTH_VAR: "5000", MAX_ROTATED_FILES_VAR: "3",
+                         STREAM_SLOTS_VAR: str(STREAM_SLOTS)}
     assert cmd[cmd.index("--logger-class") + 1] == "bbweb.web.accesslog.AccessLogger"
     assert cmd[cmd.index("--access-logfile") + 1] == str(tmp_path / "http.log")
 

@@ -297,3 +297,27 @@ def test_distrib_port_socket_behind_apache(apache, backend):
     page = requests.get(apache.url + "/bbot-unix/", timeout=10)
     assert page.status_code == 200 and 'href="./builders"' in page.text
     assert requests.get(apache.url + "/bbot-unix/builders", timeout=10).status_code == 200
+
+
+def test_live_stream_passes_through_apache_at_once(apache, backend):
+    """Apache hands each event of /json/events on as it comes (no buffering until the
+    connection ends), with the stream's headers intact."""
+    import time
+
+    from bbweb.statuslog import parse_sse
+
+    resp = requests.get(apache.url + PREFIX + "json/events?kind=changes", stream=True,
+                        headers={"Accept": "text/event-stream"}, timeout=(10, 12))
+    try:
+        assert resp.status_code == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        posted = time.monotonic()
+        hook = requests.post(apache.url + PREFIX + "change_hook/base", timeout=10, data={
+            "author": "Sam <sam@example.org>", "comments": "streamed through apache",
+            "revision": "fedcba", "branch": "side"})
+        assert hook.status_code == 202, hook.text
+        event = next(parse_sse(resp.iter_lines(decode_unicode=True)))
+        assert event.kind == "change.new" and event.data["branch"] == "side"
+        assert time.monotonic() - posted < 5  # well before the 15 s keepalive
+    finally:
+        resp.close()

@@ -366,7 +366,9 @@ def test_hostile_strings_are_escaped_everywhere(make_master):
     for page in pages:
         resp = client.get(page)
         assert resp.status_code == 200, page
-        assert_escaped(page, text_of(resp))
+        # the running build's page follows the live stream with bbweb's own script
+        running = page in (root + "1", root + "-1/")
+        assert_escaped(page, text_of(resp), own_scripts=1 if running else 0)
     live = root + "1" + step + "/logs/" + segment(H2)
     resp = client.get(live)
     assert resp.status_code == 200
