@@ -96,8 +96,10 @@ class JsonRequest:
         wanted = [n for n in names if n in self.cfg.builders]
         missing = [n for n in wanted if n not in self._summaries]
         if missing:
+            known = self._one_builder if self._builders is None else self._builders
+            rows = known if all(n in known for n in missing) else self.builders()
             self._summaries.update(queries.builder_summaries(
-                self.conn, self.cfg, missing, rows=self.builders()))
+                self.conn, self.cfg, missing, rows=rows))
         return {n: self._summaries[n] for n in wanted}
 
     def builder_docs(self, names: Iterable[str]) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class JsonColumn:
     shares, or can change, another's value. Anything else (nested values, a row that must
     be repaired and logged) is decoded row by row, as :func:`decode_json` does."""
 
-    SIZE = 4096
+    SIZE = 1024
     LONGEST = 256
     __slots__ = ("_default", "_seen")
 
@@ -177,16 +177,32 @@ def _builder(row: Any) -> BuilderInfo:
                        next_number=row.next_number, active=bool(row.active))
 
 
+# the statements every builder summary runs, built once (see _BUILDS_BY_NUMBER)
+_BUILDERS_NAMED = sa.select(builders).where(
+    builders.c.name.in_(sa.bindparam("names", expanding=True)))
+_PENDING_COUNTS = (sa.select(buildrequests.c.builderid, sa.func.count())
+                   .where(buildrequests.c.builderid.in_(sa.bindparam("ids", expanding=True)),
+                          buildrequests.c.complete.is_(False),
+                          buildrequests.c.claimed_at.is_(None))
+                   .group_by(buildrequests.c.builderid))
+_RUNNING_NUMBERS = (sa.select(builds.c.builderid, builds.c.number)
+                    .where(builds.c.finished_at.is_(None))
+                    .order_by(builds.c.builderid, builds.c.number))
+_CONNECTED_NAMED = sa.select(slaves.c.name).where(
+    slaves.c.name.in_(sa.bindparam("names", expanding=True)), slaves.c.connected.is_(True))
+
+
 def builder_rows(conn: Connection, names: Iterable[str] | None = None
                  ) -> dict[str, BuilderInfo]:
     """Builder rows by name (all rows when ``names`` is None). One query."""
-    query = sa.select(builders)
-    if names is not None:
+    if names is None:
+        rows = conn.execute(sa.select(builders))
+    else:
         names = list(names)
         if not names:
             return {}
-        query = query.where(builders.c.name.in_(names))
-    return {r.name: _builder(r) for r in conn.execute(query)}
+        rows = conn.execute(_BUILDERS_NAMED, {"names": names})
+    return {r.name: _builder(r) for r in rows}
 
 
 def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
@@ -198,11 +214,7 @@ def pending_counts(conn: Connection, builderids: Iterable[int]) -> dict[int, int
     ids = list(builderids)
     if not ids:
         return {}
-    rows = conn.execute(
-        sa.select(buildrequests.c.builderid, sa.func.count())
-        .where(buildrequests.c.builderid.in_(ids), buildrequests.c.complete.is_(False),
-               buildrequests.c.claimed_at.is_(None))
-        .group_by(buildrequests.c.builderid))
+    rows = conn.execute(_PENDING_COUNTS, {"ids": ids})
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -216,11 +228,9 @@ def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[i
     # prefers the (builderid, number) index and walks the builder's whole history.
     wanted = set(ids)
     out: dict[int, list[int]] = {}
-    for r in conn.execute(sa.select(builds.c.builderid, builds.c.number)
-                          .where(builds.c.finished_at.is_(None))
-                          .order_by(builds.c.builderid, builds.c.number)):
-        if r.builderid in wanted:
-            out.setdefault(r.builderid, []).append(r.number)
+    for builderid, number in conn.execute(_RUNNING_NUMBERS):
+        if builderid in wanted:
+            out.setdefault(builderid, []).append(number)
     return out
 
 
@@ -228,8 +238,7 @@ def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
     names = list(names)
     if not names:
         return set()
-    return {r.name for r in conn.execute(sa.select(slaves.c.name).where(
-        slaves.c.name.in_(names), slaves.c.connected.is_(True)))}
+    return {name for (name,) in conn.execute(_CONNECTED_NAMED, {"names": names})}
 
 
 def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,
@@ -318,6 +327,9 @@ _BUILD_STAMPS = (sa.select(sourcestamps, builds.c.id.label("buildid"))
                  .join(builds, builds.c.buildrequestid == buildrequests.c.id)
                  .where(builds.c.id.in_(sa.bindparam("ids", expanding=True)))
                  .order_by(builds.c.id, sourcestamps.c.id))
+_RUNNING_BUILDS = (_build_query().where(builds.c.finished_at.is_(None))
+                   .order_by(builds.c.started_at, builds.c.id))
+_SLAVES_NAMED = sa.select(slaves).where(slaves.c.name.in_(sa.bindparam("names", expanding=True)))
 # one memo per JSON column read (see JsonColumn)
 _build_text = JsonColumn([])
 _step_text = JsonColumn([])
@@ -408,8 +420,7 @@ def running_builds(conn: Connection, *, builderids: Iterable[int] | None = None,
     sids = None if slaveids is None else set(slaveids)
     if bids == set() or sids == set():
         return []
-    query = _build_query().where(builds.c.finished_at.is_(None))
-    found = [_build(r) for r in conn.execute(query.order_by(builds.c.started_at, builds.c.id))
+    found = [_build(r) for r in conn.execute(_RUNNING_BUILDS)
              if (bids is None or r.builderid in bids) and (sids is None or r.slaveid in sids)]
     if details:
         load_build_details(conn, found)
@@ -586,8 +597,7 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
     wanted = [n for n in (cfg.slaves if names is None else names) if n in cfg.slaves]
     if not wanted:
         return {}
-    rows = {r.name: r for r in conn.execute(sa.select(slaves)
-                                            .where(slaves.c.name.in_(wanted)))}
+    rows = {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
     out: dict[str, SlaveInfo] = {}
     for name in wanted:
         r = rows.get(name)
@@ -619,22 +629,23 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
     names = {b.id: b.name for b in blist}
     # one explicit (builderid, number) range per builder, so that each is an index range
     # scan (a join on builders.next_number makes PostgreSQL scan the whole table)
-    ranges = batching.number_windows((b.id, b.next_number - window)
-                                     for b in blist if b.next_number > 0)
+    ranges = [(b.id, b.next_number - window) for b in blist if b.next_number > 0]
     if not ranges:
         return {}
-    # The slave and finished filters are applied here, not in SQL: given them, planners
-    # pick the (slaveid, finished_at) index and read every build the slave ever ran.
-    query = (sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
-                       builds.c.finished_at)
-             .order_by(builds.c.builderid, builds.c.number.desc()))
-    rows = batching.rows_matching_any(conn, ranges, query.where)
+    rows = batching.rows_in_windows(conn, ranges, _RECENT_BY_SLAVE)
     wanted = set(sids)
     out: dict[int, dict[str, list[int]]] = {}
-    for r in rows:
-        if r.finished_at is not None and r.slaveid in wanted:
-            out.setdefault(r.slaveid, {}).setdefault(names[r.builderid], []).append(r.number)
+    for builderid, number, slaveid, finished_at in rows:
+        if finished_at is not None and slaveid in wanted:
+            out.setdefault(slaveid, {}).setdefault(names[builderid], []).append(number)
     return out
+
+
+# The slave and finished filters are applied in Python, not in SQL: given them, planners
+# pick the (slaveid, finished_at) index and read every build the slave ever ran.
+_RECENT_BY_SLAVE = (sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
+                              builds.c.finished_at)
+                    .order_by(builds.c.builderid, builds.c.number.desc()))
 
 
 # -- build requests -----------------------------------------------------------------------------
