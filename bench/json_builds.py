@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -87,11 +88,34 @@ class Live:
     median_ms: float
     p95_ms: float
     errors: int
+    cpu_ms: float = float("nan")  # the gunicorn processes' CPU time per request
 
     def line(self, name: str, concurrency: int, requests_: int) -> str:
         return (f"  {name:<9} c={concurrency}: {requests_} requests, {self.rate:8.1f} req/s, "
                 f"median {self.median_ms:6.2f} ms, p95 {self.p95_ms:6.2f} ms, "
-                f"errors {self.errors}")
+                f"server CPU {self.cpu_ms:5.2f} ms/request, errors {self.errors}")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and every process below it (from /proc). The
+    server's CPU per request does not depend on what else the machine runs, where req/s
+    and latency do: on a shared machine it is the figure to compare."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(children.get(current, []))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load_ab(url: str, total: int, concurrency: int) -> Live:
@@ -318,10 +342,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in live_urls(builder).items():
                 load(base + url, 50, 2)  # warm-up: both processes, every cache
                 for c in levels:
+                    cpu = tree_cpu_seconds(procs.procs["web"].pid)
                     live = load(base + url, nreq, c)
+                    live.cpu_ms = (tree_cpu_seconds(procs.procs["web"].pid) - cpu) / nreq * 1000
                     print(live.line(name, c, nreq), flush=True)
                     result[f"json_{name}_c{c}_rps"] = round(live.rate, 1)
                     result[f"json_{name}_c{c}_median_ms"] = round(live.median_ms, 2)
+                    result[f"json_{name}_c{c}_server_cpu_ms"] = round(live.cpu_ms, 2)
                     if live.errors:
                         result[f"json_{name}_c{c}_errors"] = live.errors
         if not master.temporary:
