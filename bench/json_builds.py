@@ -7,8 +7,15 @@ their time, for a few JSON URLs, at each history size. The table shows whether q
 scale with the page or with the history.
 
 Part 2 (live): gunicorn from ``bbweb.launcher.gunicorn_command`` on a free port; requests
-per second and latency for ``/json/builders/B/builds?select=-1&…&select=-20`` at
-concurrency 1 and 8 (threads, one ``requests.Session`` each), at the largest size.
+per second and latency (median, p95) at concurrency 1 and 8, at the largest size, for
+``/json/builders/B/builds?select=-1&…&select=-20``, ``/json/builders``, ``/json/slaves``
+and ``/json/builders/B/builds/-1``. The load comes from ApacheBench (``ab -k``, keep-alive)
+when it is installed, so the client, written in C, takes little of the CPU the server
+needs; else (or with ``--client python``) from Python threads, one ``requests.Session``
+each, which on a 2-core machine take about as much CPU as the server.
+
+The last line printed is ``RESULT {...}``: the figures as one JSON object (name -> value),
+for a script that collects the figures of several benchmarks.
 
     .venv/bin/python bench/json_builds.py                        # sizes 50 and 500 per builder
     .venv/bin/python bench/json_builds.py --full                 # sizes 250 and 5000
@@ -24,7 +31,12 @@ temporary side master: a temporary SQLite file, or on PostgreSQL a sibling datab
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +72,77 @@ FULL_REQUESTS = 2000
 def select_url(builder: str, count: int = 20) -> str:
     return f"/json/builders/{builder}/builds?" + "&".join(
         f"select=-{i}" for i in range(1, count + 1))
+
+
+def live_urls(builder: str) -> dict[str, str]:
+    """Figure name -> URL of the live part."""
+    return {"select20": select_url(builder), "builders": "/json/builders",
+            "slaves": "/json/slaves", "build": f"/json/builders/{builder}/builds/-1"}
+
+
+@dataclass
+class Live:
+    """One URL at one concurrency through gunicorn."""
+
+    rate: float
+    median_ms: float
+    p95_ms: float
+    errors: int
+    cpu_ms: float = float("nan")  # the gunicorn processes' CPU time per request
+
+    def line(self, name: str, concurrency: int, requests_: int) -> str:
+        return (f"  {name:<9} c={concurrency}: {requests_} requests, {self.rate:8.1f} req/s, "
+                f"median {self.median_ms:6.2f} ms, p95 {self.p95_ms:6.2f} ms, "
+                f"server CPU {self.cpu_ms:5.2f} ms/request, errors {self.errors}")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and every process below it (from /proc). The
+    server's CPU per request does not depend on what else the machine runs, where req/s
+    and latency do: on a shared machine it is the figure to compare."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(children.get(current, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_ab(url: str, total: int, concurrency: int) -> Live:
+    """``total`` keep-alive GETs of ``url`` from ``concurrency`` ApacheBench connections."""
+    with tempfile.NamedTemporaryFile("r", suffix=".csv") as csv:
+        run = subprocess.run(["ab", "-q", "-k", "-n", str(total), "-c", str(concurrency),
+                              "-e", csv.name, url], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"ab failed on {url}: {run.stderr.strip() or run.stdout[-500:]}")
+        out = run.stdout
+        served = dict(line.split(",") for line in csv.read().splitlines()[1:])
+
+    def figure(pattern: str) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) if found else 0.0
+
+    errors = figure(r"Failed requests:\s+(\d+)") + figure(r"Non-2xx responses:\s+(\d+)")
+    return Live(figure(r"Requests per second:\s+([\d.]+)"), float(served["50"]),
+                float(served["95"]), int(errors))
+
+
+def load_python(url: str, total: int, concurrency: int) -> Live:
+    """The same from Python threads (``run_load``)."""
+    res = run_load(lambda s, i: s.get(url, timeout=60), total, concurrency)
+    ms = [x * 1000 for x in res.latencies]
+    return Live(res.rate, statistics.median(ms), sorted(ms)[int(0.95 * (len(ms) - 1))],
+                len(res.errors))
 
 
 def urls_for(builder: str) -> list[str]:
@@ -187,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--builder", default=None, help="builder B (default: the first)")
     parser.add_argument("--full", action="store_true", help="the issue's full sizes")
+    parser.add_argument("--client", choices=("ab", "python"), default=None,
+                        help="the live part's load: ApacheBench (default when installed) "
+                             "or Python threads")
     parser.add_argument("--show-sql", action="store_true",
                         help="print the statements of each URL at the largest size")
     args = parser.parse_args(argv)
@@ -237,28 +323,39 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   {st[:160]}")
 
         size = columns[-1][0]
-        url = select_url(builder)
+        client = args.client or ("ab" if shutil.which("ab") else "python")
+        load = load_ab if client == "ab" else load_python
         print()
         print(f"gunicorn ({args.web_workers} processes x 16 threads) at {size} builds per "
-              f"builder, GET {url[:60]}…")
+              f"builder; load from {client}; B = {builder}")
+        result: dict[str, float | int | str] = {"client": client, "builds_per_builder": size}
+        largest = columns[-1][1]
+        for name, url in (("select20", select_url(builder)), ("builders", "/json/builders"),
+                          ("slaves", "/json/slaves")):
+            if url in largest:
+                result[f"json_{name}_queries"] = largest[url].queries
         with Processes(master.basedir) as procs:
             base = start_web(master, procs, workers=args.web_workers)
-            first = run_load(lambda s, i: s.get(base + url, timeout=60), 20, 2)
-            if first.errors:
-                print("  warm-up errors: " + "; ".join(first.errors[:3]))
-            body = requests.get(base + url, timeout=60).json()
+            body = requests.get(base + select_url(builder), timeout=60).json()
             if len(body) != 20:
                 print(f"  note: the document has {len(body)} builds, not 20")
-            for c in levels:
-                res = run_load(lambda s, i: s.get(base + url, timeout=60), nreq, c)
-                print("  " + res.line())
-                if res.errors:
-                    print("    errors: " + "; ".join(res.errors[:3]))
-                sys.stdout.flush()
+            for name, url in live_urls(builder).items():
+                load(base + url, 50, 2)  # warm-up: both processes, every cache
+                for c in levels:
+                    cpu = tree_cpu_seconds(procs.procs["web"].pid)
+                    live = load(base + url, nreq, c)
+                    live.cpu_ms = (tree_cpu_seconds(procs.procs["web"].pid) - cpu) / nreq * 1000
+                    print(live.line(name, c, nreq), flush=True)
+                    result[f"json_{name}_c{c}_rps"] = round(live.rate, 1)
+                    result[f"json_{name}_c{c}_median_ms"] = round(live.median_ms, 2)
+                    result[f"json_{name}_c{c}_server_cpu_ms"] = round(live.cpu_ms, 2)
+                    if live.errors:
+                        result[f"json_{name}_c{c}_errors"] = live.errors
         if not master.temporary:
             print(f"kept: --basedir {master.basedir}")
     finally:
         master.close()
+    print("RESULT " + json.dumps(result, sort_keys=True))
     return 0
 
 

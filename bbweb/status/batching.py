@@ -12,6 +12,7 @@ exactly the one statement it always had, a bigger one a statement per further gr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -50,4 +51,30 @@ def rows_matching_any(conn: Connection, terms: Sequence[sa.ColumnElement[bool]],
     rows: list[Any] = []
     for group in groups(terms):
         rows.extend(conn.execute(statement(sa.or_(*group))).all())
+    return rows
+
+
+@functools.lru_cache(maxsize=64)
+def _in_windows(query: sa.Select[Any], n: int) -> sa.Select[Any]:
+    """``query`` over ``n`` windows, their bounds left as parameters. Building a statement
+    of a few hundred terms (and its cache key) costs more than running it, so it is built
+    once per query and group size (a memo of immutable statements, ``query`` being a
+    module-level constant)."""
+    return query.where(sa.or_(*(sa.and_(builds.c.builderid == sa.bindparam(f"w_builder_{i}"),
+                                        builds.c.number >= sa.bindparam(f"w_lowest_{i}"))
+                                for i in range(n))))
+
+
+def rows_in_windows(conn: Connection, windows: Iterable[tuple[int, int]],
+                    query: sa.Select[Any]) -> list[Any]:
+    """The rows of ``query`` over the :func:`number_windows` of ``windows`` ((builderid,
+    lowest number) pairs), as :func:`rows_matching_any` reads them, with the statements
+    built once (``query`` must be a module-level constant)."""
+    rows: list[Any] = []
+    for group in groups(sorted(windows)):
+        params: dict[str, int] = {}
+        for i, (bid, lowest) in enumerate(group):
+            params[f"w_builder_{i}"] = bid
+            params[f"w_lowest_{i}"] = lowest
+        rows.extend(conn.execute(_in_windows(query, len(group)), params).all())
     return rows

@@ -8,6 +8,7 @@ written against 0.8 parse them. Nothing here touches the database.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import quote
@@ -33,14 +34,25 @@ def format_change_time(when: float) -> str:
     return time.strftime("%a %d %b %Y %H:%M:%S", time.localtime(when))
 
 
+@functools.lru_cache(maxsize=4096)
+def _quoted(name: str) -> str:
+    """A name as one URL path segment. The same few builder, step and log names come back
+    in every document, so each is quoted once (a memo of pure results)."""
+    return quote(name, safe="")
+
+
+def _steps_url(buildbot_url: str, builder: str, number: int) -> str:
+    """The absolute URL of a build's ``steps/``, from which its log URLs go on."""
+    prefix = buildbot_url if buildbot_url.endswith("/") else buildbot_url + "/"
+    return f"{prefix}builders/{_quoted(builder)}/builds/{number}/steps/"
+
+
 def log_url(buildbot_url: str | None, builder: str, number: int, step: str,
             log: str) -> str | None:
     """The absolute URL of a log page, or None when ``buildbotURL`` is not set."""
     if not buildbot_url:
         return None
-    prefix = buildbot_url if buildbot_url.endswith("/") else buildbot_url + "/"
-    return (f"{prefix}builders/{quote(builder, safe='')}/builds/{number}"
-            f"/steps/{quote(step, safe='')}/logs/{quote(log, safe='')}")
+    return f"{_steps_url(buildbot_url, builder, number)}{_quoted(step)}/logs/{_quoted(log)}"
 
 
 def properties_doc(props: list[Property]) -> list[list[Any]]:
@@ -96,11 +108,15 @@ def step_summary_text(step: StepInfo) -> list[str]:
 
 def _logs_doc(buildbot_url: str | None, build: BuildInfo, step: StepInfo,
               step_logs: list[LogInfo]) -> list[list[Any]]:
-    return [[lg.name, log_url(buildbot_url, build.builder, build.number, step.name, lg.name)]
-            for lg in step_logs]
+    if not buildbot_url:
+        return [[lg.name, None] for lg in step_logs]
+    base = f"{_steps_url(buildbot_url, build.builder, build.number)}{_quoted(step.name)}/logs/"
+    return [[lg.name, base + _quoted(lg.name)] for lg in step_logs]
 
 
-def step_doc(build: BuildInfo, step: StepInfo, buildbot_url: str | None) -> Doc:
+def step_doc(build: BuildInfo, step: StepInfo, buildbot_url: str | None,
+             logs: list[list[Any]] | None = None) -> Doc:
+    """``logs``: the step's ``[name, URL]`` pairs when the caller has them already."""
     return {
         "name": step.name,
         "text": step.text,
@@ -114,12 +130,15 @@ def step_doc(build: BuildInfo, step: StepInfo, buildbot_url: str | None) -> Doc:
         "urls": step.urls,
         "step_number": step.number,
         "hidden": step.hidden,
-        "logs": _logs_doc(buildbot_url, build, step, step.logs),
+        "logs": _logs_doc(buildbot_url, build, step, step.logs) if logs is None else logs,
     }
 
 
 def build_doc(build: BuildInfo, buildbot_url: str | None) -> Doc:
     current = build.current_step
+    # each step's logs once, for the build's list and the step's (lists shared by the two
+    # places are only read: the document is encoded, filtered into a copy or merged by key)
+    step_logs = [_logs_doc(buildbot_url, build, s, s.logs) for s in build.steps]
     return {
         "builderName": build.builder,
         "number": build.number,
@@ -131,9 +150,10 @@ def build_doc(build: BuildInfo, buildbot_url: str | None) -> Doc:
         "text": build.text,
         "results": build.results,
         "slave": build.slave,
-        "logs": [lg for s in build.steps for lg in _logs_doc(buildbot_url, build, s, s.logs)],
+        "logs": [lg for pairs in step_logs for lg in pairs],
         "eta": None,
-        "steps": [step_doc(build, s, buildbot_url) for s in build.steps],
+        "steps": [step_doc(build, s, buildbot_url, pairs)
+                  for s, pairs in zip(build.steps, step_logs, strict=True)],
         "currentStep": step_doc(build, current, buildbot_url) if current else None,
     }
 

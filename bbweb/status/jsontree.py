@@ -10,7 +10,7 @@ as one build (see :func:`prefetch_paths`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -37,6 +37,7 @@ class JsonRequest:
     max_builds: int | None = None
     numbuilds: int | None = None
     _builders: dict[str, BuilderInfo] | None = None
+    _one_builder: dict[str, BuilderInfo] = field(default_factory=dict)
     _summaries: dict[str, BuilderSummary] = field(default_factory=dict)
     _builds: dict[tuple[int, int], BuildInfo | None] = field(default_factory=dict)
     _slave_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -65,26 +66,40 @@ class JsonRequest:
     def builders(self) -> dict[str, BuilderInfo]:
         """Rows of every configured builder (one query, once per request)."""
         if self._builders is None:
-            rows = queries.builder_rows(self.conn, self.cfg.builders)
-            for name, bcfg in self.cfg.builders.items():
-                if name not in rows:  # not synced yet: a builder without history
-                    rows[name] = BuilderInfo(id=-1, name=name, category=bcfg.category,
-                                             builddir=bcfg.builddir, next_number=0,
-                                             active=True)
-            self._builders = rows
+            self._builders = self._rows(self.cfg.builders)
         return self._builders
 
     def builder(self, name: str) -> BuilderInfo | None:
+        """One configured builder's row. A URL below one builder reads that row only; once
+        every row was read (a ``select`` prefetches them), from those."""
         if name not in self.cfg.builders:
             return None
-        return self.builders().get(name)
+        if self._builders is not None:
+            return self._builders.get(name)
+        row = self._one_builder.get(name)
+        if row is None:
+            row = self._one_builder[name] = self._rows([name])[name]
+        return row
+
+    def _rows(self, names: Collection[str]) -> dict[str, BuilderInfo]:
+        """Rows of configured builders (one query); a builder not synced yet, without
+        history, as an empty row."""
+        rows = queries.builder_rows(self.conn, names)
+        for name in names:
+            if name not in rows:
+                bcfg = self.cfg.builders[name]
+                rows[name] = BuilderInfo(id=-1, name=name, category=bcfg.category,
+                                         builddir=bcfg.builddir, next_number=0, active=True)
+        return rows
 
     def summaries(self, names: Iterable[str]) -> dict[str, BuilderSummary]:
         wanted = [n for n in names if n in self.cfg.builders]
         missing = [n for n in wanted if n not in self._summaries]
         if missing:
+            known = self._one_builder if self._builders is None else self._builders
+            rows = known if all(n in known for n in missing) else self.builders()
             self._summaries.update(queries.builder_summaries(
-                self.conn, self.cfg, missing, rows=self.builders()))
+                self.conn, self.cfg, missing, rows=rows))
         return {n: self._summaries[n] for n in wanted}
 
     def builder_docs(self, names: Iterable[str]) -> dict[str, Any]:

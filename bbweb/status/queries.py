@@ -78,25 +78,84 @@ def decode_json(text: str | None, default: Any, what: str = "a stored value") ->
     iterate over it."""
     if text is None or text == "":
         return default
+    return _decode(text, default, what)[0]
+
+
+def _decode(text: str, default: Any, what: str) -> tuple[Any, bool]:
+    """:func:`decode_json` of a non-empty text, and whether the text was shown as stored
+    (nothing repaired, replaced or logged)."""
+    clean = True
     try:
         value = json.loads(text)
     except RecursionError:
         _log_once(what, "nested too deeply to decode")
-        value = TOO_DEEP
+        value, clean = TOO_DEEP, False
     except ValueError:
         _log_once(what, "not valid JSON")
-        return default
+        return default, False
     else:
         if may_need_cleaning(text):
+            clean = False
             value, problems = displayable(value)
             if problems:
                 _log_once(what, ", ".join(problems))
     if isinstance(default, list) and not isinstance(value, list):
-        return [value]
+        return [value], clean
     if isinstance(default, dict) and not isinstance(value, dict):
         _log_once(what, "not a JSON object")
-        return default
-    return value
+        return default, False
+    return value, clean
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MISSING = object()
+
+
+class JsonColumn:
+    """:func:`decode_json` for one JSON column, each distinct short text decoded once per
+    process.
+
+    Most rows of a column hold one of a few texts (``{}``, ``["compile"]``, a property
+    value every build repeats) and decoding them was most of what reading a page of builds
+    cost. A text that decodes cleanly to a scalar, or to a list or an object of scalars,
+    is remembered (at most ``SIZE`` texts of at most ``LONGEST`` characters: the memo
+    starts again when full); each row gets its own shallow copy of a container, so no row
+    shares, or can change, another's value. Anything else (nested values, a row that must
+    be repaired and logged) is decoded row by row, as :func:`decode_json` does."""
+
+    SIZE = 1024
+    LONGEST = 256
+    __slots__ = ("_default", "_seen")
+
+    def __init__(self, default: list[Any] | dict[str, Any] | None) -> None:
+        self._default = default
+        self._seen: dict[str, Any] = {}
+
+    def __call__(self, text: str | None, what: str, *args: object) -> Any:
+        """The value of ``text``; ``what % args`` names the row in a log line."""
+        default = self._default
+        if text is None or text == "":
+            return default.copy() if default is not None else None
+        value = self._seen.get(text, _MISSING)
+        if value is _MISSING:
+            fresh = default.copy() if default is not None else None
+            value, clean = _decode(text, fresh, what % args if args else what)
+            if not (clean and len(text) <= self.LONGEST and _flat(value)):
+                return value
+            if len(self._seen) >= self.SIZE:
+                self._seen.clear()
+            self._seen[text] = value
+        return value.copy() if type(value) is list or type(value) is dict else value
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, or a list or an object of scalars."""
+    kind = type(value)
+    if kind is list:
+        return all(type(v) in _SCALARS for v in value)
+    if kind is dict:
+        return all(type(v) in _SCALARS for v in value.values())
+    return kind in _SCALARS
 
 
 def _log_once(what: str, problem: str) -> None:
@@ -118,16 +177,32 @@ def _builder(row: Any) -> BuilderInfo:
                        next_number=row.next_number, active=bool(row.active))
 
 
+# the statements every builder summary runs, built once (see _BUILDS_BY_NUMBER)
+_BUILDERS_NAMED = sa.select(builders).where(
+    builders.c.name.in_(sa.bindparam("names", expanding=True)))
+_PENDING_COUNTS = (sa.select(buildrequests.c.builderid, sa.func.count())
+                   .where(buildrequests.c.builderid.in_(sa.bindparam("ids", expanding=True)),
+                          buildrequests.c.complete.is_(False),
+                          buildrequests.c.claimed_at.is_(None))
+                   .group_by(buildrequests.c.builderid))
+_RUNNING_NUMBERS = (sa.select(builds.c.builderid, builds.c.number)
+                    .where(builds.c.finished_at.is_(None))
+                    .order_by(builds.c.builderid, builds.c.number))
+_CONNECTED_NAMED = sa.select(slaves.c.name).where(
+    slaves.c.name.in_(sa.bindparam("names", expanding=True)), slaves.c.connected.is_(True))
+
+
 def builder_rows(conn: Connection, names: Iterable[str] | None = None
                  ) -> dict[str, BuilderInfo]:
     """Builder rows by name (all rows when ``names`` is None). One query."""
-    query = sa.select(builders)
-    if names is not None:
+    if names is None:
+        rows = conn.execute(sa.select(builders))
+    else:
         names = list(names)
         if not names:
             return {}
-        query = query.where(builders.c.name.in_(names))
-    return {r.name: _builder(r) for r in conn.execute(query)}
+        rows = conn.execute(_BUILDERS_NAMED, {"names": names})
+    return {r.name: _builder(r) for r in rows}
 
 
 def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
@@ -139,11 +214,7 @@ def pending_counts(conn: Connection, builderids: Iterable[int]) -> dict[int, int
     ids = list(builderids)
     if not ids:
         return {}
-    rows = conn.execute(
-        sa.select(buildrequests.c.builderid, sa.func.count())
-        .where(buildrequests.c.builderid.in_(ids), buildrequests.c.complete.is_(False),
-               buildrequests.c.claimed_at.is_(None))
-        .group_by(buildrequests.c.builderid))
+    rows = conn.execute(_PENDING_COUNTS, {"ids": ids})
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -157,11 +228,9 @@ def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[i
     # prefers the (builderid, number) index and walks the builder's whole history.
     wanted = set(ids)
     out: dict[int, list[int]] = {}
-    for r in conn.execute(sa.select(builds.c.builderid, builds.c.number)
-                          .where(builds.c.finished_at.is_(None))
-                          .order_by(builds.c.builderid, builds.c.number)):
-        if r.builderid in wanted:
-            out.setdefault(r.builderid, []).append(r.number)
+    for builderid, number in conn.execute(_RUNNING_NUMBERS):
+        if builderid in wanted:
+            out.setdefault(builderid, []).append(number)
     return out
 
 
@@ -169,8 +238,7 @@ def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
     names = list(names)
     if not names:
         return set()
-    return {r.name for r in conn.execute(sa.select(slaves.c.name).where(
-        slaves.c.name.in_(names), slaves.c.connected.is_(True)))}
+    return {name for (name,) in conn.execute(_CONNECTED_NAMED, {"names": names})}
 
 
 def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,
@@ -218,12 +286,65 @@ def _build_query() -> sa.Select[Any]:
             .outerjoin(slaves, slaves.c.id == builds.c.slaveid))
 
 
+# The statements of the build-detail reads, built once: building a statement (and its cache
+# key) each time cost more than SQLite took to run it. An expanding IN takes any number of
+# ids.
+_BUILDS_BY_NUMBER = _build_query().where(
+    builds.c.builderid == sa.bindparam("builderid"),
+    builds.c.number.in_(sa.bindparam("numbers", expanding=True)))
+_STEPS_OF = (sa.select(steps.c.id, steps.c.buildid, steps.c.number, steps.c.name,
+                       steps.c.started_at, steps.c.finished_at, steps.c.results, steps.c.text,
+                       steps.c.urls, steps.c.statistics, steps.c.hidden)
+             .where(steps.c.buildid.in_(sa.bindparam("ids", expanding=True)))
+             .order_by(steps.c.buildid, steps.c.number))
+_LOGS_OF = (sa.select(logs.c.stepid, logs.c.id, logs.c.name, logs.c.num_chunks,
+                      logs.c.num_bytes, logs.c.complete)
+            .join(steps, steps.c.id == logs.c.stepid)
+            .where(steps.c.buildid.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(logs.c.stepid, logs.c.id))
+_PROPERTIES_OF = (sa.select(schema.build_properties.c.buildid, schema.build_properties.c.name,
+                            schema.build_properties.c.value, schema.build_properties.c.source)
+                  .where(schema.build_properties.c.buildid.in_(
+                      sa.bindparam("ids", expanding=True))))
+_CHANGES = (sa.select(changes).where(changes.c.changeid.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(changes.c.changeid))
+_CHANGE_FILES = (sa.select(change_files.c.changeid, change_files.c.filename)
+                 .where(change_files.c.changeid.in_(sa.bindparam("ids", expanding=True)))
+                 .order_by(change_files.c.changeid, change_files.c.id))
+_CHANGE_PROPERTIES = (sa.select(change_properties.c.changeid, change_properties.c.name,
+                                change_properties.c.value, change_properties.c.source)
+                      .where(change_properties.c.changeid.in_(
+                          sa.bindparam("ids", expanding=True))))
+_STAMP_CHANGES = (sa.select(sourcestamp_changes.c.sourcestampid, sourcestamp_changes.c.changeid)
+                  .where(sourcestamp_changes.c.sourcestampid.in_(
+                      sa.bindparam("ids", expanding=True)))
+                  .order_by(sourcestamp_changes.c.sourcestampid, sourcestamp_changes.c.changeid))
+_BUILD_STAMPS = (sa.select(sourcestamps, builds.c.id.label("buildid"))
+                 .join(schema.buildset_sourcestamps,
+                       schema.buildset_sourcestamps.c.sourcestampid == sourcestamps.c.id)
+                 .join(buildrequests,
+                       buildrequests.c.buildsetid == schema.buildset_sourcestamps.c.buildsetid)
+                 .join(builds, builds.c.buildrequestid == buildrequests.c.id)
+                 .where(builds.c.id.in_(sa.bindparam("ids", expanding=True)))
+                 .order_by(builds.c.id, sourcestamps.c.id))
+_RUNNING_BUILDS = (_build_query().where(builds.c.finished_at.is_(None))
+                   .order_by(builds.c.started_at, builds.c.id))
+_SLAVES_NAMED = sa.select(slaves).where(slaves.c.name.in_(sa.bindparam("names", expanding=True)))
+# one memo per JSON column read (see JsonColumn)
+_build_text = JsonColumn([])
+_step_text = JsonColumn([])
+_step_urls = JsonColumn({})
+_step_statistics = JsonColumn({})
+_build_property = JsonColumn(None)
+_change_property = JsonColumn(None)
+
+
 def _build(row: Any) -> BuildInfo:
     return BuildInfo(
         id=row.id, builderid=row.builderid, builder=row.builder_name, number=row.number,
         buildrequestid=row.buildrequestid, slave=row.slave_name, reason=row.reason or "",
         started_at=row.started_at, finished_at=row.finished_at, results=row.results,
-        text=_json(row.text, [], f"build {row.id} text"), stop_requested=row.stop_requested)
+        text=_build_text(row.text, "build %s text", row.id), stop_requested=row.stop_requested)
 
 
 def build_numbers(conn: Connection, builderid: int) -> list[int]:
@@ -246,8 +367,8 @@ def get_builds(conn: Connection, builder: BuilderInfo, numbers: Iterable[int], *
             wanted[n] = absolute
     if not wanted:
         return {}
-    rows = conn.execute(_build_query().where(builds.c.builderid == builder.id,
-                                             builds.c.number.in_(sorted(set(wanted.values())))))
+    rows = conn.execute(_BUILDS_BY_NUMBER, {"builderid": builder.id,
+                                            "numbers": sorted(set(wanted.values()))})
     by_number = {r.number: _build(r) for r in rows}
     if details:
         load_build_details(conn, list(by_number.values()))
@@ -299,8 +420,7 @@ def running_builds(conn: Connection, *, builderids: Iterable[int] | None = None,
     sids = None if slaveids is None else set(slaveids)
     if bids == set() or sids == set():
         return []
-    query = _build_query().where(builds.c.finished_at.is_(None))
-    found = [_build(r) for r in conn.execute(query.order_by(builds.c.started_at, builds.c.id))
+    found = [_build(r) for r in conn.execute(_RUNNING_BUILDS)
              if (bids is None or r.builderid in bids) and (sids is None or r.slaveid in sids)]
     if details:
         load_build_details(conn, found)
@@ -315,23 +435,25 @@ def build_steps(conn: Connection, buildids: Iterable[int]) -> dict[int, list[Ste
         return {}
     out: dict[int, list[StepInfo]] = {}
     by_id: dict[int, StepInfo] = {}
-    for r in conn.execute(sa.select(steps).where(steps.c.buildid.in_(ids))
-                          .order_by(steps.c.buildid, steps.c.number)):
-        step = StepInfo(id=r.id, buildid=r.buildid, number=r.number, name=r.name,
-                        started_at=r.started_at, finished_at=r.finished_at, results=r.results,
-                        text=_json(r.text, [], f"step {r.id} text"),
-                        urls=_json(r.urls, {}, f"step {r.id} urls"),
-                        statistics=_json(r.statistics, {}, f"step {r.id} statistics"),
-                        hidden=bool(r.hidden))
-        out.setdefault(r.buildid, []).append(step)
-        by_id[r.id] = step
+    for (stepid, buildid, number, name, started_at, finished_at, results, text, urls,
+         statistics, hidden) in conn.execute(_STEPS_OF, {"ids": ids}).all():
+        step = StepInfo(id=stepid, buildid=buildid, number=number, name=name,
+                        started_at=started_at, finished_at=finished_at, results=results,
+                        text=_step_text(text, "step %s text", stepid),
+                        urls=_step_urls(urls, "step %s urls", stepid),
+                        statistics=_step_statistics(statistics, "step %s statistics", stepid),
+                        hidden=bool(hidden))
+        mine = out.get(buildid)
+        if mine is None:
+            out[buildid] = [step]
+        else:
+            mine.append(step)
+        by_id[stepid] = step
     if by_id:
-        for r in conn.execute(
-                sa.select(logs).join(steps, steps.c.id == logs.c.stepid)
-                .where(steps.c.buildid.in_(ids)).order_by(logs.c.stepid, logs.c.id)):
-            by_id[r.stepid].logs.append(LogInfo(id=r.id, name=r.name, num_chunks=r.num_chunks,
-                                                num_bytes=r.num_bytes,
-                                                complete=bool(r.complete)))
+        for stepid, logid, name, num_chunks, num_bytes, complete in conn.execute(
+                _LOGS_OF, {"ids": ids}).all():
+            by_id[stepid].logs.append(LogInfo(id=logid, name=name, num_chunks=num_chunks,
+                                              num_bytes=num_bytes, complete=bool(complete)))
     return out
 
 
@@ -345,10 +467,13 @@ def build_properties(conn: Connection, buildids: Iterable[int]) -> dict[int, lis
     if not ids:
         return {}
     out: dict[int, list[Property]] = {}
-    for r in conn.execute(sa.select(schema.build_properties)
-                          .where(schema.build_properties.c.buildid.in_(ids))):
-        out.setdefault(r.buildid, []).append(
-            (r.name, _json(r.value, None, f"build {r.buildid} property {r.name!r}"), r.source))
+    for buildid, name, value, source in conn.execute(_PROPERTIES_OF, {"ids": ids}).all():
+        prop = (name, _build_property(value, "build %s property %r", buildid, name), source)
+        mine = out.get(buildid)
+        if mine is None:
+            out[buildid] = [prop]
+        else:
+            mine.append(prop)
     return {k: _sorted_props(v) for k, v in out.items()}
 
 
@@ -358,8 +483,7 @@ def get_changes(conn: Connection, numbers: Iterable[int]) -> dict[int, ChangeInf
     if not ids:
         return {}
     found: dict[int, ChangeInfo] = {}
-    for r in conn.execute(sa.select(changes).where(changes.c.changeid.in_(ids))
-                          .order_by(changes.c.changeid)):
+    for r in conn.execute(_CHANGES, {"ids": ids}).all():
         found[r.changeid] = ChangeInfo(
             number=r.changeid, author=r.author, comments=r.comments, branch=r.branch,
             revision=r.revision, revlink=r.revlink, when=r.when_timestamp,
@@ -368,16 +492,13 @@ def get_changes(conn: Connection, numbers: Iterable[int]) -> dict[int, ChangeInf
     if not found:
         return {}
     present = sorted(found)
-    for r in conn.execute(sa.select(change_files.c.changeid, change_files.c.filename)
-                          .where(change_files.c.changeid.in_(present))
-                          .order_by(change_files.c.changeid, change_files.c.id)):
-        found[r.changeid].files.append(r.filename)
+    for changeid, filename in conn.execute(_CHANGE_FILES, {"ids": present}).all():
+        found[changeid].files.append(filename)
     props: dict[int, list[Property]] = {}
-    for r in conn.execute(sa.select(change_properties)
-                          .where(change_properties.c.changeid.in_(present))):
-        props.setdefault(r.changeid, []).append(
-            (r.name, _json(r.value, None, f"change {r.changeid} property {r.name!r}"),
-             r.source))
+    rows = conn.execute(_CHANGE_PROPERTIES, {"ids": present}).all()
+    for changeid, name, value, source in rows:
+        props.setdefault(changeid, []).append(
+            (name, _change_property(value, "change %s property %r", changeid, name), source))
     for cid, plist in props.items():
         found[cid].properties = _sorted_props(plist)
     return found
@@ -409,11 +530,7 @@ def _attach_changes(conn: Connection, stamps: Iterable[SourceStampInfo]) -> None
         by_id.setdefault(ss.id, []).append(ss)
     if not by_id:
         return
-    links = conn.execute(sa.select(sourcestamp_changes.c.sourcestampid,
-                                   sourcestamp_changes.c.changeid)
-                         .where(sourcestamp_changes.c.sourcestampid.in_(sorted(by_id)))
-                         .order_by(sourcestamp_changes.c.sourcestampid,
-                                   sourcestamp_changes.c.changeid)).all()
+    links = conn.execute(_STAMP_CHANGES, {"ids": sorted(by_id)}).all()
     found = get_changes(conn, {r.changeid for r in links})
     for r in links:
         change = found.get(r.changeid)
@@ -448,15 +565,7 @@ def build_sourcestamps(conn: Connection, buildids: Iterable[int]
     if not ids:
         return {}
     out: dict[int, list[SourceStampInfo]] = {}
-    bss = schema.buildset_sourcestamps
-    rows = conn.execute(
-        sa.select(sourcestamps, builds.c.id.label("buildid"))
-        .join(bss, bss.c.sourcestampid == sourcestamps.c.id)
-        .join(buildrequests, buildrequests.c.buildsetid == bss.c.buildsetid)
-        .join(builds, builds.c.buildrequestid == buildrequests.c.id)
-        .where(builds.c.id.in_(ids))
-        .order_by(builds.c.id, sourcestamps.c.id))
-    for r in rows:
+    for r in conn.execute(_BUILD_STAMPS, {"ids": ids}).all():
         out.setdefault(r.buildid, []).append(_sourcestamp(r))
     _attach_changes(conn, [ss for lst in out.values() for ss in lst])
     return out
@@ -488,8 +597,7 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
     wanted = [n for n in (cfg.slaves if names is None else names) if n in cfg.slaves]
     if not wanted:
         return {}
-    rows = {r.name: r for r in conn.execute(sa.select(slaves)
-                                            .where(slaves.c.name.in_(wanted)))}
+    rows = {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
     out: dict[str, SlaveInfo] = {}
     for name in wanted:
         r = rows.get(name)
@@ -521,22 +629,23 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
     names = {b.id: b.name for b in blist}
     # one explicit (builderid, number) range per builder, so that each is an index range
     # scan (a join on builders.next_number makes PostgreSQL scan the whole table)
-    ranges = batching.number_windows((b.id, b.next_number - window)
-                                     for b in blist if b.next_number > 0)
+    ranges = [(b.id, b.next_number - window) for b in blist if b.next_number > 0]
     if not ranges:
         return {}
-    # The slave and finished filters are applied here, not in SQL: given them, planners
-    # pick the (slaveid, finished_at) index and read every build the slave ever ran.
-    query = (sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
-                       builds.c.finished_at)
-             .order_by(builds.c.builderid, builds.c.number.desc()))
-    rows = batching.rows_matching_any(conn, ranges, query.where)
+    rows = batching.rows_in_windows(conn, ranges, _RECENT_BY_SLAVE)
     wanted = set(sids)
     out: dict[int, dict[str, list[int]]] = {}
-    for r in rows:
-        if r.finished_at is not None and r.slaveid in wanted:
-            out.setdefault(r.slaveid, {}).setdefault(names[r.builderid], []).append(r.number)
+    for builderid, number, slaveid, finished_at in rows:
+        if finished_at is not None and slaveid in wanted:
+            out.setdefault(slaveid, {}).setdefault(names[builderid], []).append(number)
     return out
+
+
+# The slave and finished filters are applied in Python, not in SQL: given them, planners
+# pick the (slaveid, finished_at) index and read every build the slave ever ran.
+_RECENT_BY_SLAVE = (sa.select(builds.c.builderid, builds.c.number, builds.c.slaveid,
+                              builds.c.finished_at)
+                    .order_by(builds.c.builderid, builds.c.number.desc()))
 
 
 # -- build requests -----------------------------------------------------------------------------

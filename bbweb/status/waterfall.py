@@ -389,112 +389,201 @@ class Waterfall:
         return self.rows.chunks[-1].when if self.rows.chunks else None
 
 
+@dataclass
+class _Reads:
+    """What a page has read so far, from round to round: each stream's read (how many rows
+    were asked for, how far down it is complete) and its rows, and the columns made of them
+    (builderid -> (events, whether it has point events))."""
+
+    build_src: dict[int, _Source]
+    change_src: _Source
+    event_src: _Source
+    found: dict[int, list[Build]]
+    keep: set[int] = field(default_factory=set)  # the builds that pass the filters
+    have_steps: set[int] = field(default_factory=set)
+    changes: list[ChangeInfo] = field(default_factory=list)
+    points: list[PointEvent] = field(default_factory=list)
+    streams: dict[int, tuple[list[Event], bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Todo:
+    """The reads a round makes: the builders whose builds are read (again), and whether the
+    changes and the point events are."""
+
+    builders: list[BuilderInfo]
+    changes: bool
+    events: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.builders or self.changes or self.events)
+
+
+def _first_reads(blist: Sequence[BuilderInfo], ncols: int, num_events: int,
+                 filters: Filters, show_events: bool) -> tuple[_Reads, _Todo]:
+    """The first round's limits: enough builds per column to fill the page were the builds
+    spread evenly over the columns, as many changes and point events as the page has rows
+    (a filter that narrows the builds lets each builder's read grow further)."""
+    first = max(4, math.ceil(num_events / ncols) + 2)
+    build_cap = (num_events + 2) * (GROWTH if filters.narrows_builds else 1)
+    point_cap = GROWTH * num_events + 2
+    reads = _Reads(build_src={b.id: _Source(min(first, build_cap), build_cap) for b in blist},
+                   change_src=_Source(min(first, point_cap), point_cap),
+                   event_src=_Source(min(num_events + 2, point_cap), point_cap),
+                   found={b.id: [] for b in blist})
+    return reads, _Todo(list(blist), True, show_events)
+
+
+def _build_asks(reads: _Reads, todo: Sequence[BuilderInfo], last_time: float | None
+                ) -> list[tuple[BuilderInfo, int, float | None]]:
+    """(builder, limit, newest start) of each builder's read: the first from ``last_time``
+    down; a grown one continues below what was read (ties at the old horizon read again)."""
+    asks: list[tuple[BuilderInfo, int, float | None]] = []
+    for b in todo:
+        src, have = reads.build_src[b.id], reads.found[b.id]
+        if have:
+            ties = sum(1 for bld in have if bld.started_at == src.horizon)
+            asks.append((b, max(src.limit - len(have) + ties, 1), src.horizon))
+        else:
+            asks.append((b, src.limit, last_time))
+    return asks
+
+
+def _read_builds(conn: Connection, reads: _Reads, todo: Sequence[BuilderInfo],
+                 filters: Filters, last_time: float | None, lower: float | None) -> None:
+    """Read the next builds of the ``todo`` builders into ``reads``, with their steps, and
+    which of them pass the filters: one statement for the builds (per ``GROUP`` builders),
+    one for their steps, one per kind of filter."""
+    asks = _build_asks(reads, todo, last_time)
+    got = _newest_builds(conn, asks, lower)
+    new_builds = [bld for b in todo for bld in got[b.id] if bld.id not in reads.have_steps]
+    step_map = _steps(conn, [bld.id for bld in new_builds])
+    for bld in new_builds:
+        bld.steps = step_map.get(bld.id, [])
+        reads.have_steps.add(bld.id)
+    reads.keep |= (_matching(conn, new_builds, filters) if filters.narrows_builds
+                   else {bld.id for bld in new_builds})
+    for b, limit, _hi in asks:
+        have = reads.found[b.id]
+        known_ids = {bld.id for bld in have}
+        have.extend(bld for bld in got[b.id] if bld.id not in known_ids)
+        reads.build_src[b.id].horizon = (got[b.id][-1].started_at
+                                         if len(got[b.id]) >= limit else None)
+
+
+def _read_changes(conn: Connection, src: _Source, filters: Filters, last_time: float | None,
+                  lower: float | None) -> list[ChangeInfo]:
+    """The changes column's rows, read again with ``src``'s limit (one statement); sets how
+    far down they are complete."""
+    found = _newest_changes(conn, src.limit, last_time, lower, filters)
+    src.horizon = found[-1].when if len(found) >= src.limit else None
+    return found
+
+
+def _read_points(conn: Connection, src: _Source, last_time: float | None,
+                 lower: float | None) -> list[PointEvent]:
+    """The point events, read again with ``src``'s limit (one statement); sets how far down
+    they are complete."""
+    found = _point_events(conn, src.limit, last_time, lower)
+    src.horizon = found[-1].when if len(found) >= src.limit else None
+    return found
+
+
+def _columns(reads: _Reads, builder_list: Sequence[BuilderInfo],
+             slavenames: dict[str, Sequence[str]], done: _Todo, *,
+             show_events: bool, now: float) -> tuple[list[list[Event]], list[float | None]]:
+    """The page's columns (changes, then the builders in order) and, per column, the time
+    down to which it is complete (None: complete). A builder's column is made again only
+    when this round (``done``) read its builds or the point events again."""
+    asked = {b.id for b in done.builders}
+    columns = [with_spacers(change_stream(reads.changes), now)]
+    horizons: list[float | None] = [reads.change_src.horizon]
+    for b in builder_list:
+        if b.id not in reads.streams or done.events or b.id in asked:
+            mine = slavenames.get(b.name, ())
+            points = [point_event(pe.when, *pe.text) for pe in reads.points
+                      if pe.applies_to(b.name, mine)] if show_events else []
+            shown = [bld for bld in reads.found.get(b.id, []) if bld.id in reads.keep]
+            reads.streams[b.id] = (with_spacers(builder_stream(shown, points), now),
+                                   bool(points))
+        column, has_points = reads.streams[b.id]
+        columns.append(column)
+        src = reads.build_src.get(b.id)
+        limits = [src.horizon if src is not None else None]
+        if has_points:
+            limits.append(reads.event_src.horizon)
+        known = [h for h in limits if h is not None]
+        horizons.append(max(known) if known else None)
+    return columns, horizons
+
+
+def _regrow(reads: _Reads, rows: Bucketing, blist: Sequence[BuilderInfo], *,
+            num_events: int, max_boxes: int, show_events: bool, now: float) -> _Todo:
+    """The reads to grow after rows that stopped at a horizon: those complete only above how
+    far back the page will probably reach (extrapolated from the rows made so far)."""
+    top, low = rows.top, rows.stop_low if rows.stop_low is not None else now
+    kept = len(rows.chunks)
+    if kept:
+        need = min(num_events / kept, max_boxes / max(rows.boxes, 1))
+        target = top - max(top - low, WINDOW) * max(need, 1.0) * 1.1
+    else:
+        target = low - max(top - low, WINDOW)
+
+    def grows(src: _Source) -> bool:
+        return src.horizon is not None and src.horizon > target and src.grow(top, target)
+
+    return _Todo([b for b in blist if grows(reads.build_src[b.id])],
+                 grows(reads.change_src),
+                 show_events and grows(reads.event_src))
+
+
+def _shown_builds(rows: Bucketing) -> list[Build]:
+    """The builds with a box on the page or just below it (the next event of a column)."""
+    shown = {e.build.id: e.build for chunk in rows.chunks for cell in chunk.cells
+             for e in cell if e.build is not None}
+    shown.update({e.build.id: e.build for e in rows.next_events
+                  if e is not None and e.build is not None})
+    return list(shown.values())
+
+
 def load(conn: Connection, builder_list: Sequence[BuilderInfo],
          slavenames: dict[str, Sequence[str]], filters: Filters, *, now: float,
          num_events: int, last_time: float | None = None, lower: float | None = None,
          show_events: bool = False, max_boxes: int = MAX_BOXES) -> Waterfall:
     """Read what a waterfall page of ``builder_list`` shows and cut it into rows.
 
+    Per round: read the builds that must be read (:func:`_read_builds`), the changes and
+    the point events (:func:`_read_changes`, :func:`_read_points`), make the columns
+    (:func:`_columns`) and cut them into rows (:func:`bucket`); when the rows stopped at a
+    stream's horizon, grow the reads in the way (:func:`_regrow`) and go round again.
+    Last, decode the steps shown and read their logs (:func:`_finish_shown`).
+
     Statements: per round one for builds, one for their steps, one per build filter, one
     for changes and one for slave events (each only when that read must grow), then one for
     the logs of the steps shown; one or two rounds usually."""
     blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
-    ncols = len(builder_list) + 1
-    first = max(4, math.ceil(num_events / ncols) + 2)
-    build_cap = (num_events + 2) * (GROWTH if filters.narrows_builds else 1)
-    point_cap = GROWTH * num_events + 2
-    build_src = {b.id: _Source(min(first, build_cap), build_cap) for b in blist}
-    change_src = _Source(min(first, point_cap), point_cap)
-    event_src = _Source(min(num_events + 2, point_cap), point_cap)
-    found: dict[int, list[Build]] = {b.id: [] for b in blist}
-    keep: set[int] = set()
-    have_steps: set[int] = set()
-    change_list: list[ChangeInfo] = []
-    slave_events: list[PointEvent] = []
-    todo_builds = list(blist)
-    todo_changes, todo_events = True, show_events
-    streams: dict[int, tuple[list[Event], bool]] = {}
+    reads, todo = _first_reads(blist, len(builder_list) + 1, num_events, filters, show_events)
     rounds = 0
     while True:
         rounds += 1
-        asked = {b.id for b in todo_builds}
-        if todo_builds:
-            # a grown read continues below what was read (ties at the old horizon read again)
-            asks = []
-            for b in todo_builds:
-                src, have = build_src[b.id], found[b.id]
-                if have:
-                    ties = sum(1 for bld in have if bld.started_at == src.horizon)
-                    asks.append((b, max(src.limit - len(have) + ties, 1), src.horizon))
-                else:
-                    asks.append((b, src.limit, last_time))
-            got = _newest_builds(conn, asks, lower)
-            new_builds = [bld for b in todo_builds for bld in got[b.id]
-                          if bld.id not in have_steps]
-            step_map = _steps(conn, [bld.id for bld in new_builds])
-            for bld in new_builds:
-                bld.steps = step_map.get(bld.id, [])
-                have_steps.add(bld.id)
-            keep |= (_matching(conn, new_builds, filters) if filters.narrows_builds
-                     else {bld.id for bld in new_builds})
-            for b, limit, _hi in asks:
-                known_ids = {bld.id for bld in found[b.id]}
-                found[b.id].extend(bld for bld in got[b.id] if bld.id not in known_ids)
-                build_src[b.id].horizon = (got[b.id][-1].started_at
-                                           if len(got[b.id]) >= limit else None)
-        if todo_changes:
-            change_list = _newest_changes(conn, change_src.limit, last_time, lower, filters)
-            change_src.horizon = (change_list[-1].when
-                                  if len(change_list) >= change_src.limit else None)
-        if todo_events:
-            slave_events = _point_events(conn, event_src.limit, last_time, lower)
-            event_src.horizon = (slave_events[-1].when
-                                 if len(slave_events) >= event_src.limit else None)
-        columns = [with_spacers(change_stream(change_list), now)]
-        horizons: list[float | None] = [change_src.horizon]
-        for b in builder_list:
-            if b.id not in streams or todo_events or b.id in asked:
-                mine = slavenames.get(b.name, ())
-                points = [point_event(pe.when, *pe.text) for pe in slave_events
-                          if pe.applies_to(b.name, mine)] if show_events else []
-                shown = [bld for bld in found.get(b.id, []) if bld.id in keep]
-                streams[b.id] = (with_spacers(builder_stream(shown, points), now),
-                                 bool(points))
-            column, has_points = streams[b.id]
-            columns.append(column)
-            limits = [build_src[b.id].horizon if b.id in build_src else None]
-            if has_points:
-                limits.append(event_src.horizon)
-            known = [h for h in limits if h is not None]
-            horizons.append(max(known) if known else None)
-        result = bucket(columns, now=now, num_events=num_events, last_time=last_time,
-                        lower=lower, horizons=horizons, max_boxes=max_boxes)
-        if result.stopped != "horizon" or rounds >= MAX_ROUNDS:
+        if todo.builders:
+            _read_builds(conn, reads, todo.builders, filters, last_time, lower)
+        if todo.changes:
+            reads.changes = _read_changes(conn, reads.change_src, filters, last_time, lower)
+        if todo.events:
+            reads.points = _read_points(conn, reads.event_src, last_time, lower)
+        columns, horizons = _columns(reads, builder_list, slavenames, todo,
+                                     show_events=show_events, now=now)
+        rows = bucket(columns, now=now, num_events=num_events, last_time=last_time,
+                      lower=lower, horizons=horizons, max_boxes=max_boxes)
+        if rows.stopped != "horizon" or rounds >= MAX_ROUNDS:
             break
-        top, low = result.top, result.stop_low if result.stop_low is not None else now
-        # how far back the page will probably reach: extrapolate from the rows made so far
-        kept = len(result.chunks)
-        if kept:
-            need = min(num_events / kept, max_boxes / max(result.boxes, 1))
-            target = top - max(top - low, WINDOW) * max(need, 1.0) * 1.1
-        else:
-            target = low - max(top - low, WINDOW)
-
-        def blocks(src: _Source, floor: float = target) -> bool:
-            return src.horizon is not None and src.horizon > floor
-
-        todo_builds = [b for b in blist
-                       if blocks(build_src[b.id]) and build_src[b.id].grow(top, target)]
-        todo_changes = blocks(change_src) and change_src.grow(top, target)
-        todo_events = show_events and blocks(event_src) and event_src.grow(top, target)
-        if not (todo_builds or todo_changes or todo_events):
+        todo = _regrow(reads, rows, blist, num_events=num_events, max_boxes=max_boxes,
+                       show_events=show_events, now=now)
+        if not todo:
             break
-    shown_builds = {e.build.id: e.build for chunk in result.chunks for cell in chunk.cells
-                    for e in cell if e.build is not None}
-    shown_builds.update({e.build.id: e.build for e in result.next_events
-                         if e is not None and e.build is not None})
-    _finish_shown(conn, shown_builds.values())
-    return Waterfall(list(builder_list), result, rounds)
+    _finish_shown(conn, _shown_builds(rows))
+    return Waterfall(list(builder_list), rows, rounds)
 
 
 # -- the two rows above the grid: last build and current activity -------------------------------
