@@ -37,6 +37,10 @@ from bbweb.worker.git import run_git_checkout
 log = logging.getLogger("bbweb.worker")
 
 CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
+# An idle worker's claims say it is alive (each one is a heartbeat on the master), so it
+# sends no separate heartbeat while one is waiting and it has nothing new to report; its
+# claims then last at most this many heartbeat intervals, well inside the timeout.
+IDLE_CLAIM_BEATS = 2
 GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
 
 
@@ -88,6 +92,8 @@ class Worker:
         self._running: set[int] = set()
         self._claims = 0
         self._settled = 0
+        self._claiming = False  # a claim is waiting for work at the master
+        self._reported: tuple[list[int], int] | None = None  # what the last heartbeat said
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -113,12 +119,16 @@ class Worker:
             while not self.shutdown.is_set():
                 self._claims += 1
                 seq = self._claims
+                wait = min(self.opts.claim_wait, IDLE_CLAIM_BEATS * self.heartbeat_interval)
+                self._claiming = True
                 try:
-                    answer = self.client.claim(self.opts.claim_wait, seq)
+                    answer = self.client.claim(wait, seq)
                 except MasterGone as exc:
+                    self._claiming = False
                     self._settle(seq)
                     log.warning("%s; still trying", exc)
                     continue
+                self._claiming = False
                 if answer is None:
                     self._settle(seq)
                     continue
@@ -186,6 +196,8 @@ class Worker:
         while not self.shutdown.wait(self.heartbeat_interval):
             with self._state_lock:
                 running, settled = sorted(self._running), self._settled
+            if not running and self._claiming and self._reported == (running, settled):
+                continue  # the waiting claim tells the master we are alive
             try:
                 commands = client.heartbeat(running, self.session, settled)
             except AuthenticationError:
@@ -196,6 +208,7 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            self._reported = (running, settled)
             for command in commands:
                 self._obey(command, client)
 
