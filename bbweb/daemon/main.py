@@ -5,9 +5,12 @@ table match the configuration, collect the event consumers. Then loop:
 
 * without the lock: try to take it, otherwise log who holds it and poll again;
 * with the lock: renew it every ``renew_interval``, fire scheduler timers every
-  ``tick_interval``, reap silent workers every ``liveness_interval``, while one thread per
+  ``tick_interval``, reap silent workers when one could next be found silent (at least
+  ``liveness_interval`` apart, :func:`~bbweb.daemon.liveness.next_due`), see whether a
+  pending clean shutdown is due whenever an event is committed, while one thread per
   consumer dispatches events and one thread per change-source poller polls
-  (:mod:`bbweb.daemon.pollers`);
+  (:mod:`bbweb.daemon.pollers`). Between these it sleeps until a wake-up
+  (:mod:`bbweb.db.wakeup`) or the next thing due: nothing polls;
 * lock lost (renewal found someone else's row): stop dispatching at once and go back to
   waiting for it;
 * stop (``stop_event``, SIGINT or SIGTERM): let the events being handled finish, release

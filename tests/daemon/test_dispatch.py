@@ -216,3 +216,19 @@ def test_open_is_retried_and_close_called_on_stop(master, daemons):
     wait_for(lambda: caught_up(hooked, master), what="the consumer to catch up")
     assert d.stop() == 0
     assert hooked.calls == ["open", "close"]
+
+
+def test_new_events_wake_an_idle_consumer_without_its_fallback(master, daemons):
+    """A consumer with nothing to do sleeps until an event is committed: with its fallback
+    look an hour away, events written afterwards still reach it (the wake-up of the
+    committing transaction, bbweb.db.wakeup), and a stop ends its sleep."""
+    add_changes(master, 1)
+    rec = Recorder("woken")
+    d = daemons(master.basedir, consumers=[rec], holder="woken",
+                **{**FAST, "dispatch_interval": 3600.0})
+    wait_for(lambda: caught_up(rec, master), what="the consumer to read the history")
+    for _ in range(2):  # each time from an idle sleep
+        add_changes(master, 1)
+        wait_for(lambda: caught_up(rec, master), what="the consumer to be woken")
+    assert rec.seen == all_event_ids(master)
+    assert d.stop(timeout=15) == 0
