@@ -25,6 +25,7 @@ DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 # Flask, SQLAlchemy and the configuration) for throughput a small master rarely needs
 DEFAULT_WEB_WORKERS = 1
 LOCAL_WORKER = "local-worker"
+MALLOC_ARENA_VAR, MALLOC_ARENAS = "MALLOC_ARENA_MAX", "2"
 # gunicorn's control socket (gunicorn 25.1 and later), one per master
 CONTROL_SOCKET = Path("run") / "gunicorn.ctl"
 _MAX_UNIX_PATH = 107  # bytes a UNIX socket's path may have on Linux (sun_path less its NUL)
@@ -173,6 +174,9 @@ def start(basedir: Path, local_worker: str | None = None,
                       "(distrib_port)")
     plan = Plan(children, daemon=True, banner=banner, verbose=verbose)
     env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
+    # glibc gives each thread that allocates its own heap arena, up to 8 per core: the
+    # daemon's and gunicorn's threads would each keep one, mostly empty
+    env.setdefault(MALLOC_ARENA_VAR, MALLOC_ARENAS)
     env[PLAN_VAR] = plan.to_json()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -212,6 +212,7 @@ def hello(db: Database, cfg: MasterConfig, name: str, key: str | None, info: dic
             conn.execute(slaves.update().where(slaves.c.id == sid).values(session=session))
         return Answer.json({"builders": cfg.builders_for_slave(name),
                             "heartbeat_interval": eslaves.heartbeat_interval(cfg, name),
+                            "heartbeat_timeout": eslaves.heartbeat_timeout(cfg, name),
                             "lease": lease_seconds(), "ended": ended})
 
     return _acted(db, name, key, "/hello", act, touch=False)

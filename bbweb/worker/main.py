@@ -39,7 +39,8 @@ log = logging.getLogger("bbweb.worker")
 CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
 # An idle worker's claims say it is alive (each one is a heartbeat on the master), so it
 # sends no separate heartbeat while one is waiting and it has nothing new to report; its
-# claims then last at most this many heartbeat intervals, well inside the timeout.
+# claims then last at most half the heartbeat timeout the master gave in its hello (or,
+# from a master that gives none, this many heartbeat intervals).
 IDLE_CLAIM_BEATS = 2
 GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
 
@@ -84,6 +85,7 @@ class Worker:
         self.stop_build = threading.Event()
         self.current_build: int | None = None
         self.heartbeat_interval = 5.0
+        self.idle_claim_wait = opts.claim_wait
         self._in_build = False
         self.session = uuid.uuid4().hex
         # what the heartbeat reports, changed together under the lock: the builds we run,
@@ -106,6 +108,10 @@ class Worker:
             log.error("%s", exc)
             return 1
         self.heartbeat_interval = float(hello.get("heartbeat_interval") or 5.0)
+        timeout = hello.get("heartbeat_timeout")
+        self.idle_claim_wait = (float(timeout) / 2 if isinstance(timeout, int | float)
+                                and timeout > 0
+                                else IDLE_CLAIM_BEATS * self.heartbeat_interval)
         log.info("worker %s connected to %s; builders: %s", self.opts.name,
                  self.opts.master_url, ", ".join(hello.get("builders", [])) or "(none)")
         if hello.get("ended"):
@@ -119,7 +125,7 @@ class Worker:
             while not self.shutdown.is_set():
                 self._claims += 1
                 seq = self._claims
-                wait = min(self.opts.claim_wait, IDLE_CLAIM_BEATS * self.heartbeat_interval)
+                wait = min(self.opts.claim_wait, self.idle_claim_wait)
                 self._claiming = True
                 try:
                     answer = self.client.claim(wait, seq)
