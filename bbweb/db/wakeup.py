@@ -15,11 +15,14 @@ directory, named by a hash of the database's address); a notification is one dat
 with the channel's name to each socket there, sent without blocking. One thread per
 waiting process receives them; it costs nothing while nothing happens. A process that
 died leaves a socket nobody reads: the first notification that finds it refused removes
-it. Processes on other hosts (PostgreSQL shared by several hosts) are not reached.
+it. On PostgreSQL the transaction also sends ``NOTIFY bbweb_wakeup`` with the channel's
+name (delivered by the server when it commits, to every host), and each waiting process
+keeps one connection listening for it (``LISTEN``) in a receiving thread.
 
 A wake-up is a hint, never the only way to see work: every waiter keeps a fallback
-timeout after which it looks again anyway, so a lost wake-up (another host, a full
-socket buffer, a process of another user) delays, never strands. ``BBWEB_WAKEUP_FALLBACK``
+timeout after which it looks again anyway, so a lost wake-up (an SQLite master's process
+of another user, a full socket buffer, a PostgreSQL connection being re-opened) delays,
+never strands. ``BBWEB_WAKEUP_FALLBACK``
 (seconds) overrides every waiter's fallback, e.g. to show in a test that the wake-ups
 alone do the work.
 """
@@ -45,6 +48,9 @@ log = logging.getLogger("bbweb.wakeup")
 # the outbox, a build request back in the queue)
 EVENTS = "events"
 PENDING = "bbweb_wakeups"  # the key in a connection's ``info`` of channels to notify
+PG_CHANNEL = "bbweb_wakeup"  # PostgreSQL's NOTIFY channel; the payload names ours
+PG_RETRY = 5.0  # seconds before a lost LISTEN connection is opened again
+PG_READY = 10.0  # seconds a first waiter waits for its LISTEN to be in place
 FALLBACK_VAR = "BBWEB_WAKEUP_FALLBACK"
 _MAX_UNIX_PATH = 107  # bytes a UNIX socket's path may have on Linux (sun_path less its NUL)
 _MAX_NAME = 10  # a process id's digits (the socket's name in the directory)
@@ -64,7 +70,12 @@ def fallback(default: float) -> float:
 def after_commit(conn: Any, *channels: str) -> None:
     """Notify ``channels`` once the write transaction of ``conn`` (a SQLAlchemy
     connection from :meth:`Database.write`) commits; nothing if it rolls back."""
-    conn.info.setdefault(PENDING, set()).update(channels)
+    pending = conn.info.setdefault(PENDING, set())
+    if conn.dialect.name == "postgresql":
+        for channel in set(channels) - pending:  # delivered by the server at commit
+            conn.execute(sa.text("SELECT pg_notify(:name, :channel)"),
+                         {"name": PG_CHANNEL, "channel": channel})
+    pending.update(channels)
 
 
 def take_pending(conn: Any) -> set[str]:
@@ -75,10 +86,12 @@ def take_pending(conn: Any) -> set[str]:
 class Wakeups:
     """This process's wake-ups for one master (one database); see the module's doc.
 
-    ``directory`` None: wake-ups reach the threads of this process only."""
+    ``directory`` None: wake-ups reach the threads of this process only. ``pg_url``: a
+    PostgreSQL database whose notifications this process listens to as well."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, pg_url: str | None = None) -> None:
         self.directory = directory
+        self.pg_url = pg_url
         self._reset()
 
     def _reset(self) -> None:
@@ -88,6 +101,8 @@ class Wakeups:
         self._listening: socket.socket | None = None
         self._sender: socket.socket | None = None
         self._usable = self.directory is not None
+        self._pg_started = False
+        self._pg_ready = threading.Event()
 
     def _forked(self) -> None:
         """In a child after ``fork``: nothing of the parent's sockets, thread or locks."""
@@ -161,6 +176,8 @@ class Wakeups:
     def _listen(self) -> None:
         if os.getpid() != self._pid:
             self._forked()
+        if self.pg_url is not None and not self._pg_ready.is_set():
+            self._listen_pg()
         if self._listening is not None or not self._usable or self.directory is None:
             return
         with self._cond:
@@ -180,6 +197,45 @@ class Wakeups:
             self._listening = sock
             threading.Thread(target=self._receive, args=(sock,), daemon=True,
                              name="bbweb-wakeup").start()
+
+    def _listen_pg(self) -> None:
+        with self._cond:
+            if not self._pg_started:
+                self._pg_started = True
+                threading.Thread(target=self._receive_pg, args=(self._pg_ready, self._pid),
+                                 daemon=True, name="bbweb-wakeup-pg").start()
+        # from here on a notification is heard (or, if LISTEN failed, the fallback covers)
+        self._pg_ready.wait(PG_READY)
+
+    def _receive_pg(self, ready: threading.Event, pid: int) -> None:
+        """LISTEN on a connection of its own; opened again after it is lost (waking every
+        waiter then: a notification may have been missed meanwhile)."""
+        import psycopg
+
+        assert self.pg_url is not None
+        conninfo = sa.engine.make_url(self.pg_url).set(drivername="postgresql") \
+            .render_as_string(hide_password=False)
+        lost = False
+        while os.getpid() == pid:
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {PG_CHANNEL}")
+                    ready.set()
+                    if lost:
+                        with self._cond:
+                            channels = list(self._generations)
+                        for channel in channels:
+                            self.wake_here(channel)
+                    for note in conn.notifies():
+                        if note.payload:
+                            self.wake_here(note.payload)
+            except Exception as exc:
+                log.warning("listening for wake-ups on PostgreSQL failed (%s); waiting "
+                            "processes look at their fallback interval until it is back",
+                            exc)
+            ready.set()
+            lost = True
+            threading.Event().wait(PG_RETRY)
 
     def _receive(self, sock: socket.socket) -> None:
         while True:
@@ -231,7 +287,10 @@ def directory_for(url: str) -> Path | None:
     else:
         key = parsed.render_as_string(hide_password=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"bbweb-wake-{os.getuid()}" / digest
+    directory = Path(tempfile.gettempdir()) / f"bbweb-wake-{os.getuid()}" / digest
+    if len(os.fsencode(str(directory))) + 1 + _MAX_NAME > _MAX_UNIX_PATH:
+        directory = Path("/tmp") / f"bbweb-wake-{os.getuid()}" / digest
+    return directory
 
 
 _registry: dict[Path | None, Wakeups] = {}
@@ -244,10 +303,11 @@ def for_url(url: str) -> Wakeups:
     directory = directory_for(url)
     if directory is None:
         return Wakeups(None)  # in-memory: this Database alone
+    pg_url = url if sa.engine.make_url(url).get_backend_name() == "postgresql" else None
     with _registry_lock:
         found = _registry.get(directory)
         if found is None:
-            found = _registry[directory] = Wakeups(directory)
+            found = _registry[directory] = Wakeups(directory, pg_url)
         return found
 
 

@@ -5,9 +5,11 @@ does not, and a socket left by a dead process is cleared away."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -117,10 +119,53 @@ def test_fallback_setting(monkeypatch):
     assert wakeup.fallback(5.0) == 5.0
 
 
-def test_long_database_paths_meet_in_the_temporary_directory(tmp_path):
+def test_long_database_paths_meet_in_the_temporary_directory(tmp_path, monkeypatch):
     deep = tmp_path / ("d" * 90) / "state.sqlite"
     directory = wakeup.directory_for("sqlite:///" + str(deep))
     assert directory is not None and len(str(directory)) < 90
     assert wakeup.directory_for("sqlite://") is None
     pg = wakeup.directory_for("postgresql+psycopg://u:secret@db.example/bb")
     assert pg is not None and "secret" not in str(pg)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("t" * 100)))
+    pg = wakeup.directory_for("postgresql+psycopg://u:secret@db.example/bb")
+    assert pg is not None and len(os.fsencode(str(pg))) + 11 <= 107
+
+
+@pytest.fixture
+def pg_url(pg_admin_url):  # type: ignore[no-untyped-def]
+    from tests.conftest import _drop_pg_database, _fresh_pg_database
+
+    if pg_admin_url is None:
+        pytest.skip("PostgreSQL server binaries are not installed (scripts/test.sh installs "
+                    "them)")
+    url, name = _fresh_pg_database(pg_admin_url)
+    try:
+        yield url
+    finally:
+        _drop_pg_database(pg_admin_url, name)
+
+
+def test_postgresql_notifies_processes_that_share_no_directory(pg_url):
+    """On PostgreSQL the committing transaction's NOTIFY wakes a waiting process even when
+    the two meet in no socket directory (as on two hosts): the child's temporary
+    directory is another one."""
+    elsewhere = Path(tempfile.mkdtemp(prefix="bbweb-other-host-"))  # short: socket paths
+    child = subprocess.Popen([sys.executable, "-c", WAITER, pg_url], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, TMPDIR=str(elsewhere)))
+    db = Database(pg_url)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"  # its LISTEN is in place
+        # its socket is in its own temporary directory, where this process sends nothing
+        assert [p.name for p in elsewhere.rglob(str(child.pid))] == [str(child.pid)]
+        assert not str(wakeup.directory_for(pg_url)).startswith(str(elsewhere))
+        with db.write() as conn:
+            wakeup.after_commit(conn, "events")
+        wait_for(lambda: child.poll() is not None, 30, what="the waiting process to wake")
+        assert child.stdout.read().strip() == "woken"
+    finally:
+        child.kill()
+        child.wait()
+        db.dispose()
+        shutil.rmtree(elsewhere, ignore_errors=True)
