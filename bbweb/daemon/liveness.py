@@ -109,8 +109,12 @@ def next_due(db: Database, cfg: MasterConfig, *, heartbeat_timeout: float | None
             if row.last_seen is None:
                 return time.time()
             moments.append(row.last_seen + _timeout(cfg, row.name, heartbeat_timeout))
-        lease = conn.execute(sa.select(sa.func.min(buildrequests.c.lease_expires_at)).where(
-            buildrequests.c.complete.is_(False))).scalar()
+        # in the lease index's order (the first unfinished one), not a scan of every request
+        lease = conn.execute(
+            sa.select(buildrequests.c.lease_expires_at)
+            .where(buildrequests.c.lease_expires_at.isnot(None),
+                   buildrequests.c.complete.is_(False))
+            .order_by(buildrequests.c.lease_expires_at).limit(1)).scalar()
         oldest = conn.execute(sa.select(sa.func.min(worker_requests.c.created_at))).scalar()
     if lease is not None:
         moments.append(float(lease))

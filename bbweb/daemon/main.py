@@ -237,7 +237,10 @@ class MasterDaemon:
             except LeaseLost:
                 self._lost(self._holder_description())
                 return 0.0
-        next_due = min(self._next_renew, self._next_tick, self._next_liveness)
+        dues = [self._next_renew, self._next_liveness]
+        if self._has_timers:  # without timer schedulers nothing is due at a tick
+            dues.append(self._next_tick)
+        next_due = min(dues)
         return max(0.0, min(next_due - time.monotonic(), opts.renew_interval))
 
     def _liveness_sleep(self) -> float:
