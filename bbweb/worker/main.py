@@ -23,6 +23,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,10 @@ class Worker:
         self._running: set[int] = set()
         self._claims = 0
         self._settled = 0
-        self._claiming = False  # a claim is waiting for work at the master
-        self._reported: tuple[list[int], int] | None = None  # what the last heartbeat said
+        self._claimed_at = float("-inf")  # time.monotonic() when the last claim was sent
+        self._news = 0  # the last settled claim that brought a build or a lease
+        # the builds and the news the last heartbeat reported
+        self._reported: tuple[list[int], int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -126,17 +129,15 @@ class Worker:
                 self._claims += 1
                 seq = self._claims
                 wait = min(self.opts.claim_wait, self.idle_claim_wait)
-                self._claiming = True
+                self._claimed_at = time.monotonic()
                 try:
                     answer = self.client.claim(wait, seq)
                 except MasterGone as exc:
-                    self._claiming = False
-                    self._settle(seq)
+                    self._settle(seq, quiet=True)  # a lease we never saw just runs out
                     log.warning("%s; still trying", exc)
                     continue
-                self._claiming = False
                 if answer is None:
-                    self._settle(seq)
+                    self._settle(seq, quiet=True)
                     continue
                 for command in answer.get("commands") or []:
                     self._obey(command, self.client)
@@ -150,8 +151,8 @@ class Worker:
                     build = self._confirm(lease["request"], seq)
                 if isinstance(build, dict):
                     self._run_build(build, seq)
-                else:
-                    self._settle(seq)
+                else:  # a lease it could not confirm may have started a build: report it
+                    self._settle(seq, quiet=not isinstance(lease, dict))
                 poll_after = answer.get("poll_after")
                 if isinstance(poll_after, int | float) and poll_after > 0:
                     # the master would not wait for work (its server cannot afford it)
@@ -179,12 +180,15 @@ class Worker:
         if not self._in_build:
             raise ShutdownRequested()
 
-    def _settle(self, seq: int, build_id: int | None = None) -> None:
-        """Claim ``seq`` is dealt with: its build (if any) is now among those we run."""
+    def _settle(self, seq: int, build_id: int | None = None, quiet: bool = False) -> None:
+        """Claim ``seq`` is dealt with: its build (if any) is now among those we run.
+        ``quiet``: it brought no build and no lease, so it is no news for a heartbeat."""
         with self._state_lock:
             if build_id is not None:
                 self._running.add(build_id)
             self._settled = seq
+            if not quiet:
+                self._news = seq
 
     def _confirm(self, request_id: int, seq: int) -> dict[str, Any] | None:
         """Confirm a lease: the build to run, or None when the lease was lost."""
@@ -201,9 +205,11 @@ class Worker:
         client = self.client.copy()
         while not self.shutdown.wait(self.heartbeat_interval):
             with self._state_lock:
-                running, settled = sorted(self._running), self._settled
-            if not running and self._claiming and self._reported == (running, settled):
-                continue  # the waiting claim tells the master we are alive
+                running, settled, news = sorted(self._running), self._settled, self._news
+            claiming = time.monotonic() - self._claimed_at < \
+                self.idle_claim_wait + self.heartbeat_interval
+            if not running and claiming and self._reported == (running, news):
+                continue  # our claims tell the master we are alive, and nothing changed
             try:
                 commands = client.heartbeat(running, self.session, settled)
             except AuthenticationError:
@@ -214,7 +220,7 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            self._reported = (running, settled)
+            self._reported = (running, news)
             for command in commands:
                 self._obey(command, client)
 

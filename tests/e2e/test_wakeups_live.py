@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bbweb.db import wakeup
-from bbweb.db.schema import builders, builds
+from bbweb.db.schema import builders, builds, slaves
 from bbweb.engine.force import force_build
 from tests.e2e.conftest import start_live_master, stop_live_master, wait_for
 
@@ -85,3 +85,38 @@ def test_forced_builds_are_claimed_and_dispatched_on_wake_ups(live):
                        for line in finished_file.read_text().splitlines())
 
         wait_for(dispatched, DEADLINE, what=f"the daemon's consumer to get build #{number}")
+
+
+IDLE_CFG = r"""
+from bbweb.config import *
+c = BuildmasterConfig = {}
+c['db_url'] = DB_URL
+# heartbeats every 0.5 s, lost after 2.5 s of silence: idle claims of 1.25 s
+c['slaves'] = [BuildSlave('w1', 'pw1', keepalive_interval=0.5)]
+c['builders'] = [BuilderConfig(name='quick', slavenames=['w1'],
+                               factory=BuildFactory([ShellCommand(command=['true'])]))]
+c['status'] = [WebStatus(http_port=PORT)]
+"""
+
+
+def test_an_idle_worker_is_kept_alive_by_its_claims(tmp_path, e2e_db_url):
+    """An idle worker sends no heartbeat beside its waiting claims (each one is a
+    heartbeat at the master): it stays connected through many heartbeat timeouts while
+    its heartbeats stop after the first."""
+    master = start_live_master(tmp_path / "master", IDLE_CFG, e2e_db_url)
+    try:
+        master.start_worker("w1", "pw1")
+        log = master.basedir / "http.log"
+
+        def requests_of(path: str) -> int:
+            lines = log.read_text().splitlines() if log.exists() else []
+            return sum(1 for line in lines if f"/api/worker/{path} " in line)
+
+        # eight claims of 1.25 s: four heartbeat timeouts of 2.5 s
+        wait_for(lambda: requests_of("claim") >= 8, 60, what="the worker's idle claims")
+        assert requests_of("heartbeat") <= 1  # (twenty without claims counting as one)
+        with master.db.read() as conn:
+            assert conn.execute(sa.select(slaves.c.connected)
+                                .where(slaves.c.name == "w1")).scalar()
+    finally:
+        stop_live_master(master)
