@@ -40,8 +40,10 @@ log = logging.getLogger("bbweb.worker")
 CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
 # An idle worker's claims say it is alive (each one is a heartbeat on the master), so it
 # sends no separate heartbeat while one is waiting and it has nothing new to report; its
-# claims then last at most half the heartbeat timeout the master gave in its hello (or,
-# from a master that gives none, this many heartbeat intervals).
+# claims then end this many seconds (or half the timeout, whichever is more) before the
+# heartbeat timeout the master gave in its hello (from a master that gives none, they last
+# IDLE_CLAIM_BEATS heartbeat intervals).
+IDLE_CLAIM_MARGIN = 10.0
 IDLE_CLAIM_BEATS = 2
 GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
 
@@ -112,9 +114,10 @@ class Worker:
             return 1
         self.heartbeat_interval = float(hello.get("heartbeat_interval") or 5.0)
         timeout = hello.get("heartbeat_timeout")
-        self.idle_claim_wait = (float(timeout) / 2 if isinstance(timeout, int | float)
-                                and timeout > 0
-                                else IDLE_CLAIM_BEATS * self.heartbeat_interval)
+        if isinstance(timeout, int | float) and timeout > 0:
+            self.idle_claim_wait = max(timeout - IDLE_CLAIM_MARGIN, timeout / 2)
+        else:
+            self.idle_claim_wait = IDLE_CLAIM_BEATS * self.heartbeat_interval
         log.info("worker %s connected to %s; builders: %s", self.opts.name,
                  self.opts.master_url, ", ".join(hello.get("builders", [])) or "(none)")
         if hello.get("ended"):
