@@ -92,6 +92,8 @@ class Database:
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
         self.wakeups = wakeup.for_url(url)
+        self.wakeups.attach()
+        self._disposed = False
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -128,6 +130,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if not self._disposed:
+            self._disposed = True
+            self.wakeups.detach()
 
 
 def _ensure_counter(conn: Connection) -> None:

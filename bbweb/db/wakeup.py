@@ -51,6 +51,7 @@ PENDING = "bbweb_wakeups"  # the key in a connection's ``info`` of channels to n
 PG_CHANNEL = "bbweb_wakeup"  # PostgreSQL's NOTIFY channel; the payload names ours
 PG_RETRY = 5.0  # seconds before a lost LISTEN connection is opened again
 PG_READY = 10.0  # seconds a first waiter waits for its LISTEN to be in place
+PG_CHECK = 60.0  # how often the LISTEN thread looks whether it is still wanted
 FALLBACK_VAR = "BBWEB_WAKEUP_FALLBACK"
 _MAX_UNIX_PATH = 107  # bytes a UNIX socket's path may have on Linux (sun_path less its NUL)
 _MAX_NAME = 10  # a process id's digits (the socket's name in the directory)
@@ -103,6 +104,8 @@ class Wakeups:
         self._usable = self.directory is not None
         self._pg_started = False
         self._pg_ready = threading.Event()
+        self._pg_stop = threading.Event()
+        self._users = 0
 
     def _forked(self) -> None:
         """In a child after ``fork``: nothing of the parent's sockets, thread or locks."""
@@ -209,33 +212,58 @@ class Wakeups:
 
     def _receive_pg(self, ready: threading.Event, pid: int) -> None:
         """LISTEN on a connection of its own; opened again after it is lost (waking every
-        waiter then: a notification may have been missed meanwhile)."""
+        waiter then: a notification may have been missed meanwhile). Ends when the
+        database no longer exists or this process's last Database on it is disposed."""
         import psycopg
 
         assert self.pg_url is not None
         conninfo = sa.engine.make_url(self.pg_url).set(drivername="postgresql") \
             .render_as_string(hide_password=False)
-        lost = False
-        while os.getpid() == pid:
+        failures = 0
+        stop = self._pg_stop
+        while os.getpid() == pid and not stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {PG_CHANNEL}")
                     ready.set()
-                    if lost:
+                    if failures:
+                        log.info("listening for wake-ups on PostgreSQL again")
                         with self._cond:
                             channels = list(self._generations)
                         for channel in channels:
                             self.wake_here(channel)
-                    for note in conn.notifies():
-                        if note.payload:
-                            self.wake_here(note.payload)
+                    failures = 0
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=PG_CHECK):
+                            if note.payload:
+                                self.wake_here(note.payload)
             except Exception as exc:
-                log.warning("listening for wake-ups on PostgreSQL failed (%s); waiting "
-                            "processes look at their fallback interval until it is back",
-                            exc)
+                if "does not exist" in str(exc):
+                    break  # dropped: nothing to wait for any more
+                if not failures:
+                    log.warning("listening for wake-ups on PostgreSQL failed (%s); waiting "
+                                "processes look at their fallback interval until it is "
+                                "back", exc)
+                failures += 1
             ready.set()
-            lost = True
-            threading.Event().wait(PG_RETRY)
+            stop.wait(PG_RETRY)
+        ready.set()
+
+    def attach(self) -> None:
+        """A :class:`~bbweb.db.connection.Database` of this process uses these wake-ups."""
+        with self._cond:
+            self._users += 1
+
+    def detach(self) -> None:
+        """That Database was disposed: the last one going stops listening on PostgreSQL
+        (its connection is closed within ``PG_CHECK`` seconds)."""
+        with self._cond:
+            self._users = max(self._users - 1, 0)
+            if self._users == 0 and self._pg_started:
+                self._pg_stop.set()
+                self._pg_stop = threading.Event()
+                self._pg_ready = threading.Event()
+                self._pg_started = False
 
     def _receive(self, sock: socket.socket) -> None:
         while True:
