@@ -104,8 +104,8 @@ def role(pid: int, root: int) -> str:
         parent_cmd = Path(f"/proc/{_ppid(pid)}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return "gone"
-    if pid == root:
-        return "launcher"
+    if pid == root:  # bbweb start's own process (it runs the daemon since it execs)
+        return "bbweb start"
     if " worker " in cmd or cmd.rstrip().endswith(" worker"):
         return "local worker"
     if " master " in cmd:
