@@ -214,7 +214,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    return start(Path(args.basedir), local_worker=args.local_worker, workers=args.web_workers)
+    return start(Path(args.basedir), local_worker=args.local_worker, workers=args.web_workers,
+                 verbose=args.verbose)
 
 
 def cmd_master(args: argparse.Namespace) -> int:

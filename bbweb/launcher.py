@@ -1,18 +1,15 @@
 """``bbweb start``: web (gunicorn), daemon and a local worker as one foreground command.
 
-The three run as child processes, exactly as they would on separate hosts; this module
-only starts them, forwards Ctrl-C/SIGTERM, and stops the rest if one of them dies. The
-daemon exiting with code 0 on its own is the end of a clean shutdown (the root page's
-button): everything stops and ``bbweb start`` exits 0.
+This module checks the master, upgrades its database and works out what to run (the
+gunicorn command and its settings, the local worker); :mod:`bbweb.supervisor`, which this
+process becomes, runs it: the daemon in its own process, the web server and the worker as
+child processes, exactly as they would run on separate hosts.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from bbweb.db.migrate import upgrade
 from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
+from bbweb.supervisor import PLAN_VAR, Plan
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 from bbweb.web.events import STREAM_SLOTS_VAR
 
@@ -27,8 +25,11 @@ DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
 DEFAULT_WEB_WORKERS = 2
 PAGE_THREADS = 16  # threads of each web process for pages, the API and worker long-polls
 STREAM_SLOTS = 200  # live status streams (/json/events) each web process serves at once
+# one process of 16 threads: a second process would double the web's memory (each holds
+# Flask, SQLAlchemy and the configuration) for throughput a small master rarely needs
+DEFAULT_WEB_WORKERS = 1
 LOCAL_WORKER = "local-worker"
-STOP_GRACE = 15.0
+MALLOC_ARENA_VAR, MALLOC_ARENAS = "MALLOC_ARENA_MAX", "2"
 # gunicorn's control socket (gunicorn 25.1 and later), one per master
 CONTROL_SOCKET = Path("run") / "gunicorn.ctl"
 _MAX_UNIX_PATH = 107  # bytes a UNIX socket's path may have on Linux (sun_path less its NUL)
@@ -151,8 +152,11 @@ def _local_worker(cfg: MasterConfig, wanted: str | None) -> str | None:
 
 
 def start(basedir: Path, local_worker: str | None = None,
-          workers: int = DEFAULT_WEB_WORKERS) -> int:
-    """Run everything for one machine until Ctrl-C; returns the exit code."""
+          workers: int = DEFAULT_WEB_WORKERS, verbose: bool = False) -> int:
+    """Run everything for one machine until Ctrl-C. After checking the configuration and
+    upgrading the database, this process *becomes* :mod:`bbweb.supervisor` (``exec``: the
+    same process id, a fresh interpreter without what the checks loaded), so it returns
+    only when the configuration has errors (1)."""
     basedir = basedir.resolve()
     try:
         cfg = load_master_config(basedir)
@@ -164,79 +168,26 @@ def start(basedir: Path, local_worker: str | None = None,
         return 1
     upgrade(cfg.db_url)
     listen = cfg.web.listen or DEFAULT_LISTEN
-    env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
-    commands: dict[str, tuple[list[str], dict[str, str]]] = {
-        "web": (gunicorn_command(basedir, listen, workers, cfg.web), env),
-        "daemon": ([sys.executable, "-m", "bbweb.cli", "master", str(basedir)], env),
-    }
+    children: list[tuple[str, list[str], dict[str, str]]] = [
+        ("web", gunicorn_command(basedir, listen, workers, cfg.web), {})]
     if worker_name:
-        wenv = dict(env, BBWEB_WORKER_PASSWORD=cfg.slaves[worker_name].password)
-        commands["worker"] = ([sys.executable, "-m", "bbweb.cli", "worker",
-                               "--master", master_url(listen), "--name", worker_name,
-                               "--basedir", str(basedir / "workers" / worker_name)], wenv)
-
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    old_int = signal.signal(signal.SIGINT, request_stop)
-    old_term = signal.signal(signal.SIGTERM, request_stop)
-    exit_code = 0
-    try:
-        for name, (cmd, cenv) in commands.items():
-            procs[name] = subprocess.Popen(cmd, env=cenv, cwd=str(basedir),
-                                           start_new_session=True)
-        print(f"bbweb is running at {master_url(listen)}/ "
+        children.append(("worker", [sys.executable, "-m", "bbweb.cli", "worker",
+                                    "--master", master_url(listen), "--name", worker_name,
+                                    "--basedir", str(basedir / "workers" / worker_name)],
+                         {"BBWEB_WORKER_PASSWORD": cfg.slaves[worker_name].password}))
+    banner = [f"bbweb is running at {master_url(listen)}/ "
               f"(web, daemon{', worker ' + worker_name if worker_name else ''}); "
-              "press Ctrl-C to stop", flush=True)
-        if cfg.web.distrib is not None:
-            print(f"bbweb: the site is also served at {cfg.web.distrib.bind(basedir)} "
-                  "(distrib_port)", flush=True)
-        while not stopping:
-            for name, proc in procs.items():
-                code = proc.poll()
-                if code is not None and name == "daemon" and code == 0:
-                    # the daemon stops by itself only after a clean shutdown
-                    print("bbweb: clean shutdown finished (no build is running); stopping",
-                          flush=True)
-                    stopping = True
-                    break
-                if code is not None:
-                    print(f"bbweb: the {name} process exited with code {code}; stopping",
-                          file=sys.stderr, flush=True)
-                    exit_code = code or 1
-                    stopping = True
-                    break
-            time.sleep(0.2)
-    finally:
-        _stop_all(procs)
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-    return exit_code
-
-
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    """The worker first, while the web server is still up to hear its goodbye (so its
-    build is handed back), then the daemon and the web server together."""
-    deadline = time.monotonic() + STOP_GRACE
-    for group in (["worker"], ["daemon", "web"]):
-        names = [n for n in group if n in procs]
-        for name in names:
-            if procs[name].poll() is None:
-                try:
-                    os.killpg(procs[name].pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for name in names:
-            proc = procs[name]
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+              "press Ctrl-C to stop"]
+    if cfg.web.distrib is not None:
+        banner.append(f"bbweb: the site is also served at {cfg.web.distrib.bind(basedir)} "
+                      "(distrib_port)")
+    plan = Plan(children, daemon=True, banner=banner, verbose=verbose)
+    env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
+    # glibc gives each thread that allocates its own heap arena, up to 8 per core: the
+    # daemon's and gunicorn's threads would each keep one, mostly empty
+    env.setdefault(MALLOC_ARENA_VAR, MALLOC_ARENAS)
+    env[PLAN_VAR] = plan.to_json()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(basedir)
+    os.execve(sys.executable, [sys.executable, "-m", "bbweb.supervisor", str(basedir)], env)

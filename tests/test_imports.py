@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("serving", ("bbweb.web", "bbweb.daemon")),
     ("application", ("bbweb.app",)),
     ("commands", ("bbweb.launcher", "bbweb.scaffold", "bbweb.auth.cli", "bbweb.statuslog")),
+    ("application", ("bbweb.app", "bbweb.supervisor")),
+    ("commands", ("bbweb.launcher", "bbweb.scaffold", "bbweb.auth.cli")),
     ("command line", ("bbweb.cli",)),
     ("Buildbot's import paths", (
         "bbweb.config", "bbweb.buildslave", "bbweb.process", "bbweb.steps",
@@ -58,7 +60,9 @@ TABLE_USERS = frozenset({"bbweb.db", "bbweb.status", "bbweb.engine", "bbweb.auth
                          "bbweb.changes", "bbweb.daemon"})
 # Command-line entry points may import a command's code inside the function running it,
 # so that ``bbweb --help`` or ``bbweb worker`` does not load Flask, SQLAlchemy and the rest.
-LAZY_IMPORTS_ALLOWED = frozenset({"bbweb.cli", "bbweb.auth.cli", "bbweb.worker.cli"})
+# bbweb.supervisor (what ``bbweb start`` becomes) imports the daemon in its thread.
+LAZY_IMPORTS_ALLOWED = frozenset({"bbweb.cli", "bbweb.auth.cli", "bbweb.worker.cli",
+                                  "bbweb.supervisor"})
 
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 LAYER_NAME = {unit: name for name, units in LAYERS for unit in units}

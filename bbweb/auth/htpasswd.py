@@ -24,8 +24,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from passlib.registry import get_crypt_handler
-
 log = logging.getLogger("bbweb.auth")
 
 _DES = re.compile(r"^[./0-9A-Za-z]{13}$")
@@ -43,6 +41,8 @@ _DUMMY = "$apr1$bbweb0000$wZ0cF2fXZBoG1p1dlzBeV/"
 def verify_hash(password: str, stored: str, where: str = "htpasswd") -> bool:
     """Whether ``password`` matches one htpasswd entry's stored value (``where`` names
     the entry in log messages)."""
+    from passlib.registry import get_crypt_handler  # only where htpasswd files are used
+
     try:
         if _DES.match(stored):
             return bool(get_crypt_handler("des_crypt").verify(password, stored))

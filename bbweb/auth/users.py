@@ -15,13 +15,20 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from passlib.context import CryptContext
 
 from bbweb.db.connection import Database, inserted_id
 from bbweb.db.schema import users, users_info
 from bbweb.status.users import UserRecord, find_user, get_user, password_hash
 
-PASSWORDS = CryptContext(schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=12)
+
+@functools.cache
+def _passwords() -> Any:
+    """The password hasher. passlib is imported when a password is first hashed or
+    checked, not by every process that reads master.cfg (the daemon never does)."""
+    from passlib.context import CryptContext
+
+    return CryptContext(schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=12)
+
 _LEGACY = re.compile(r"^[0-9a-f]{16}[0-9a-f]{40}$")
 RESERVED_ATTRS = ("uid", "identifier", "bb_username", "bb_password")
 
@@ -31,7 +38,7 @@ def _dummy_hash() -> str:
     """A hash to verify against when the user does not exist, so that a wrong user name
     takes as long as a wrong password. Made on first use: a bcrypt hash costs a quarter of
     a second, which importing this module (every master.cfg load) should not pay."""
-    return str(PASSWORDS.hash("not a password anyone has"))
+    return str(_passwords().hash("not a password anyone has"))
 
 
 class UserError(ValueError):
@@ -42,7 +49,7 @@ def hash_password(password: str) -> str:
     """The stored form of a new password."""
     if not password:
         raise UserError("a password cannot be empty")
-    return PASSWORDS.hash(password)
+    return _passwords().hash(password)
 
 
 def _legacy_ok(password: str, stored: str) -> bool:
@@ -56,7 +63,7 @@ def check_password(db: Database, bb_username: str, password: str) -> bool:
     with db.read() as conn:
         stored = password_hash(conn, bb_username)
     if not stored:
-        PASSWORDS.verify(password, _dummy_hash())  # as slow as a wrong password
+        _passwords().verify(password, _dummy_hash())  # as slow as a wrong password
         return False
     if _LEGACY.match(stored):
         if not _legacy_ok(password, stored):
@@ -66,7 +73,7 @@ def check_password(db: Database, bb_username: str, password: str) -> bool:
                          .values(bb_password=hash_password(password)))
         return True
     try:
-        return bool(PASSWORDS.verify(password, stored))
+        return bool(_passwords().verify(password, stored))
     except (ValueError, TypeError):
         return False
 

@@ -23,13 +23,19 @@ import sqlalchemy as sa
 
 from bbweb.daemon.consumers import initial_position
 from bbweb.daemon.lock import DaemonLock, LeaseLost
+from bbweb.db import wakeup
 from bbweb.db.connection import Database
 from bbweb.db.schema import consumer_cursors
 from bbweb.engine import events
 
 log = logging.getLogger("bbweb.daemon.dispatch")
 
-DEFAULT_POLL_INTERVAL = 0.25
+# A consumer with nothing to do sleeps until an event is committed (a wake-up from
+# :mod:`bbweb.db.wakeup`) and, should the wake-up be lost (an event written on another
+# host), looks again after this many seconds anyway.
+DEFAULT_POLL_INTERVAL = 10.0
+# how long a consumer pauses while the lock's renewal is late
+LATE_RENEWAL_PAUSE = 0.25
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_RETRY_INITIAL = 1.0
 DEFAULT_RETRY_MAX = 60.0
@@ -95,6 +101,7 @@ class ConsumerRunner:
         """Ask the runner to finish: the event being handled completes (and its cursor is
         saved), no further event starts."""
         self._stop.set()
+        self.db.wakeups.wake_here(wakeup.EVENTS)  # out of its wait for events
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True if it ended."""
@@ -184,8 +191,11 @@ class ConsumerRunner:
             if not self.lock.valid():
                 if not self.lock.held:
                     raise LeaseLost("the daemon lock was lost")
-                self._stop.wait(self.poll_interval)  # renewal late: pause, don't dispatch
+                # renewal late: pause, don't dispatch
+                self._stop.wait(min(self.poll_interval, LATE_RENEWAL_PAUSE))
                 continue
+            # noted before reading: an event committed after the read wakes the wait below
+            generation = self.db.wakeups.generation(wakeup.EVENTS)
             try:
                 if self.cursor is None:
                     self.cursor = self._load_cursor()
@@ -202,7 +212,8 @@ class ConsumerRunner:
                 continue
             read_failures = 0
             if not batch:
-                self._stop.wait(self.poll_interval)
+                self.db.wakeups.wait(wakeup.EVENTS, generation,
+                                     wakeup.fallback(self.poll_interval))
                 continue
             for event in batch:
                 if self._stopping() or not self.lock.valid():

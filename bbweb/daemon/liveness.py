@@ -22,14 +22,14 @@ import sqlalchemy as sa
 
 from bbweb.daemon.lock import DaemonLock
 from bbweb.db.connection import Database
-from bbweb.db.schema import slaves
+from bbweb.db.schema import buildrequests, slaves, worker_requests
 from bbweb.engine import slaves as eslaves
 from bbweb.engine.builds import (
     abandon_builds_of_slave,
     release_expired_leases,
     release_leases_of_slave,
 )
-from bbweb.engine.worker_protocol import prune_answers
+from bbweb.engine.worker_protocol import REPLAY_KEEP, prune_answers
 from bbweb.mastercfg.master import MasterConfig
 
 log = logging.getLogger("bbweb.daemon.liveness")
@@ -92,3 +92,42 @@ def reap_lost_workers(db: Database, cfg: MasterConfig, *, lock: DaemonLock | Non
                     "their requests returned to the queue" if abandoned else "")
         lost.append(LostWorker(name, silent, abandoned))
     return lost
+
+
+def next_due(db: Database, cfg: MasterConfig, *, heartbeat_timeout: float | None = None
+             ) -> float | None:
+    """When (epoch seconds) :func:`reap_lost_workers` could next find something to do: the
+    earliest moment a connected worker's silence reaches its timeout, a claim lease runs
+    out, or a kept answer is old enough to forget; None when nothing is pending. A worker
+    that connects or heartbeats later only moves its own moment later, so sleeping until
+    then misses nothing but workers that connect meanwhile (the daemon's sleep is bounded
+    by the shortest heartbeat timeout for them)."""
+    moments: list[float] = []
+    with db.read() as conn:
+        for row in conn.execute(sa.select(slaves.c.name, slaves.c.last_seen)
+                                .where(slaves.c.connected.is_(True))):
+            if row.last_seen is None:
+                return time.time()
+            moments.append(row.last_seen + _timeout(cfg, row.name, heartbeat_timeout))
+        # in the lease index's order (the first unfinished one), not a scan of every request
+        lease = conn.execute(
+            sa.select(buildrequests.c.lease_expires_at)
+            .where(buildrequests.c.lease_expires_at.isnot(None),
+                   buildrequests.c.complete.is_(False))
+            .order_by(buildrequests.c.lease_expires_at).limit(1)).scalar()
+        oldest = conn.execute(sa.select(sa.func.min(worker_requests.c.created_at))).scalar()
+    if lease is not None:
+        moments.append(float(lease))
+    if oldest is not None:
+        moments.append(float(oldest) + REPLAY_KEEP)
+    return min(moments) if moments else None
+
+
+def longest_sleep(cfg: MasterConfig, heartbeat_timeout: float | None = None) -> float:
+    """The longest the daemon may go between two liveness passes: the shortest heartbeat
+    timeout of any configured worker (a worker that connects and falls silent is then
+    found at most one timeout late)."""
+    if heartbeat_timeout is not None:
+        return heartbeat_timeout
+    timeouts = [eslaves.heartbeat_timeout(cfg, name) for name in cfg.slaves]
+    return min(timeouts, default=eslaves.DEFAULT_HEARTBEAT_TIMEOUT)

@@ -43,8 +43,10 @@ from bbweb.db.schema import master_locks
 log = logging.getLogger("bbweb.daemon.lock")
 
 DAEMON_LOCK_NAME = "daemon"
-DEFAULT_LEASE_SECONDS = 15.0
-DEFAULT_RENEW_INTERVAL = 5.0
+# A renewal is a write transaction: every 10 s keeps an idle master nearly idle, and a
+# stand-by takes over at most 30 s after the active daemon died (at once after a stop).
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_RENEW_INTERVAL = 10.0
 # Local validity after a renewal, as a fraction of the lease: the rest is the margin that
 # covers a renewal that is slow to commit and the time another daemon needs to notice.
 VALID_FRACTION = 0.75

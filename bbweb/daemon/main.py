@@ -5,9 +5,12 @@ table match the configuration, collect the event consumers. Then loop:
 
 * without the lock: try to take it, otherwise log who holds it and poll again;
 * with the lock: renew it every ``renew_interval``, fire scheduler timers every
-  ``tick_interval``, reap silent workers every ``liveness_interval``, while one thread per
+  ``tick_interval``, reap silent workers when one could next be found silent (at least
+  ``liveness_interval`` apart, :func:`~bbweb.daemon.liveness.next_due`), see whether a
+  pending clean shutdown is due whenever an event is committed, while one thread per
   consumer dispatches events and one thread per change-source poller polls
-  (:mod:`bbweb.daemon.pollers`);
+  (:mod:`bbweb.daemon.pollers`). Between these it sleeps until a wake-up
+  (:mod:`bbweb.db.wakeup`) or the next thing due: nothing polls;
 * lock lost (renewal found someone else's row): stop dispatching at once and go back to
   waiting for it;
 * stop (``stop_event``, SIGINT or SIGTERM): let the events being handled finish, release
@@ -30,11 +33,12 @@ from bbweb.daemon import dispatch
 from bbweb.daemon import lock as lockmod
 from bbweb.daemon.consumers import ConsumerError, collect_consumers
 from bbweb.daemon.dispatch import Dispatcher
-from bbweb.daemon.liveness import reap_lost_workers
+from bbweb.daemon.liveness import longest_sleep, next_due, reap_lost_workers
 from bbweb.daemon.lock import DaemonLock, LeaseLost, default_holder
 from bbweb.daemon.pollers import PollerService
 from bbweb.daemon.shutdown import clean_shutdown_due, forget_clean_shutdown
 from bbweb.daemon.timers import fire_timers, has_timers
+from bbweb.db import wakeup
 from bbweb.db.connection import Database
 from bbweb.db.migrate import is_current
 from bbweb.engine.builders import sync_builders
@@ -50,6 +54,7 @@ DEFAULT_TICK_INTERVAL = 1.0
 DEFAULT_LIVENESS_INTERVAL = 2.0
 DEFAULT_LOCK_POLL_INTERVAL = 2.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+STOP_BRIDGE_CHECK = 60.0  # how often the stop-to-wake-up thread checks the loop ended
 
 
 @dataclass
@@ -100,6 +105,7 @@ class MasterDaemon:
         self._ever_held = False
         self._has_timers = has_timers(cfg)
         self._next_renew = self._next_tick = self._next_liveness = 0.0
+        self._events_seen: int | None = None
         self.clean_shutdown_done = False  # set when a clean shutdown ended the run
 
     @property
@@ -108,17 +114,34 @@ class MasterDaemon:
 
     def run(self, stop_event: threading.Event) -> int:
         self.dispatcher.halt = stop_event  # no event starts once a stop is asked for
+        wakeups = self.db.wakeups
+        ended = threading.Event()
+
+        def wake_on_stop() -> None:
+            # the active loop sleeps on wake-ups, not on stop_event: a stop wakes it too
+            while not stop_event.wait(STOP_BRIDGE_CHECK):
+                if ended.is_set():
+                    return
+            wakeups.wake_here(wakeup.EVENTS)
+
+        threading.Thread(target=wake_on_stop, name="bbweb-daemon-stop-wake",
+                         daemon=True).start()
         try:
             while not stop_event.is_set():
                 if not self.lock.held:
                     if not self._acquire():
                         stop_event.wait(self.options.lock_poll_interval)
                     continue
-                stop_event.wait(self._step())
+                # noted before the step looks: an event committed after it ends the sleep
+                generation = wakeups.generation(wakeup.EVENTS)
+                timeout = self._step(generation)
                 if self.clean_shutdown_done:
                     log.info("clean shutdown: no build is running any more; stopping")
                     break
+                if not stop_event.is_set():
+                    wakeups.wait(wakeup.EVENTS, generation, timeout)
         finally:
+            ended.set()
             self._deactivate("the daemon is stopping")
             if self._ever_held:
                 try:
@@ -173,10 +196,15 @@ class MasterDaemon:
         self.lock.mark_lost()
         self._deactivate("the daemon lock was lost")
 
-    def _step(self) -> float:
-        """Do whatever is due while holding the lock; returns seconds until the next."""
+    def _step(self, events: int | None = None) -> float:
+        """Do whatever is due while holding the lock; returns seconds until the next.
+        ``events`` is the generation of the events channel (:mod:`bbweb.db.wakeup`): when
+        it moved since the last step, something was committed, and a pending clean
+        shutdown may be due."""
         opts = self.options
         now = time.monotonic()
+        new_events = events is not None and events != self._events_seen
+        self._events_seen = events
         if now >= self._next_renew:
             try:
                 renewed = self.lock.renew()
@@ -199,16 +227,34 @@ class MasterDaemon:
                         self._guarded("scheduler timers", fire_timers, self.db, self.cfg,
                                       self.lock)
                 if now >= self._next_liveness:
-                    self._next_liveness = now + opts.liveness_interval
                     self._guarded("worker liveness", reap_lost_workers, self.db, self.cfg,
                                   lock=self.lock, heartbeat_timeout=opts.heartbeat_timeout)
+                    self._next_liveness = now + self._liveness_sleep()
+                    new_events = True
+                if new_events:
                     self.clean_shutdown_done = bool(self._guarded(
                         "clean shutdown check", clean_shutdown_due, self.db))
             except LeaseLost:
                 self._lost(self._holder_description())
                 return 0.0
-        next_due = min(self._next_renew, self._next_tick, self._next_liveness)
+        dues = [self._next_renew, self._next_liveness]
+        if self._has_timers:  # without timer schedulers nothing is due at a tick
+            dues.append(self._next_tick)
+        next_due = min(dues)
         return max(0.0, min(next_due - time.monotonic(), opts.renew_interval))
+
+    def _liveness_sleep(self) -> float:
+        """Seconds until the next liveness pass: until a worker could next be found
+        silent, a lease run out or an answer be forgotten (:func:`next_due`), at least
+        ``liveness_interval`` and at most the shortest heartbeat timeout."""
+        opts = self.options
+        longest = max(opts.liveness_interval,
+                      longest_sleep(self.cfg, opts.heartbeat_timeout))
+        due = self._guarded("worker liveness schedule", next_due, self.db, self.cfg,
+                            heartbeat_timeout=opts.heartbeat_timeout)
+        if due is None:
+            return longest
+        return min(longest, max(opts.liveness_interval, float(due) - time.time()))
 
     def _guarded(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:

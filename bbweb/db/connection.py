@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from bbweb.db import schema
+from bbweb.db import schema, wakeup
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # seconds ``check_connection`` waits for a server that does not answer (unless the URL
@@ -91,6 +91,9 @@ class Database:
             raise DatabaseUnreachable(url, _missing_driver(url, exc)) from None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
+        self.wakeups = wakeup.for_url(url)
+        self.wakeups.attach()
+        self._disposed = False
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -100,11 +103,21 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; commits on success, rolls back on any exception."""
+        """A write transaction; commits on success, rolls back on any exception. Once it
+        has committed, the processes waiting on the channels it named
+        (:func:`bbweb.db.wakeup.after_commit`) are woken."""
+        committed = False
         with self.engine.connect() as conn:
             conn = conn.execution_options(bbweb_write=True)
-            with conn.begin():
-                yield conn
+            wakeup.take_pending(conn)  # nothing left over from a connection's earlier use
+            try:
+                with conn.begin():
+                    yield conn
+                committed = True
+            finally:
+                channels = wakeup.take_pending(conn)
+        if committed and channels:
+            self.wakeups.notify(*channels)
 
     def create_all(self) -> None:
         """Create the schema directly (tests); real basedirs go through ``upgrade``."""
@@ -117,6 +130,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if not self._disposed:
+            self._disposed = True
+            self.wakeups.detach()
 
 
 def _ensure_counter(conn: Connection) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db import wakeup
 from bbweb.db.connection import inserted_id
 from bbweb.db.schema import (
     build_properties,
@@ -201,6 +202,7 @@ def release_expired_leases(conn: Connection, now: float | None = None) -> list[i
         conn.execute(buildrequests.update().where(
             buildrequests.c.id.in_(ids), buildrequests.c.lease_expires_at < now,
         ).values(claimed_by=None, claimed_at=None, lease_expires_at=None))
+        wakeup.after_commit(conn, wakeup.EVENTS)  # claimable again: waiting claims look
     return ids
 
 
@@ -212,6 +214,7 @@ def release_leases_of_slave(conn: Connection, slaveid: int) -> list[int]:
     if ids:
         conn.execute(buildrequests.update().where(buildrequests.c.id.in_(ids))
                      .values(claimed_by=None, claimed_at=None, lease_expires_at=None))
+        wakeup.after_commit(conn, wakeup.EVENTS)
     return ids
 
 

@@ -15,11 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bbweb.db import wakeup
 from bbweb.db.schema import consumer_cursors, event_counter, events
 
 
 def emit(conn: Connection, kind: str, **payload: Any) -> int:
-    """Record one event (``kind`` like ``"build.finished"``); returns its id."""
+    """Record one event (``kind`` like ``"build.finished"``); returns its id. Whoever
+    waits for events (:data:`bbweb.db.wakeup.EVENTS`) is woken once it is committed."""
     new_id = conn.execute(
         event_counter.update()
         .where(event_counter.c.id == 1)
@@ -28,6 +30,7 @@ def emit(conn: Connection, kind: str, **payload: Any) -> int:
     ).scalar_one()
     conn.execute(events.insert().values(id=new_id, kind=kind, created_at=time.time(),
                                         payload=json.dumps(payload, sort_keys=True)))
+    wakeup.after_commit(conn, wakeup.EVENTS)
     return int(new_id)
 
 

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bbweb.db import wakeup
 from bbweb.db.connection import Database
 from bbweb.db.schema import builders, builds, master_state, slaves, steps, worker_requests
 from bbweb.engine import actions_slaves
@@ -50,7 +51,10 @@ from bbweb.values.validation import MAX_CARRIED_DEPTH, depth
 log = logging.getLogger("bbweb.worker_api")
 
 MAX_CLAIM_WAIT = 30.0  # the longest long-poll a worker may ask for
-CLAIM_POLL_INTERVAL = 0.25  # how often a waiting long-poll looks for work
+# A waiting long-poll looks for work when woken (:mod:`bbweb.db.wakeup`: a build request,
+# a worker paused or pinged, anything that records an event) and, should a wake-up be lost,
+# this often anyway; also how soon it notices that its worker hung up.
+CLAIM_RECHECK = 10.0
 POLL_AFTER = 1.0  # when the master cannot afford to wait: poll again after this long
 DEFAULT_LEASE = 10.0  # seconds a worker has to confirm a claim
 LEASE_VAR = "BBWEB_CLAIM_LEASE"
@@ -208,6 +212,7 @@ def hello(db: Database, cfg: MasterConfig, name: str, key: str | None, info: dic
             conn.execute(slaves.update().where(slaves.c.id == sid).values(session=session))
         return Answer.json({"builders": cfg.builders_for_slave(name),
                             "heartbeat_interval": eslaves.heartbeat_interval(cfg, name),
+                            "heartbeat_timeout": eslaves.heartbeat_timeout(cfg, name),
                             "lease": lease_seconds(), "ended": ended})
 
     return _acted(db, name, key, "/hello", act, touch=False)
@@ -358,6 +363,8 @@ def claim(db: Database, cfg: MasterConfig, name: str, key: str | None, *, wait: 
         return Answer.json({"build": None, "lease": {"request": brid, "expires_in": lease}})
 
     while True:
+        # noted before looking: work committed after the look wakes the wait below
+        generation = db.wakeups.generation(wakeup.EVENTS)
         if client_gone():
             return NO_CONTENT
         with db.read() as conn:
@@ -382,7 +389,8 @@ def claim(db: Database, cfg: MasterConfig, name: str, key: str | None, *, wait: 
             if poll_after is not None:
                 return Answer(204, headers=((POLL_AFTER_HEADER, f"{poll_after:g}"),))
             return NO_CONTENT
-        time.sleep(min(CLAIM_POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
+        db.wakeups.wait(wakeup.EVENTS, generation,
+                        min(wakeup.fallback(CLAIM_RECHECK), max(deadline - time.monotonic(), 0)))
 
 
 def confirm(db: Database, cfg: MasterConfig, name: str, key: str | None, brid: int,

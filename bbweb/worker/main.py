@@ -23,6 +23,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ from bbweb.worker.git import run_git_checkout
 log = logging.getLogger("bbweb.worker")
 
 CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
+# An idle worker's claims say it is alive (each one is a heartbeat on the master), so it
+# sends no separate heartbeat while one is waiting and it has nothing new to report; its
+# claims then end this many seconds (or half the timeout, whichever is more) before the
+# heartbeat timeout the master gave in its hello (from a master that gives none, they last
+# IDLE_CLAIM_BEATS heartbeat intervals).
+IDLE_CLAIM_MARGIN = 10.0
+IDLE_CLAIM_BEATS = 2
 GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
 
 
@@ -80,6 +88,7 @@ class Worker:
         self.stop_build = threading.Event()
         self.current_build: int | None = None
         self.heartbeat_interval = 5.0
+        self.idle_claim_wait = opts.claim_wait
         self._in_build = False
         self.session = uuid.uuid4().hex
         # what the heartbeat reports, changed together under the lock: the builds we run,
@@ -88,6 +97,10 @@ class Worker:
         self._running: set[int] = set()
         self._claims = 0
         self._settled = 0
+        self._claimed_at = float("-inf")  # time.monotonic() when the last claim was sent
+        self._news = 0  # the last settled claim that brought a build or a lease
+        # the builds and the news the last heartbeat reported
+        self._reported: tuple[list[int], int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -100,6 +113,11 @@ class Worker:
             log.error("%s", exc)
             return 1
         self.heartbeat_interval = float(hello.get("heartbeat_interval") or 5.0)
+        timeout = hello.get("heartbeat_timeout")
+        if isinstance(timeout, int | float) and timeout > 0:
+            self.idle_claim_wait = max(timeout - IDLE_CLAIM_MARGIN, timeout / 2)
+        else:
+            self.idle_claim_wait = IDLE_CLAIM_BEATS * self.heartbeat_interval
         log.info("worker %s connected to %s; builders: %s", self.opts.name,
                  self.opts.master_url, ", ".join(hello.get("builders", [])) or "(none)")
         if hello.get("ended"):
@@ -113,14 +131,16 @@ class Worker:
             while not self.shutdown.is_set():
                 self._claims += 1
                 seq = self._claims
+                wait = min(self.opts.claim_wait, self.idle_claim_wait)
+                self._claimed_at = time.monotonic()
                 try:
-                    answer = self.client.claim(self.opts.claim_wait, seq)
+                    answer = self.client.claim(wait, seq)
                 except MasterGone as exc:
-                    self._settle(seq)
+                    self._settle(seq, quiet=True)  # a lease we never saw just runs out
                     log.warning("%s; still trying", exc)
                     continue
                 if answer is None:
-                    self._settle(seq)
+                    self._settle(seq, quiet=True)
                     continue
                 for command in answer.get("commands") or []:
                     self._obey(command, self.client)
@@ -134,8 +154,8 @@ class Worker:
                     build = self._confirm(lease["request"], seq)
                 if isinstance(build, dict):
                     self._run_build(build, seq)
-                else:
-                    self._settle(seq)
+                else:  # a lease it could not confirm may have started a build: report it
+                    self._settle(seq, quiet=not isinstance(lease, dict))
                 poll_after = answer.get("poll_after")
                 if isinstance(poll_after, int | float) and poll_after > 0:
                     # the master would not wait for work (its server cannot afford it)
@@ -163,12 +183,15 @@ class Worker:
         if not self._in_build:
             raise ShutdownRequested()
 
-    def _settle(self, seq: int, build_id: int | None = None) -> None:
-        """Claim ``seq`` is dealt with: its build (if any) is now among those we run."""
+    def _settle(self, seq: int, build_id: int | None = None, quiet: bool = False) -> None:
+        """Claim ``seq`` is dealt with: its build (if any) is now among those we run.
+        ``quiet``: it brought no build and no lease, so it is no news for a heartbeat."""
         with self._state_lock:
             if build_id is not None:
                 self._running.add(build_id)
             self._settled = seq
+            if not quiet:
+                self._news = seq
 
     def _confirm(self, request_id: int, seq: int) -> dict[str, Any] | None:
         """Confirm a lease: the build to run, or None when the lease was lost."""
@@ -185,7 +208,11 @@ class Worker:
         client = self.client.copy()
         while not self.shutdown.wait(self.heartbeat_interval):
             with self._state_lock:
-                running, settled = sorted(self._running), self._settled
+                running, settled, news = sorted(self._running), self._settled, self._news
+            claiming = time.monotonic() - self._claimed_at < \
+                self.idle_claim_wait + self.heartbeat_interval
+            if not running and claiming and self._reported == (running, news):
+                continue  # our claims tell the master we are alive, and nothing changed
             try:
                 commands = client.heartbeat(running, self.session, settled)
             except AuthenticationError:
@@ -196,6 +223,7 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            self._reported = (running, news)
             for command in commands:
                 self._obey(command, client)
 

@@ -254,3 +254,17 @@ def test_retry_after_replaces_the_backoff(master, daemons):
     assert d.stop() == 0
     assert retry_delay(DeliveryError("x"), 0.4) == 0.4  # no retry_after: the backoff
     assert retry_delay(DeliveryError("x", retry_after=10 ** 9), 0.4) == MAX_RETRY_AFTER
+def test_new_events_wake_an_idle_consumer_without_its_fallback(master, daemons):
+    """A consumer with nothing to do sleeps until an event is committed: with its fallback
+    look an hour away, events written afterwards still reach it (the wake-up of the
+    committing transaction, bbweb.db.wakeup), and a stop ends its sleep."""
+    add_changes(master, 1)
+    rec = Recorder("woken")
+    d = daemons(master.basedir, consumers=[rec], holder="woken",
+                **{**FAST, "dispatch_interval": 3600.0})
+    wait_for(lambda: caught_up(rec, master), what="the consumer to read the history")
+    for _ in range(2):  # each time from an idle sleep
+        add_changes(master, 1)
+        wait_for(lambda: caught_up(rec, master), what="the consumer to be woken")
+    assert rec.seen == all_event_ids(master)
+    assert d.stop(timeout=15) == 0

@@ -45,3 +45,31 @@ def test_app_refuses_an_unupgraded_database(tmp_path):
     (tmp_path / "master.cfg").write_text("c = BuildmasterConfig = {}\n")
     with pytest.raises(RuntimeError, match="bbweb upgrade-master"):
         create_app(tmp_path)
+
+
+def test_head_read_from_the_files_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from bbweb.db.migrate import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_database_one_revision_behind_is_not_current(db_url):
+    from alembic import command
+
+    from bbweb.db.migrate import alembic_config, current_revision
+
+    db = Database(db_url)
+    try:
+        assert current_revision(db) is None and not is_current(db)  # never upgraded
+        upgrade(db_url)
+        assert current_revision(db) == head_revision() and is_current(db)
+        cfg = alembic_config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "-1")
+        assert current_revision(db) not in (None, head_revision())
+        assert not is_current(db)
+    finally:
+        db.dispose()

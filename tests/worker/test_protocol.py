@@ -326,3 +326,11 @@ def test_claims_do_not_wait_where_the_server_cannot_afford_it(client):
 ])
 def test_long_poll_limit(multithreaded, threads, expected):
     assert long_poll_limit(multithreaded, threads) == expected
+
+
+def test_hello_tells_the_heartbeat_interval_and_timeout(master, client):
+    """What the worker needs to stay alive: how often to heartbeat, and how long the master
+    waits before declaring it lost (its idle claims last at most half of that)."""
+    answer = post(client, "/hello", {"info": {}, "session": "t", "running": []}).get_json()
+    assert answer["heartbeat_interval"] == 5.0
+    assert answer["heartbeat_timeout"] == 30.0
