@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from _common import (  # noqa: E402
     banner,
     install_signal_handlers,
     open_master,
+    result,
     start_daemon,
     start_web,
     start_worker,
@@ -237,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                                                  for pid, kib in sorted(peak_each.items())))
         if not master.temporary:
             print(f"kept: --basedir {master.basedir}")
-        print("RESULT " + json.dumps({
+        result({
             "ingest_mb_s": round(rate, 1), "ingest_seconds": round(seconds, 2),
             "ingest_bytes": stored_out, "ingest_identical": same,
             "ingest_idle_mib": round(idle / 1024, 1),
             "ingest_peak_mib": round(sampler.peak / 1024, 1),
             "ingest_growth_mib": round(growth, 1),
-            "ingest_master_cpu_s": round(cpu1[0] - cpu0[0], 2)}))
+            "ingest_master_cpu_s": round(cpu1[0] - cpu0[0], 2)})
         return 0 if same else 1
     finally:
         master.close()
