@@ -43,8 +43,9 @@ class StepOutput:
         self._pending: list[tuple[str, str]] = []
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
-        # set when FLUSH_BYTES are waiting, so the step's loop sends them at once
-        self.full = threading.Event()
+        # wakes the step's loop early: FLUSH_BYTES are waiting, or the output ended
+        self.wake = threading.Event()
+        self.finished = False
 
     def write(self, stream: str, text: str) -> None:
         if not text:
@@ -53,7 +54,12 @@ class StepOutput:
             self._pending.append((stream, text))
             self._pending_bytes += len(text)
             if self._pending_bytes >= FLUSH_BYTES:
-                self.full.set()
+                self.wake.set()
+
+    def end(self) -> None:
+        """The command's output is closed (called by the thread reading it, last)."""
+        self.finished = True
+        self.wake.set()
 
     def header(self, text: str) -> None:
         self.write("h", text if text.endswith("\n") else text + "\n")
@@ -67,7 +73,6 @@ class StepOutput:
     def flush(self) -> None:
         with self._lock:
             chunks, self._pending, self._pending_bytes = self._pending, [], 0
-            self.full.clear()
         self._last_flush = time.monotonic()
         for part in _parts(chunks, POST_BYTES):
             if self._send(part):
@@ -150,18 +155,21 @@ def _pump(proc: subprocess.Popen[bytes], output: StepOutput, activity: list[floa
         sel.register(pipe, selectors.EVENT_READ, stream)
         decoders[stream] = codecs.getincrementaldecoder("utf-8")(errors="replace")
     open_pipes = 2
-    while open_pipes:
-        for key, _ in sel.select():
-            data = os.read(key.fd, 65536)
-            stream = key.data
-            if not data:
-                sel.unregister(key.fileobj)
-                output.write(stream, decoders[stream].decode(b"", final=True))
-                open_pipes -= 1
-                continue
-            activity[0] = time.monotonic()
-            output.write(stream, decoders[stream].decode(data))
-    sel.close()
+    try:
+        while open_pipes:
+            for key, _ in sel.select():
+                data = os.read(key.fd, 65536)
+                stream = key.data
+                if not data:
+                    sel.unregister(key.fileobj)
+                    output.write(stream, decoders[stream].decode(b"", final=True))
+                    open_pipes -= 1
+                    continue
+                activity[0] = time.monotonic()
+                output.write(stream, decoders[stream].decode(data))
+    finally:
+        sel.close()
+        output.end()
 
 
 def run_command(command: str | list[str], cwd: str, env: dict[str, str],
@@ -198,7 +206,11 @@ def run_command(command: str | list[str], cwd: str, env: dict[str, str],
     details: list[str] = []
     exited_at: float | None = None
     while reader.is_alive() or proc.poll() is None:
-        output.full.wait(0.05)  # a poll interval, cut short when output piles up
+        # a poll interval, cut short when output piles up or ends
+        if output.wake.wait(0.05):
+            output.wake.clear()
+            if output.finished:
+                reader.join()  # it is returning: the command's output is all read
         now = time.monotonic()
         if output.due():
             output.flush()
