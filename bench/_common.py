@@ -77,6 +77,12 @@ def banner(title: str, **facts: Any) -> None:
     sys.stdout.flush()
 
 
+def result(figures: dict[str, Any]) -> None:
+    """The script's last line: ``RESULT`` and its figures as one JSON object, which
+    ``bench/perf.py`` reads (a script that fails prints none)."""
+    print("RESULT " + json.dumps(figures, sort_keys=True), flush=True)
+
+
 def safe_url(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

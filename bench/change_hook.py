@@ -30,6 +30,7 @@ from _common import (  # noqa: E402
     add_common_args,
     banner,
     install_signal_handlers,
+    result,
     run_load,
     start_web,
 )
@@ -96,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("warm-up errors: " + "; ".join(warm.errors[:3]))
                 return 1
             print(f"POST {hook}")
+            figures: dict[str, float] = {}
             for c in levels:
                 res = run_load(send, nreq, c, ok=(202,))
                 sent += res.requests
+                figures[f"base_hook_changes_s_c{c}"] = round(res.rate, 1)
+                figures[f"base_hook_errors_c{c}"] = len(res.errors)
                 print("  " + res.line("changes/s"))
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(warm-up included; {sent} POSTs sent)")
         if not master.temporary:
             print(f"kept: --basedir {master.basedir}")
+        figures["base_hook_stored"] = int(new_changes == sent)
+        result(figures)
     finally:
         master.close()
     return 0

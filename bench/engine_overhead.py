@@ -40,6 +40,7 @@ from _common import (  # noqa: E402
     install_signal_handlers,
     open_master,
     percentile,
+    result,
     start_daemon,
     start_web,
     start_worker,
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print("gap between builds on one worker:     " + _stats(gaps))
         if not master.temporary:
             print(f"kept: --basedir {master.basedir}")
+        if n == total:
+            result({"forced_builds": n, "forced_workers": args.workers,
+                    "forced_builds_per_min": round(n / wall_db * 60, 1),
+                    "forced_overhead_ms": round((per_build - cmd) * 1000, 1)})
         return 0 if n == total else 1
     finally:
         master.close()

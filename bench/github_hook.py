@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     add_common_args,
     banner,
     install_signal_handlers,
+    result,
     run_load,
     start_web,
 )
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("warm-up errors: " + "; ".join(res.errors[:3]))
                 return 1
             print(f"POST {base}/change_hook/github (push, {args.commits} commit(s) each)")
+            figures: dict[str, float] = {"github_hook_commits": args.commits}
             for c in levels:
                 batch = deliveries(serial, nreq, args.commits, builders)
                 serial += nreq
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                 sent += res.requests
                 print("  " + res.line("deliveries/s")
                       + f"  [{res.rate * args.commits:.1f} changes/s]")
+                figures[f"github_hook_changes_s_c{c}"] = round(res.rate * args.commits, 1)
+                figures[f"github_hook_errors_c{c}"] = len(res.errors)
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
                 sys.stdout.flush()
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
               f"signed deliveries (warm-up included; expected {sent * args.commits})")
         if not master.temporary:
             print(f"kept: --basedir {master.basedir}")
+        figures["github_hook_stored"] = int(new_changes == sent * args.commits)
+        result(figures)
     finally:
         master.close()
     return 0

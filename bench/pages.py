@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     install_signal_handlers,
     open_master,
     percentile,
+    result,
     start_web,
 )
 
@@ -151,7 +152,8 @@ def worker_pids(procs: Processes) -> list[int]:
     return out
 
 
-def stream(url: str, pids: list[int]) -> None:
+def stream(url: str, pids: list[int]) -> tuple[float, float]:
+    """Download ``url``; (MB/s, the serving processes' largest RSS growth in MiB)."""
     before = {p: rss_kb(p) for p in pids}
     peak = dict(before)
     done = threading.Event()
@@ -176,6 +178,7 @@ def stream(url: str, pids: list[int]) -> None:
     print(f"  {url.rsplit('/logs/', 1)[1]:12} {size / 2**20:8.0f} MB in {wall:6.1f} s = "
           f"{size / 2**20 / wall:7.1f} MB/s; serving process RSS grew by at most "
           f"{growth:.1f} MB")
+    return size / 2**20 / wall, growth
 
 
 def main() -> int:
@@ -184,6 +187,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--log-mb", type=int, default=100)
     parser.add_argument("--full", action="store_true", help="a 1 GB log")
+    parser.add_argument("--log-only", action="store_true",
+                        help="only the log download (no page timings)")
     args = parser.parse_args()
     if args.full:
         args.log_mb = 1024
@@ -193,7 +198,8 @@ def main() -> int:
                          slaves=slaves, reset_db=args.reset_db, kind="pages")
     banner("pages", database=master.db_label, history=master.history())
     try:
-        page_table(master, args.repeat)
+        if not args.log_only:
+            page_table(master, args.repeat)
         name, number, stepname = write_big_log(master, args.log_mb)
         logdir = master.basedir / "bench-logs"
         logdir.mkdir(exist_ok=True)
@@ -202,8 +208,12 @@ def main() -> int:
             pids = worker_pids(procs)
             base = f"{url}/builders/{name}/builds/{number}/steps/{stepname}/logs/stdio"
             print("streaming (one gunicorn worker):")
-            stream(base + "/text", pids)
-            stream(base, pids)
+            text_rate, text_growth = stream(base + "/text", pids)
+            html_rate, html_growth = stream(base, pids)
+        result({"log_download_mib": args.log_mb, "log_download_mb_s": round(text_rate, 1),
+                "log_download_growth_mib": round(text_growth, 1),
+                "log_download_html_mb_s": round(html_rate, 1),
+                "log_download_html_growth_mib": round(html_growth, 1)})
     finally:
         master.close()
     return 0

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
-from _common import banner, percentile, safe_url  # noqa: E402
+from _common import banner, percentile, result, safe_url  # noqa: E402
 
 from bbweb.app import create_app, freeze_startup_objects  # noqa: E402
 from bbweb.db.connection import normalize_db_url  # noqa: E402
@@ -229,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         print_table(f"{args.compare} ({sshape[0]} builders, up to {sshape[1]} builds each)",
                     small, args.show_sql)
         print_compare(big, small)
+    figures = {}
+    for m in big.values():
+        if m.available:
+            name = m.url.strip("/").split("?")[0] or "root"
+            figures[f"view_{name}_ms"] = round(m.median, 2)
+            figures[f"view_{name}_queries"] = m.queries
+    result(figures)
     return 0
 
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class Database:
         self.wakeups = wakeup.for_url(url)
         self.wakeups.attach()
         self._disposed = False
+        # re-entrant: a thread inside a write transaction may open another one
+        self._write_lock = threading.RLock() if self.is_sqlite else None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -118,6 +121,26 @@ class Database:
                 channels = wakeup.take_pending(conn)
         if committed and channels:
             self.wakeups.notify(*channels)
+        """A write transaction; commits on success, rolls back on any exception.
+
+        On SQLite the threads of one process take turns through a lock before ``BEGIN
+        IMMEDIATE``: SQLite lets one writer in at a time anyway, and a thread that finds the
+        database locked sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) however soon the
+        lock is free, while a thread waiting on the process's lock runs the moment the
+        previous writer commits. Between processes the busy timeout still applies. (A
+        thread already in a write transaction is not held back: it meets SQLite's own lock
+        and its timeout, as before.)"""
+        lock = self._write_lock
+        held = lock is not None and lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(bbweb_write=True)
+                with conn.begin():
+                    yield conn
+        finally:
+            if held:
+                assert lock is not None
+                lock.release()
 
     def create_all(self) -> None:
         """Create the schema directly (tests); real basedirs go through ``upgrade``."""

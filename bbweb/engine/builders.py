@@ -37,6 +37,9 @@ def sync_builders(conn: Connection, cfg: MasterConfig) -> dict[str, int]:
     return builder_ids(conn, cfg)
 
 
+_SELECT_IDS = sa.select(builders.c.name, builders.c.id)
+
+
 def builder_ids(conn: Connection, cfg: MasterConfig | None = None) -> dict[str, int]:
     """name -> id for every builder row (configured or not)."""
-    return {r.name: r.id for r in conn.execute(sa.select(builders.c.name, builders.c.id))}
+    return {r.name: r.id for r in conn.execute(_SELECT_IDS)}

@@ -36,7 +36,7 @@ from bbweb.db.schema import (
 )
 from bbweb.engine import events
 from bbweb.engine.buildsets import maybe_complete_buildset
-from bbweb.engine.logs import append_chunks, create_log, finish_log
+from bbweb.engine.logs import append_chunks, append_frames, create_log, finish_log
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.mastercfg.properties import RenderContext
 from bbweb.mastercfg.steps import BuildFactory, BuildStep
@@ -55,6 +55,7 @@ from bbweb.values.validation import (
     decode_stored_or,
     depth,
 )
+from bbweb.worker.logframes import Frame
 
 log = logging.getLogger("bbweb.engine")
 
@@ -603,10 +604,24 @@ def step_build(conn: Connection, stepid: int) -> Any:
 def append_step_log(conn: Connection, cfg: MasterConfig, stepid: int, logname: str,
                     chunks: list[tuple[str, str]]) -> int:
     """Append output to a running step's log (creating the log on first use)."""
-    row = conn.execute(sa.select(logs.c.id).where(logs.c.stepid == stepid,
-                                                  logs.c.name == logname)).first()
-    logid = row.id if row else create_log(conn, stepid, logname)
-    return append_chunks(conn, logid, chunks, compression_limit=cfg.logCompressionLimit)
+    return append_chunks(conn, _step_log_id(conn, stepid, logname), chunks,
+                         compression_limit=cfg.logCompressionLimit)
+
+
+def append_step_frames(conn: Connection, cfg: MasterConfig, stepid: int, logname: str,
+                       frames: list[Frame]) -> int:
+    """Append output a worker sent compressed (:mod:`bbweb.worker.logframes`)."""
+    return append_frames(conn, _step_log_id(conn, stepid, logname), frames,
+                         compression_limit=cfg.logCompressionLimit)
+
+
+_STEP_LOG = sa.select(logs.c.id).where(logs.c.stepid == sa.bindparam("stepid"),
+                                       logs.c.name == sa.bindparam("name"))
+
+
+def _step_log_id(conn: Connection, stepid: int, logname: str) -> int:
+    logid = conn.execute(_STEP_LOG, {"stepid": stepid, "name": logname}).scalar()
+    return int(logid) if logid is not None else create_log(conn, stepid, logname)
 
 
 def finish_step(conn: Connection, cfg: MasterConfig, stepid: int, rc: int | None,

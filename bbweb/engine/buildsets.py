@@ -28,20 +28,30 @@ class BuildsetError(ValueError):
     """A buildset that names unknown builders or has no builders at all."""
 
 
+# Statements built once (building one per call costs SQLAlchemy more than running it).
+_INSERT_SOURCESTAMP = sourcestamps.insert()
+_INSERT_SOURCESTAMP_CHANGES = sourcestamp_changes.insert()
+_INSERT_BUILDSET = buildsets.insert()
+_INSERT_BUILDSET_SOURCESTAMPS = buildset_sourcestamps.insert()
+_INSERT_BUILDSET_PROPERTIES = buildset_properties.insert()
+_INSERT_BUILDREQUEST = buildrequests.insert()
+
+
 def create_sourcestamp(conn: Connection, *, branch: str | None = None,
                        revision: str | None = None, repository: str = "", project: str = "",
                        codebase: str = "", changeids: list[int] | None = None,
                        patch: dict[str, Any] | None = None) -> int:
     """Store one source stamp and link the changes it was made from."""
     patch = patch or {}
-    ssid = inserted_id(conn.execute(sourcestamps.insert().values(
-        branch=branch, revision=revision, repository=repository or "", project=project or "",
-        codebase=codebase or "", patch_level=patch.get("level"), patch_body=patch.get("body"),
-        patch_subdir=patch.get("subdir"), patch_author=patch.get("author"),
-        patch_comment=patch.get("comment"),
-    )))
+    ssid = inserted_id(conn.execute(_INSERT_SOURCESTAMP, {
+        "branch": branch, "revision": revision, "repository": repository or "",
+        "project": project or "", "codebase": codebase or "",
+        "patch_level": patch.get("level"), "patch_body": patch.get("body"),
+        "patch_subdir": patch.get("subdir"), "patch_author": patch.get("author"),
+        "patch_comment": patch.get("comment"),
+    }))
     if changeids:
-        conn.execute(sourcestamp_changes.insert(),
+        conn.execute(_INSERT_SOURCESTAMP_CHANGES,
                      [{"sourcestampid": ssid, "changeid": c} for c in sorted(set(changeids))])
     return int(ssid)
 
@@ -61,14 +71,14 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
     if unknown:
         raise BuildsetError(f"unknown builder(s): {', '.join(unknown)}")
     now = time.time() if now is None else now
-    bsid = inserted_id(conn.execute(buildsets.insert().values(
-        external_idstring=external_idstring, reason=reason or "", scheduler=scheduler,
-        submitted_at=now, complete=False,
-    )))
-    conn.execute(buildset_sourcestamps.insert(),
+    bsid = inserted_id(conn.execute(_INSERT_BUILDSET, {
+        "external_idstring": external_idstring, "reason": reason or "",
+        "scheduler": scheduler, "submitted_at": now, "complete": False,
+    }))
+    conn.execute(_INSERT_BUILDSET_SOURCESTAMPS,
                  [{"buildsetid": bsid, "sourcestampid": s} for s in sourcestampids])
     if properties:
-        conn.execute(buildset_properties.insert(), [
+        conn.execute(_INSERT_BUILDSET_PROPERTIES, [
             {"buildsetid": bsid, "name": k, "value": json.dumps(v), "source": src}
             for k, (v, src) in properties.items()])
     ids = builder_ids(conn, cfg)
@@ -80,9 +90,9 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
         if name in seen:
             continue
         seen.add(name)
-        brid = inserted_id(conn.execute(buildrequests.insert().values(
-            buildsetid=bsid, builderid=ids[name], priority=priority, submitted_at=now,
-        )))
+        brid = inserted_id(conn.execute(_INSERT_BUILDREQUEST, {
+            "buildsetid": bsid, "builderid": ids[name], "priority": priority,
+            "submitted_at": now}))
         brids[name] = int(brid)
         events.emit(conn, "buildrequest.new", brid=int(brid), buildsetid=int(bsid),
                     builder=name)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bbweb.db.connection import inserted_id
@@ -75,29 +75,61 @@ class ChangeInput:
             raise ChangeError(str(exc)) from None
 
 
+_INSERT_CHANGE = changes.insert()
+_INSERT_CHANGES = changes.insert().returning(changes.c.changeid, sort_by_parameter_order=True)
+_INSERT_FILES = change_files.insert()
+_INSERT_PROPERTIES = change_properties.insert()
+
+
 def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
                now: float | None = None) -> int:
     """Store one change, emit ``change.new`` and let the schedulers act on it."""
-    change.validate()
+    return add_changes(conn, cfg, [change], now)[0]
+
+
+def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
+                now: float | None = None) -> list[int]:
+    """Store the changes (in the given order, which is the order of their ids), emit
+    ``change.new`` for each and let the schedulers see each in turn; returns their ids.
+
+    All of it happens in the caller's transaction and is written in bulk: one insert for
+    the changes, one for all their files, one for all their properties, and the events in
+    one block. The schedulers see each change as if it had come alone (each stored change
+    is visible to them, and a change that triggers a build does so before the next one is
+    looked at), so a push of N commits schedules exactly what N single changes would."""
+    if not new:
+        return []
+    for change in new:
+        change.validate()
     now = time.time() if now is None else now
-    when = change.when if change.when is not None else now
-    changeid = inserted_id(conn.execute(changes.insert().values(
-        author=change.author.strip(), comments=change.comments or "", is_dir=bool(change.is_dir),
-        branch=change.branch or None, revision=change.revision or None,
-        revlink=change.revlink or None, when_timestamp=when, category=change.category or None,
-        repository=change.repository or "", codebase=change.codebase or "",
-        project=change.project or "", src=change.src,
-    )))
-    if change.files:
-        conn.execute(change_files.insert(),
-                     [{"changeid": changeid, "filename": f} for f in change.files])
-    if change.properties:
-        conn.execute(change_properties.insert(), [
-            {"changeid": changeid, "name": k, "value": json.dumps(v), "source": "Change"}
-            for k, v in change.properties.items()])
-    events.emit(conn, "change.new", changeid=changeid, branch=change.branch or None,
-                revision=change.revision or None, author=change.author)
-    row = conn.execute(sa.select(changes).where(changes.c.changeid == changeid)).one()
-    on_new_change(conn, cfg, change_dict(row, list(change.files), dict(change.properties)),
-                  now=now)
-    return int(changeid)
+    rows = [{
+        "author": change.author.strip(), "comments": change.comments or "",
+        "is_dir": bool(change.is_dir), "branch": change.branch or None,
+        "revision": change.revision or None, "revlink": change.revlink or None,
+        "when_timestamp": float(change.when) if change.when is not None else now,
+        "category": change.category or None, "repository": change.repository or "",
+        "codebase": change.codebase or "", "project": change.project or "",
+        "src": change.src,
+    } for change in new]
+    with events.batch(conn):
+        if len(rows) == 1:
+            ids = [inserted_id(conn.execute(_INSERT_CHANGE, rows[0]))]
+        else:
+            ids = [int(i) for i in conn.execute(_INSERT_CHANGES, rows).scalars()]
+        files = [{"changeid": changeid, "filename": f}
+                 for changeid, change in zip(ids, new, strict=True) for f in change.files]
+        if files:
+            conn.execute(_INSERT_FILES, files)
+        props = [{"changeid": changeid, "name": k, "value": json.dumps(v), "source": "Change"}
+                 for changeid, change in zip(ids, new, strict=True)
+                 for k, v in change.properties.items()]
+        if props:
+            conn.execute(_INSERT_PROPERTIES, props)
+        for changeid, row, change in zip(ids, rows, new, strict=True):
+            events.emit(conn, "change.new", changeid=changeid, branch=row["branch"],
+                        revision=row["revision"], author=change.author)
+        for changeid, row, change in zip(ids, rows, new, strict=True):
+            on_new_change(conn, cfg, change_dict(SimpleNamespace(changeid=changeid, **row),
+                                                 list(change.files), dict(change.properties)),
+                          now=now)
+    return ids

@@ -25,6 +25,12 @@ RETENTION_SECONDS = 30 * 24 * 3600
 MAX_ID_LENGTH = 255  # the column's size; longer ids are stored as a digest
 
 
+_INSERT = hook_deliveries.insert()
+_SET_CHANGEIDS = (hook_deliveries.update().where(hook_deliveries.c.id == sa.bindparam("rowid"))
+                  .values(changeids=sa.bindparam("changeids")))
+_PRUNE = hook_deliveries.delete().where(hook_deliveries.c.received_at < sa.bindparam("before"))
+
+
 class AlreadyProcessed(Exception):
     """This (dialect, delivery id) was stored before."""
 
@@ -50,24 +56,22 @@ def record_delivery(conn: Connection, dialect: str, delivery_id: str,
     prune(conn, now)
     try:
         with conn.begin_nested():  # a savepoint: the caller's transaction stays usable
-            return inserted_id(conn.execute(hook_deliveries.insert().values(
-                dialect=dialect, delivery_id=delivery_id, received_at=now,
-                changeids="[]")))
+            return inserted_id(conn.execute(_INSERT, {
+                "dialect": dialect, "delivery_id": delivery_id, "received_at": now,
+                "changeids": "[]"}))
     except sa.exc.IntegrityError:
         raise AlreadyProcessed(f"{dialect} delivery {delivery_id}") from None
 
 
 def set_changeids(conn: Connection, rowid: int, changeids: list[int]) -> None:
-    conn.execute(hook_deliveries.update().where(hook_deliveries.c.id == rowid)
-                 .values(changeids=json.dumps(changeids)))
+    conn.execute(_SET_CHANGEIDS, {"rowid": rowid, "changeids": json.dumps(changeids)})
 
 
 def prune(conn: Connection, now: float | None = None,
           retention: float = RETENTION_SECONDS) -> int:
     """Forget deliveries older than ``retention`` seconds; returns how many."""
     now = time.time() if now is None else now
-    return conn.execute(hook_deliveries.delete()
-                        .where(hook_deliveries.c.received_at < now - retention)).rowcount
+    return conn.execute(_PRUNE, {"before": now - retention}).rowcount
 
 
 def find_delivery(conn: Connection, dialect: str, delivery_id: str) -> list[int] | None:

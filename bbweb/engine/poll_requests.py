@@ -19,4 +19,4 @@ POLL_REQUESTED = "poller.poll_requested"
 def request_polls(conn: Connection, names: Iterable[str]) -> int:
     """Ask the daemon to poll the pollers called ``names`` now (call in a write
     transaction); returns the id of the ``poller.poll_requested`` event recorded."""
-    return events.emit(conn, POLL_REQUESTED, pollers=sorted(set(names)))
+    return events.emit_now(conn, POLL_REQUESTED, pollers=sorted(set(names)))

@@ -84,6 +84,15 @@ def on_new_change(conn: Connection, cfg: MasterConfig, change: dict[str, Any],
     return created
 
 
+_INSERT_RECORDED = scheduler_changes.insert()
+_SELECT_RECORDED = (sa.select(scheduler_changes)
+                    .where(scheduler_changes.c.scheduler == sa.bindparam("scheduler"))
+                    .order_by(scheduler_changes.c.changeid))
+_DELETE_RECORDED = scheduler_changes.delete().where(
+    scheduler_changes.c.scheduler == sa.bindparam("scheduler"),
+    scheduler_changes.c.changeid.in_(sa.bindparam("changeids", expanding=True)))
+
+
 class _View:
     def __init__(self, change: dict[str, Any]) -> None:
         self.__dict__.update(change)
@@ -91,14 +100,12 @@ class _View:
 
 def _record(conn: Connection, scheduler: str, changeid: int, important: bool,
             now: float) -> None:
-    conn.execute(scheduler_changes.insert().values(scheduler=scheduler, changeid=changeid,
-                                                   important=important, added_at=now))
+    conn.execute(_INSERT_RECORDED, {"scheduler": scheduler, "changeid": changeid,
+                                    "important": important, "added_at": now})
 
 
 def _recorded(conn: Connection, scheduler: str) -> Sequence[sa.Row[Any]]:
-    return conn.execute(sa.select(scheduler_changes)
-                        .where(scheduler_changes.c.scheduler == scheduler)
-                        .order_by(scheduler_changes.c.changeid)).all()
+    return conn.execute(_SELECT_RECORDED, {"scheduler": scheduler}).all()
 
 
 def _recorded_changes(conn: Connection, scheduler: str) -> list[dict[str, Any]]:
@@ -107,9 +114,7 @@ def _recorded_changes(conn: Connection, scheduler: str) -> list[dict[str, Any]]:
 
 def _forget(conn: Connection, scheduler: str, changeids: list[int]) -> None:
     if changeids:
-        conn.execute(scheduler_changes.delete().where(
-            scheduler_changes.c.scheduler == scheduler,
-            scheduler_changes.c.changeid.in_(changeids)))
+        conn.execute(_DELETE_RECORDED, {"scheduler": scheduler, "changeids": changeids})
 
 
 def _get_state(conn: Connection, scheduler: str, name: str, default: Any = None) -> Any:

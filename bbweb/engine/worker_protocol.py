@@ -47,6 +47,7 @@ from bbweb.engine import slaves as eslaves
 from bbweb.engine.actions import CLEAN_SHUTDOWN
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.values.validation import MAX_CARRIED_DEPTH, depth
+from bbweb.worker.logframes import Frame
 
 log = logging.getLogger("bbweb.worker_api")
 
@@ -440,8 +441,10 @@ def next_step(db: Database, cfg: MasterConfig, name: str, key: str | None,
 
 
 def append_log(db: Database, cfg: MasterConfig, name: str, key: str | None, stepid: int,
-               logname: str, chunks: list[tuple[str, str]]) -> Answer:
-    """Append output to a running step's log; answers whether a stop was requested."""
+               logname: str, chunks: list[tuple[str, str]],
+               frames: list[Frame] | None = None) -> Answer:
+    """Append output to a running step's log (``chunks`` of text, or ``frames`` a worker
+    compressed); answers whether a stop was requested."""
 
     def act(conn: Connection, sid: int) -> Answer:
         row = _own_step(conn, name, stepid)
@@ -450,7 +453,10 @@ def append_log(db: Database, cfg: MasterConfig, name: str, key: str | None, step
         if row.finished_at is not None:
             raise ProtocolError(409, f"step {stepid} has already finished")
         try:
-            ebuilds.append_step_log(conn, cfg, stepid, logname, chunks)
+            if frames is not None:
+                ebuilds.append_step_frames(conn, cfg, stepid, logname, frames)
+            else:
+                ebuilds.append_step_log(conn, cfg, stepid, logname, chunks)
         except ValueError as exc:
             raise ProtocolError(400, str(exc)) from None
         return Answer.json({"stop": row.stop_requested is not None})

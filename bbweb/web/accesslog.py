@@ -132,6 +132,17 @@ class SharedRotatingFileHandler(logging.FileHandler):
             self.release()
 
 
+class _NoHeaders:
+    """A response as gunicorn's atoms see it, without its headers (no atom of the format
+    names one)."""
+
+    headers: tuple[()] = ()
+
+    def __init__(self, resp: Any) -> None:
+        self.status = resp.status
+        self.sent = getattr(resp, "sent", None)
+
+
 def _setting(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -145,9 +156,27 @@ def _setting(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+# What gunicorn's own atoms (``%(h)s``, ``%(r)s``, ``%(u)s`` …) read from the environ.
+_ATOM_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO",
+                 "QUERY_STRING", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
+
+
 class AccessLogger(Logger):
     """gunicorn's logger with ``--access-logfile FILE`` written through
-    :class:`SharedRotatingFileHandler` (``-`` and no access log behave as usual)."""
+    :class:`SharedRotatingFileHandler` (``-`` and no access log behave as usual).
+
+    gunicorn makes an atom of every request header and every environ variable for each
+    line, whether the format uses them or not (a fifth of a small request's time); with a
+    format that names none (``{...}i``, ``{...}o``, ``{...}e``: the default one), only the
+    atoms it can use are made. The line is the same."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
+        if "}" in (self.cfg.access_log_format or ""):
+            return super().atoms(resp, req, environ, request_time)
+        needed = {k: environ[k] for k in _ATOM_ENVIRON if k in environ}
+        no_headers: Any = _NoHeaders(resp)
+        no_request_headers: Any = ()
+        return super().atoms(no_headers, no_request_headers, needed, request_time)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)

@@ -36,7 +36,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bbweb.engine.changes import ChangeInput, add_change
+from bbweb.engine.changes import ChangeInput, add_changes
 from bbweb.engine.hook_deliveries import (
     AlreadyProcessed,
     normalize_delivery_id,
@@ -268,7 +268,7 @@ def store(dialect: str, changes: list[ChangeInput], delivery: str | None) -> lis
     s = site()
     with s.db.write() as conn:
         rowid = record_delivery(conn, dialect, delivery) if delivery is not None else None
-        ids = [add_change(conn, s.config, ch) for ch in changes]
+        ids = add_changes(conn, s.config, changes)
         if rowid is not None and ids:
             set_changeids(conn, rowid, ids)
     return ids

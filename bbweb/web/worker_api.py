@@ -25,6 +25,7 @@ from bbweb.engine import slaves as engine_slaves
 from bbweb.engine import worker_protocol as protocol
 from bbweb.engine.worker_protocol import Answer, ProtocolError
 from bbweb.plugins.site import site
+from bbweb.worker import logframes
 
 P = ParamSpec("P")
 
@@ -32,6 +33,8 @@ bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
 
 MAX_CLAIM_WAIT = protocol.MAX_CLAIM_WAIT
+# The largest compressed log body (a worker sends at most a few MiB of text per request).
+MAX_LOG_BODY = 32 * 1024 * 1024
 
 
 def _send(answer: Answer) -> Response:
@@ -240,6 +243,8 @@ def next_step(buildid: int) -> Answer:
 @worker_auth
 @_protocol_view
 def step_log(stepid: int) -> Answer:
+    if request.mimetype == logframes.MEDIA_TYPE:
+        return _step_log_frames(stepid)
     body = _body()
     logname = body.get("log", "stdio")
     chunks = body.get("chunks")
@@ -252,6 +257,24 @@ def step_log(stepid: int) -> Answer:
     s = site()
     return protocol.append_log(s.db, s.config, g.worker_name, g.request_key, stepid,
                                logname, [(c[0], c[1]) for c in chunks])
+
+
+def _step_log_frames(stepid: int) -> Answer:
+    """Output a worker compressed (:mod:`bbweb.worker.logframes`), read from the request
+    a frame at a time and checked before the write transaction starts."""
+    logname = request.args.get("log", "stdio")
+    if not logname or len(logname) > 255:
+        raise ProtocolError(400, "log must be a log name")
+    length = request.content_length
+    if length is not None and length > MAX_LOG_BODY:
+        raise ProtocolError(413, f"a log body may hold at most {MAX_LOG_BODY} bytes")
+    try:
+        frames = list(logframes.decode(request.stream.read, MAX_LOG_BODY))
+    except logframes.FrameError as exc:
+        raise ProtocolError(400, str(exc)) from None
+    s = site()
+    return protocol.append_log(s.db, s.config, g.worker_name, g.request_key, stepid,
+                               logname, [], frames)
 
 
 @bp.post("/steps/<int:stepid>/finish")

@@ -1,6 +1,7 @@
 """The worker's side of ``/api/worker``: one small class per HTTP conversation.
 
-Every call is a plain JSON POST with HTTP Basic credentials. A master that is restarting
+Every call is a JSON POST with HTTP Basic credentials (step output goes in the compact
+form of :mod:`bbweb.worker.logframes` when the master takes it). A master that is restarting
 or briefly unreachable is waited for (with backoff) instead of failing the build; a wrong
 password is never retried, because retrying cannot fix it.
 
@@ -16,8 +17,11 @@ import logging
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import requests
+
+from bbweb.worker import logframes
 
 log = logging.getLogger("bbweb.worker")
 
@@ -31,6 +35,14 @@ class AuthenticationError(Exception):
 
 class MasterGone(Exception):
     """The master could not be reached for longer than the retry budget."""
+
+
+class Refused(RuntimeError):
+    """The master refused a call with a 4xx answer other than 401, 404 and 409."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NotOurs(Exception):
@@ -53,6 +65,7 @@ class MasterClient:
         self.session = requests.Session()
         self.session.auth = (name, password)
         self.session.headers["User-Agent"] = "bbweb-worker"
+        self.log_frames = True  # until the master refuses them (an older master)
 
     def copy(self, retry_for: float | None = None) -> MasterClient:
         """A new client (its own connection) for the same master and identity."""
@@ -71,17 +84,24 @@ class MasterClient:
         return None if resp.status_code == 204 else resp.json()
 
     def post(self, path: str, body: dict[str, Any] | None = None,
-             timeout: float = 30.0) -> requests.Response:
+             timeout: float = 30.0, data: bytes | None = None,
+             content_type: str | None = None) -> requests.Response:
         """POST ``body`` to ``path`` and return the (2xx) response. Connection errors
         and 5xx answers are retried (with the same Idempotency-Key) for up to
         ``retry_for`` seconds; 401, 404/409 and other 4xx raise."""
         deadline = time.monotonic() + self.retry_for
         delay = 0.2
         headers = {"Idempotency-Key": uuid.uuid4().hex}
+        if data is not None:
+            headers["Content-Type"] = content_type or "application/octet-stream"
         while True:
             try:
-                resp = self.session.post(self.base + path, json=body or {}, timeout=timeout,
-                                         headers=headers)
+                if data is not None:
+                    resp = self.session.post(self.base + path, data=data, timeout=timeout,
+                                             headers=headers)
+                else:
+                    resp = self.session.post(self.base + path, json=body or {},
+                                             timeout=timeout, headers=headers)
             except requests.RequestException as exc:
                 problem = f"cannot reach the master: {exc}"
             else:
@@ -92,8 +112,8 @@ class MasterClient:
                 if resp.status_code < 300:
                     return resp
                 if resp.status_code < 500:
-                    raise RuntimeError(f"the master refused {path}: {resp.status_code} "
-                                       f"{_message(resp)}")
+                    raise Refused(f"the master refused {path}: {resp.status_code} "
+                                  f"{_message(resp)}", resp.status_code)
                 problem = f"the master answered {resp.status_code} to {path}"
             if time.monotonic() + delay > deadline:
                 raise MasterGone(problem)
@@ -155,7 +175,22 @@ class MasterClient:
 
     def send_log(self, stepid: int, chunks: list[tuple[str, str]], logname: str = "stdio"
                  ) -> bool:
-        """Append output; True when the master wants this build stopped."""
+        """Append output; True when the master wants this build stopped. The output
+        goes compressed (:mod:`bbweb.worker.logframes`), as JSON to a master that does not
+        take that."""
+        if self.log_frames:
+            body = logframes.encode(logframes.chunk(chunks))
+            try:
+                resp = self.post(f"/steps/{stepid}/log?log={quote(logname, safe='')}",
+                                 data=body, content_type=logframes.MEDIA_TYPE)
+            except Refused as exc:
+                if exc.status not in (400, 415):
+                    raise
+                log.info("the master does not take compressed log frames (%s); sending "
+                         "JSON", exc)
+                self.log_frames = False
+            else:
+                return bool((resp.json() or {}).get("stop"))
         answer = self.call(f"/steps/{stepid}/log", {"log": logname,
                                                      "chunks": [list(c) for c in chunks]})
         return bool((answer or {}).get("stop"))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 FLUSH_INTERVAL = 0.5  # seconds between log posts while output is arriving
 FLUSH_BYTES = 64 * 1024  # ... or sooner when this much is waiting
+POST_BYTES = 4 * 1024 * 1024  # characters of output per request at most (a fast command's
+# backlog goes in several requests, so neither side holds a whole log in one body)
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for the process group
 DRAIN_AFTER_EXIT = 2.0  # how long a finished command's descendants may hold its pipes
 
@@ -41,6 +43,9 @@ class StepOutput:
         self._pending: list[tuple[str, str]] = []
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
+        # wakes the step's loop early: FLUSH_BYTES are waiting, or the output ended
+        self.wake = threading.Event()
+        self.finished = False
 
     def write(self, stream: str, text: str) -> None:
         if not text:
@@ -48,6 +53,13 @@ class StepOutput:
         with self._lock:
             self._pending.append((stream, text))
             self._pending_bytes += len(text)
+            if self._pending_bytes >= FLUSH_BYTES:
+                self.wake.set()
+
+    def end(self) -> None:
+        """The command's output is closed (called by the thread reading it, last)."""
+        self.finished = True
+        self.wake.set()
 
     def header(self, text: str) -> None:
         self.write("h", text if text.endswith("\n") else text + "\n")
@@ -62,8 +74,29 @@ class StepOutput:
         with self._lock:
             chunks, self._pending, self._pending_bytes = self._pending, [], 0
         self._last_flush = time.monotonic()
-        if chunks and self._send(chunks):
-            self._stop.set()
+        for part in _parts(chunks, POST_BYTES):
+            if self._send(part):
+                self._stop.set()
+
+
+def _parts(chunks: list[tuple[str, str]], limit: int) -> list[list[tuple[str, str]]]:
+    """``chunks`` in order, in groups of at most ``limit`` characters (a longer text is
+    cut)."""
+    parts: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    size = 0
+    for stream, text in chunks:
+        while size + len(text) > limit:
+            room = limit - size
+            current.append((stream, text[:room]))
+            parts.append(current)
+            current, size, text = [], 0, text[room:]
+        if text:
+            current.append((stream, text))
+            size += len(text)
+    if current:
+        parts.append(current)
+    return parts
 
 
 @dataclass
@@ -122,18 +155,21 @@ def _pump(proc: subprocess.Popen[bytes], output: StepOutput, activity: list[floa
         sel.register(pipe, selectors.EVENT_READ, stream)
         decoders[stream] = codecs.getincrementaldecoder("utf-8")(errors="replace")
     open_pipes = 2
-    while open_pipes:
-        for key, _ in sel.select():
-            data = os.read(key.fd, 65536)
-            stream = key.data
-            if not data:
-                sel.unregister(key.fileobj)
-                output.write(stream, decoders[stream].decode(b"", final=True))
-                open_pipes -= 1
-                continue
-            activity[0] = time.monotonic()
-            output.write(stream, decoders[stream].decode(data))
-    sel.close()
+    try:
+        while open_pipes:
+            for key, _ in sel.select():
+                data = os.read(key.fd, 65536)
+                stream = key.data
+                if not data:
+                    sel.unregister(key.fileobj)
+                    output.write(stream, decoders[stream].decode(b"", final=True))
+                    open_pipes -= 1
+                    continue
+                activity[0] = time.monotonic()
+                output.write(stream, decoders[stream].decode(data))
+    finally:
+        sel.close()
+        output.end()
 
 
 def run_command(command: str | list[str], cwd: str, env: dict[str, str],
@@ -170,7 +206,11 @@ def run_command(command: str | list[str], cwd: str, env: dict[str, str],
     details: list[str] = []
     exited_at: float | None = None
     while reader.is_alive() or proc.poll() is None:
-        reader.join(0.05)
+        # a poll interval, cut short when output piles up or ends
+        if output.wake.wait(0.05):
+            output.wake.clear()
+            if output.finished:
+                reader.join()  # it is returning: the command's output is all read
         now = time.monotonic()
         if output.due():
             output.flush()

@@ -57,7 +57,7 @@ FAULTS = [
     ("next_step", r"POST /api/worker/builds/\d+/next_step ", rb'"step":\{', 0),
     ("next_step after a step", r"POST /api/worker/builds/\d+/next_step ", rb'"after"', 0),
     ("last next_step", r"POST /api/worker/builds/\d+/next_step ", rb'"step":null', 0),
-    ("log", r"POST /api/worker/steps/\d+/log ", None, 1),
+    ("log", r"POST /api/worker/steps/\d+/log[ ?]", None, 1),
     ("finish", r"POST /api/worker/steps/\d+/finish ", None, 0),
     ("heartbeat", r"POST /api/worker/heartbeat ", None, 0),
 ]
