@@ -22,7 +22,6 @@ from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 from bbweb.web.events import STREAM_SLOTS_VAR
 
 DEFAULT_LISTEN = ListenAddress("127.0.0.1", 8010)
-DEFAULT_WEB_WORKERS = 2
 PAGE_THREADS = 16  # threads of each web process for pages, the API and worker long-polls
 STREAM_SLOTS = 200  # live status streams (/json/events) each web process serves at once
 # one process of 16 threads: a second process would double the web's memory (each holds

@@ -39,10 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pollers", ("bbweb.changes",)),
     ("plugins", ("bbweb.plugins", "bbweb.auth")),
     ("serving", ("bbweb.web", "bbweb.daemon")),
-    ("application", ("bbweb.app",)),
-    ("commands", ("bbweb.launcher", "bbweb.scaffold", "bbweb.auth.cli", "bbweb.statuslog")),
     ("application", ("bbweb.app", "bbweb.supervisor")),
-    ("commands", ("bbweb.launcher", "bbweb.scaffold", "bbweb.auth.cli")),
+    ("commands", ("bbweb.launcher", "bbweb.scaffold", "bbweb.auth.cli", "bbweb.statuslog")),
     ("command line", ("bbweb.cli",)),
     ("Buildbot's import paths", (
         "bbweb.config", "bbweb.buildslave", "bbweb.process", "bbweb.steps",

@@ -106,21 +106,6 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; commits on success, rolls back on any exception. Once it
-        has committed, the processes waiting on the channels it named
-        (:func:`bbweb.db.wakeup.after_commit`) are woken."""
-        committed = False
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(bbweb_write=True)
-            wakeup.take_pending(conn)  # nothing left over from a connection's earlier use
-            try:
-                with conn.begin():
-                    yield conn
-                committed = True
-            finally:
-                channels = wakeup.take_pending(conn)
-        if committed and channels:
-            self.wakeups.notify(*channels)
         """A write transaction; commits on success, rolls back on any exception.
 
         On SQLite the threads of one process take turns through a lock before ``BEGIN
@@ -133,14 +118,24 @@ class Database:
         lock = self._write_lock
         held = lock is not None and lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
         try:
+            committed = False
             with self.engine.connect() as conn:
                 conn = conn.execution_options(bbweb_write=True)
-                with conn.begin():
-                    yield conn
+                wakeup.take_pending(conn)  # nothing left over from the connection's last use
+                try:
+                    with conn.begin():
+                        yield conn
+                    committed = True
+                finally:
+                    channels = wakeup.take_pending(conn)
         finally:
             if held:
                 assert lock is not None
                 lock.release()
+        # Once it has committed, the processes waiting on the channels it named
+        # (bbweb.db.wakeup.after_commit) are woken.
+        if committed and channels:
+            self.wakeups.notify(*channels)
 
     def create_all(self) -> None:
         """Create the schema directly (tests); real basedirs go through ``upgrade``."""

@@ -35,23 +35,11 @@ _INSERT = events.insert()
 # where a batch's queue lives while it is open (the connection's ``info``)
 _QUEUE = "bbweb.events.batch"
 
-def emit(conn: Connection, kind: str, **payload: Any) -> int:
-    """Record one event (``kind`` like ``"build.finished"``); returns its id. Whoever
-    waits for events (:data:`bbweb.db.wakeup.EVENTS`) is woken once it is committed."""
-    new_id = conn.execute(
-        event_counter.update()
-        .where(event_counter.c.id == 1)
-        .values(value=event_counter.c.value + 1)
-        .returning(event_counter.c.value)
-    ).scalar_one()
-    conn.execute(events.insert().values(id=new_id, kind=kind, created_at=time.time(),
-                                        payload=json.dumps(payload, sort_keys=True)))
-    wakeup.after_commit(conn, wakeup.EVENTS)
-    return int(new_id)
 
 def emit(conn: Connection, kind: str, **payload: Any) -> int | None:
     """Record one event (``kind`` like ``"build.finished"``); returns its id, or None inside
-    :func:`batch`, where ids are given when the batch ends."""
+    :func:`batch`, where ids are given when the batch ends. Whoever waits for events
+    (:data:`bbweb.db.wakeup.EVENTS`) is woken once it is committed."""
     queue = conn.info.get(_QUEUE)
     if queue is not None:
         queue.append((kind, payload))
@@ -97,6 +85,7 @@ def _write(conn: Connection, items: list[tuple[str, dict[str, Any]]]) -> int:
              "payload": json.dumps(payload, sort_keys=True)}
             for i, (kind, payload) in enumerate(items)]
     conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
+    wakeup.after_commit(conn, wakeup.EVENTS)
     return last
 
 

@@ -19,39 +19,35 @@ import bbweb.status
 from bbweb import __version__
 from bbweb.cli import main
 from bbweb.config import load_master_config
-from bbweb.mastercfg.planned import PLANNED_TARGETS
+from bbweb.mastercfg.planned import PLANNED_TARGETS, PlannedTarget
 
 HEADER = "from bbweb.config import *\nc = BuildmasterConfig = {}\n"
 NOT_YET = f"not available yet in this version of bbweb ({__version__})"
 
+# Every 0.8 status target ships now, so the tests give the table a row of their own: a
+# target 0.8 had that bbweb does not (Tinderbox mail).
+TINDERBOX = PlannedTarget("bbweb.status.tinderbox", ("TinderboxMailNotifier",),
+                          "mail in Tinderbox's format")
+
+
+@pytest.fixture(autouse=True)
+def planned_tinderbox(monkeypatch):
+    monkeypatch.setitem(PLANNED_TARGETS, TINDERBOX.module, TINDERBOX)
+
+
 # (the import lines of a 0.8 master.cfg with bbweb's prefix, the message's beginning)
 IMPORTS = [
-    ("from bbweb.status.client import PBListener\n"
-     "c['status'] = [PBListener(9988)]",
-     "PBListener from bbweb.status.client"),
-    ("from bbweb.status import status_gerrit\n"
-     "c['status'] = [status_gerrit.GerritStatusPush('gerrit.example.org', 'bb')]",
-     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
-    ("from bbweb.status.status_push import StatusPush, HttpStatusPush",
-     "StatusPush and HttpStatusPush from bbweb.status.status_push (pushing status events "
-     "to a server) are"),
-    ("from bbweb.status.status_push import HttpStatusPush",
-     "HttpStatusPush from bbweb.status.status_push (pushing status events to a server) is"),
-    ("import bbweb.status.status_push\n"
-     "c['status'] = [bbweb.status.status_push.HttpStatusPush('http://x/')]",
-     "StatusPush and HttpStatusPush from bbweb.status.status_push"),
-    ("from bbweb.status.github import GitHubStatus",
-     "GitHubStatus from bbweb.status.github (GitHub commit statuses) is"),
-    ("from bbweb.status.status_gerrit import GerritStatusPush",
-     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
-    ("import bbweb.status.client\n"
-     "c['status'] = [bbweb.status.client.PBListener(9988)]",
-     "PBListener from bbweb.status.client"),
+    ("from bbweb.status.tinderbox import TinderboxMailNotifier\n"
+     "c['status'] = [TinderboxMailNotifier(fromaddr='bb@example.org')]",
+     "TinderboxMailNotifier from bbweb.status.tinderbox (mail in Tinderbox's format) is"),
+    ("from bbweb.status import tinderbox\n"
+     "c['status'] = [tinderbox.TinderboxMailNotifier(fromaddr='bb@example.org')]",
+     "TinderboxMailNotifier from bbweb.status.tinderbox (mail in Tinderbox's format) is"),
+    ("import bbweb.status.tinderbox",
+     "TinderboxMailNotifier from bbweb.status.tinderbox"),
     ("import bbweb.status\n"
-     "c['status'] = [bbweb.status.status_gerrit.GerritStatusPush('gerrit', 'bb')]",
-     "GerritStatusPush from bbweb.status.status_gerrit (reviews posted to Gerrit) is"),
-    ("import bbweb.status\nc['status'] = [bbweb.status.words.IRC('irc', 'bb', [])]",
-     "IRC from bbweb.status.words (the IRC bot) is"),
+     "c['status'] = [bbweb.status.tinderbox.TinderboxMailNotifier(fromaddr='x@y')]",
+     "TinderboxMailNotifier from bbweb.status.tinderbox (mail in Tinderbox's format) is"),
 ]
 
 
@@ -83,11 +79,11 @@ def test_a_buildbot_prefix_left_in_place_is_pointed_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"{cfg}:3: there is no module 'buildbot.status.html' here: bbweb offers "
             "Buildbot's names under 'bbweb.' (write 'bbweb.status.html')") in err
-    cfg = write(tmp_path, "from buildbot.status.status_gerrit import GerritStatusPush")
+    cfg = write(tmp_path, "from buildbot.status.tinderbox import TinderboxMailNotifier")
     assert main(["checkconfig", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert ("(write 'bbweb.status.status_gerrit'); but GerritStatusPush from "
-            "bbweb.status.status_gerrit") in err
+    assert ("(write 'bbweb.status.tinderbox'); but TinderboxMailNotifier from "
+            "bbweb.status.tinderbox") in err
     assert NOT_YET in err
 
 
@@ -99,9 +95,9 @@ def test_other_import_errors_keep_python_s_message(tmp_path, capsys):
 
 
 def test_start_and_master_fail_with_the_same_sentence(tmp_path, capsys, caplog):
-    cfg = write(tmp_path, "from bbweb.status.status_gerrit import GerritStatusPush")
-    expected = (f"{cfg}:3: GerritStatusPush from bbweb.status.status_gerrit (reviews posted "
-                "to Gerrit) is not available yet")
+    cfg = write(tmp_path, "from bbweb.status.tinderbox import TinderboxMailNotifier")
+    expected = (f"{cfg}:3: TinderboxMailNotifier from bbweb.status.tinderbox (mail in "
+                "Tinderbox's format) is not available yet")
     assert main(["start", str(tmp_path)]) == 1
     assert expected in capsys.readouterr().err
     with caplog.at_level(logging.ERROR, logger="bbweb.daemon"):
@@ -110,31 +106,21 @@ def test_start_and_master_fail_with_the_same_sentence(tmp_path, capsys, caplog):
     assert not (tmp_path / "state.sqlite").exists()
 
 
-def test_every_planned_target_is_really_missing_or_imports():
-    """Each row names a module bbweb does not ship yet; once it ships, importing it works
-    and the row is never consulted (remove it then, and update docs/compat.md)."""
-    for module, target in PLANNED_TARGETS.items():
-        assert module.startswith("bbweb.status.")
-        if importlib.util.find_spec(module) is not None:
-            mod = importlib.import_module(module)
-            assert all(hasattr(mod, name) for name in target.names), module
-
-
 def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, capsys):
-    """A target shipped later as bbweb/status/client.py is imported like any module."""
+    """A target shipped later as bbweb/status/tinderbox.py is imported like any module."""
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "client.py").write_text(
-        "class PBListener:\n"
-        "    consumer_name = 'pb'\n"
-        "    def __init__(self, port):\n"
-        "        self.port = port\n"
+    (package / "tinderbox.py").write_text(
+        "class TinderboxMailNotifier:\n"
+        "    consumer_name = 'tinderbox'\n"
+        "    def __init__(self, fromaddr):\n"
+        "        self.fromaddr = fromaddr\n"
         "    def handle_event(self, event):\n"
         "        pass\n")
     basedir = tmp_path / "master"
     basedir.mkdir()
-    write(basedir, "from bbweb.status.client import PBListener\n"
-                   "c['status'] = [PBListener(9988)]")
+    write(basedir, "from bbweb.status.tinderbox import TinderboxMailNotifier\n"
+                   "c['status'] = [TinderboxMailNotifier('bb@example.org')]")
     assert main(["checkconfig", str(basedir)]) == 1
     assert NOT_YET in capsys.readouterr().err
 
@@ -143,25 +129,26 @@ def test_the_message_disappears_once_the_module_exists(tmp_path, monkeypatch, ca
     try:
         assert main(["checkconfig", str(basedir)]) == 0, capsys.readouterr().err
         cfg = load_master_config(basedir)
-        assert [type(t).__name__ for t in cfg.status] == ["PBListener"]
+        assert [type(t).__name__ for t in cfg.status] == ["TinderboxMailNotifier"]
     finally:
-        sys.modules.pop("bbweb.status.client", None)
-        if hasattr(bbweb.status, "client"):
-            delattr(bbweb.status, "client")
+        sys.modules.pop("bbweb.status.tinderbox", None)
+        if hasattr(bbweb.status, "tinderbox"):
+            delattr(bbweb.status, "tinderbox")
 
 
 def test_compat_md_says_which_targets_exist():
-    """docs/compat.md's status-target table marks exactly the absent targets as not
-    available yet (when one ships, its row there has to say so)."""
+    """docs/compat.md's status-target table marks a target not available yet exactly when
+    bbweb does not ship its module (when one ships, its row there has to say so)."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "compat.md").read_text()
     section = text.split("## Status targets", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
-    for module, target in PLANNED_TARGETS.items():
-        short = module.rsplit(".", 1)[1]
-        row = next((r for r in rows if f"`{short}.{target.names[0]}`" in r), None)
-        assert row is not None, f"docs/compat.md has no row for {short}.{target.names[0]}"
-        missing = importlib.util.find_spec(module) is None
-        assert ("not available yet" in row) == missing, row
+    shipped = ["mail.MailNotifier", "words.IRC", "status_push.StatusPush",
+               "status_gerrit.GerritStatusPush", "github.GitHubStatus", "client.PBListener"]
+    for name in shipped:
+        row = next((r for r in rows if f"`{name}`" in r), None)
+        assert row is not None, f"docs/compat.md has no row for {name}"
+        assert importlib.util.find_spec("bbweb.status." + name.split(".")[0]) is not None
+        assert "not available yet" not in row, row
 
 
 @pytest.mark.parametrize("body", [

@@ -254,6 +254,8 @@ def test_retry_after_replaces_the_backoff(master, daemons):
     assert d.stop() == 0
     assert retry_delay(DeliveryError("x"), 0.4) == 0.4  # no retry_after: the backoff
     assert retry_delay(DeliveryError("x", retry_after=10 ** 9), 0.4) == MAX_RETRY_AFTER
+
+
 def test_new_events_wake_an_idle_consumer_without_its_fallback(master, daemons):
     """A consumer with nothing to do sleeps until an event is committed: with its fallback
     look an hour away, events written afterwards still reach it (the wake-up of the

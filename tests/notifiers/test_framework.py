@@ -127,10 +127,8 @@ def test_plugins_toml_failures(make_master):
     assert found == []
     assert failures == {
         "notifiers.mail": "MailNotifier: unknown argument(s) colour",
-        "notifiers.ghost": "no such notifier is installed (installed: gerrit, mail)"}
-        "notifiers.ghost": "no such notifier is installed (installed: github, "
-                           "httpstatuspush, mail, statuspush)"}
-        "notifiers.ghost": "no such notifier is installed (installed: irc, mail)"}
+        "notifiers.ghost": "no such notifier is installed (installed: gerrit, github, "
+                           "httpstatuspush, irc, mail, statuspush)"}
 
 
 def test_relative_ca_file_is_relative_to_the_basedir(make_master, certdir):
