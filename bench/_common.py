@@ -37,7 +37,10 @@ import sqlalchemy as sa  # noqa: E402
 
 from bbweb.db.connection import Database  # noqa: E402
 from bbweb.db.migrate import upgrade  # noqa: E402
+from bbweb.engine import builds as eb  # noqa: E402
+from bbweb.engine import slaves as es  # noqa: E402
 from bbweb.engine.builders import sync_builders  # noqa: E402
+from bbweb.engine.force import force_build  # noqa: E402
 from bbweb.launcher import gunicorn_command  # noqa: E402
 from bbweb.mastercfg.master import MasterConfig, load_master_config  # noqa: E402
 from bbweb.mastercfg.webstatus import ListenAddress  # noqa: E402
@@ -482,3 +485,39 @@ def timed(acc: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         acc[key] = acc.get(key, 0.0) + time.perf_counter() - t
+
+
+# -- small masters driven through the engine (the notifier benches) ------------------------
+
+def engine_master(basedir: Path, cfg_text: str) -> tuple[MasterConfig, Database]:
+    """A fresh SQLite master at ``basedir`` from ``cfg_text`` (``DB_URL`` in it is replaced
+    by the database's URL), upgraded and opened: builds are then played through the
+    engine directly, so a notifier bench measures the notifier, not workers."""
+    basedir.mkdir(parents=True)
+    db_url = "sqlite:///" + str(basedir / "state.sqlite")
+    (basedir / "master.cfg").write_text(cfg_text.replace("DB_URL", repr(db_url)))
+    cfg = load_master_config(basedir)
+    upgrade(cfg.db_url)
+    return cfg, Database(cfg.db_url)
+
+
+def play_build(cfg: MasterConfig, db: Database, builder: str, *, now: float, result: int,
+               owner: str = "", log_text: str | None = None,
+               step_seconds: float = 1.0) -> float:
+    """Force one build on ``builder`` and run its steps as a worker named ``slave1`` would
+    (each step ending with ``result``, with ``log_text`` as its stdio when given); returns
+    the time after its last step."""
+    with db.write() as conn:
+        force_build(conn, cfg, [builder], scheduler="force", owner=owner)
+        sid = es.slave_id(conn, "slave1") or es.ensure_slave(conn, "slave1")
+        claimed = eb.claim_build_request(conn, cfg, "slave1", sid, now=now)
+    assert claimed is not None, f"no build request of {builder} to claim"
+    while True:
+        with db.write() as conn:
+            spec = eb.next_step(conn, cfg, claimed.buildid, now=now)
+            if spec is None:
+                return now
+            if log_text is not None:
+                eb.append_step_log(conn, cfg, spec["id"], "stdio", [("o", log_text)])
+            eb.finish_step(conn, cfg, spec["id"], result, now=now + step_seconds / 2)
+        now += step_seconds

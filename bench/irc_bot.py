@@ -39,15 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
+from _common import engine_master, play_build  # noqa: E402
 
 from bbweb.db.connection import Database  # noqa: E402
-from bbweb.db.migrate import upgrade  # noqa: E402
 from bbweb.db.schema import consumer_cursors  # noqa: E402
-from bbweb.engine import builds as eb  # noqa: E402
 from bbweb.engine import events  # noqa: E402
-from bbweb.engine import slaves as es  # noqa: E402
-from bbweb.engine.force import force_build  # noqa: E402
-from bbweb.mastercfg.master import load_master_config  # noqa: E402
 from bbweb.status.words import IRC  # noqa: E402
 from tests.support.ircd import CHANNEL, CHANNEL_KEY, IrcServer, IrcUser  # noqa: E402
 
@@ -74,27 +70,13 @@ c['status'].append(words.IRC('127.0.0.1', 'benchbot', [{'channel': CHAN, 'passwo
 
 
 def make_master(basedir: Path, extra: str = "") -> tuple[Any, Database]:
-    basedir.mkdir(parents=True)
-    db_url = "sqlite:///" + str(basedir / "state.sqlite")
-    (basedir / "master.cfg").write_text(CFG.replace("DB_URL", repr(db_url)) + extra)
-    cfg = load_master_config(basedir)
-    upgrade(cfg.db_url)
-    return cfg, Database(cfg.db_url)
+    return engine_master(basedir, CFG + extra)
 
 
 def one_build(cfg: Any, db: Database, i: int, t: float) -> None:
     """Force, claim and run one build through the engine, as a worker would."""
-    builder = f"builder-{i % 4}"
-    with db.write() as conn:
-        force_build(conn, cfg, [builder], scheduler="force", owner=f"dev{i % 7}")
-        sid = es.slave_id(conn, "slave1") or es.ensure_slave(conn, "slave1")
-        claimed = eb.claim_build_request(conn, cfg, "slave1", sid, now=t)
-    while True:
-        with db.write() as conn:
-            spec = eb.next_step(conn, cfg, claimed.buildid, now=t)
-            if spec is None:
-                return
-            eb.finish_step(conn, cfg, spec["id"], i % 2, now=t + 0.5)
+    play_build(cfg, db, f"builder-{i % 4}", now=t, result=i % 2, owner=f"dev{i % 7}",
+               step_seconds=0.0)
 
 
 def announcements(user: IrcUser, nick: str, after: int) -> int:

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,16 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
+from _common import engine_master, free_port, play_build  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from bbweb.db.connection import Database  # noqa: E402
-from bbweb.db.migrate import upgrade  # noqa: E402
 from bbweb.db.schema import consumer_cursors  # noqa: E402
-from bbweb.engine import builds as eb  # noqa: E402
 from bbweb.engine import events  # noqa: E402
-from bbweb.engine import slaves as es  # noqa: E402
-from bbweb.engine.force import force_build  # noqa: E402
-from bbweb.mastercfg.master import load_master_config  # noqa: E402
 from bbweb.status.mail import MailNotifier  # noqa: E402
 
 CFG = """
@@ -83,12 +78,6 @@ class Counter:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def smtp_server(tls_dir: Path | None) -> tuple[Controller, Counter, int]:
     counter, port = Counter(), free_port()
     kwargs: dict[str, Any] = {}
@@ -102,31 +91,15 @@ def smtp_server(tls_dir: Path | None) -> tuple[Controller, Counter, int]:
 
 
 def make_master(basedir: Path, extra: str = "") -> tuple[Any, Database]:
-    basedir.mkdir(parents=True)
-    db_url = "sqlite:///" + str(basedir / "state.sqlite")
-    (basedir / "master.cfg").write_text(CFG.replace("DB_URL", repr(db_url)) + extra)
-    cfg = load_master_config(basedir)
-    upgrade(cfg.db_url)
-    return cfg, Database(cfg.db_url)
+    return engine_master(basedir, CFG + extra)
 
 
 def run_builds(cfg: Any, db: Database, count: int) -> None:
     """``count`` builds, forced and played through the engine like a worker would."""
     t = time.time()
     for i in range(count):
-        builder = f"builder-{i % 4}"
-        with db.write() as conn:
-            force_build(conn, cfg, [builder], scheduler="force", owner=f"dev{i % 7}")
-            sid = es.slave_id(conn, "slave1") or es.ensure_slave(conn, "slave1")
-            claimed = eb.claim_build_request(conn, cfg, "slave1", sid, now=t)
-        while True:
-            with db.write() as conn:
-                spec = eb.next_step(conn, cfg, claimed.buildid, now=t)
-                if spec is None:
-                    break
-                eb.append_step_log(conn, cfg, spec["id"], "stdio", [("o", "ok\n" * 20)])
-                eb.finish_step(conn, cfg, spec["id"], (i // 3) % 2, now=t + 0.5)
-            t += 1
+        t = play_build(cfg, db, f"builder-{i % 4}", now=t, result=(i // 3) % 2,
+                       owner=f"dev{i % 7}", log_text="ok\n" * 20)
 
 
 def mails_per_second(workdir: Path, builds: int, tls_dir: Path | None) -> None:

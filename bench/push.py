@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,14 +34,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
+from _common import engine_master, free_port, play_build  # noqa: E402
 
 from bbweb.db.connection import Database  # noqa: E402
-from bbweb.db.migrate import upgrade  # noqa: E402
-from bbweb.engine import builds as eb  # noqa: E402
 from bbweb.engine import events  # noqa: E402
-from bbweb.engine import slaves as es  # noqa: E402
-from bbweb.engine.force import force_build  # noqa: E402
-from bbweb.mastercfg.master import load_master_config  # noqa: E402
 from bbweb.status.status_push import HttpStatusPush  # noqa: E402
 
 CFG = """
@@ -96,29 +91,13 @@ def serve(port: int) -> None:
     server.serve_forever()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- the measurement -----------------------------------------------------------------------
 
 def run_builds(cfg: Any, db: Database, count: int) -> None:
     t = time.time()
     for i in range(count):
-        with db.write() as conn:
-            force_build(conn, cfg, [f"builder-{i % 4}"], scheduler="force")
-            sid = es.slave_id(conn, "slave1") or es.ensure_slave(conn, "slave1")
-            claimed = eb.claim_build_request(conn, cfg, "slave1", sid, now=t)
-        while True:
-            with db.write() as conn:
-                spec = eb.next_step(conn, cfg, claimed.buildid, now=t)
-                if spec is None:
-                    break
-                eb.append_step_log(conn, cfg, spec["id"], "stdio", [("o", "ok\n" * 20)])
-                eb.finish_step(conn, cfg, spec["id"], (i // 3) % 2, now=t + 0.5)
-            t += 1
+        t = play_build(cfg, db, f"builder-{i % 4}", now=t, result=(i // 3) % 2,
+                       log_text="ok\n" * 20)
 
 
 def measure(cfg: Any, db: Database, url: str, name: str, label: str, **options: Any
@@ -166,13 +145,7 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        basedir = workdir / "master"
-        basedir.mkdir()
-        db_url = "sqlite:///" + str(basedir / "state.sqlite")
-        (basedir / "master.cfg").write_text(CFG.replace("DB_URL", repr(db_url)))
-        cfg = load_master_config(basedir)
-        upgrade(cfg.db_url)
-        db = Database(cfg.db_url)
+        cfg, db = engine_master(workdir / "master", CFG)
         print(f"bench/push.py: {builds} builds, SQLite, a receiver process on 127.0.0.1")
         run_builds(cfg, db, builds)
         result = {"builds": builds,
