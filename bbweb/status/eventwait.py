@@ -2,11 +2,11 @@
 
 Every stream client of a web process waits here; one thread per process and database
 (started with the first waiter, gone a little after the last one left) reads the newest
-event id every :data:`POLL_SECONDS` and wakes the waiters when it moved. So a hundred idle
-clients cost one indexed single-row read per poll, not a hundred, and nothing at all when
-nobody listens. :func:`wait_for_events` is the whole interface: a later wake-up mechanism
-(PostgreSQL ``LISTEN``/``NOTIFY``, a local signal) replaces the poll inside this module
-without touching its callers.
+event id whenever the master's wake-ups (:mod:`bbweb.db.wakeup`: every committed event
+notifies its ``events`` channel) say something was committed, and wakes the waiters when
+it moved. So a hundred idle clients cost one indexed single-row read per event, not a
+hundred, and nothing while nothing happens. :data:`LOOK_SECONDS` is the safety net for a
+lost wake-up. :func:`wait_for_events` is the whole interface.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import weakref
 
 import sqlalchemy as sa
 
+from bbweb.db import wakeup
 from bbweb.db.connection import Database
 from bbweb.db.schema import event_counter
 
-POLL_SECONDS = 0.05
-"""How often the newest event id is read while somebody waits (the stream's latency)."""
+LOOK_SECONDS = 10.0
+"""How often the newest event id is read anyway while somebody waits, should a wake-up
+be lost (``BBWEB_WAKEUP_FALLBACK`` overrides it, as for every waiter)."""
 
 LINGER_SECONDS = 5.0
 """How long the polling thread stays after the last waiter left (a reconnecting browser
@@ -71,6 +73,8 @@ class _Watch:
             db = self._db()
             if db is None:
                 return
+            wakeups = db.wakeups
+            since = wakeups.generation(wakeup.EVENTS)  # before reading: nothing slips by
             try:
                 latest = latest_event_id(db)
             except Exception:  # the database is away: waiters time out and retry
@@ -85,7 +89,10 @@ class _Watch:
                     self._thread = None
                     self._latest = -1  # not watched any more: the next waiter reads afresh
                     return
-            time.sleep(POLL_SECONDS)
+                idle = not self._waiters
+            # with nobody waiting, look again when the linger is over (to end the thread)
+            wakeups.wait(wakeup.EVENTS, since,
+                         LINGER_SECONDS if idle else wakeup.fallback(LOOK_SECONDS))
 
 
 _watches: weakref.WeakKeyDictionary[Database, _Watch] = weakref.WeakKeyDictionary()
@@ -102,4 +109,4 @@ def wait_for_events(db: Database, after: int, timeout: float) -> int:
     return watch.wait(after, timeout)
 
 
-__all__ = ["LINGER_SECONDS", "POLL_SECONDS", "latest_event_id", "wait_for_events"]
+__all__ = ["LINGER_SECONDS", "LOOK_SECONDS", "latest_event_id", "wait_for_events"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from bbweb.db import wakeup
@@ -120,3 +121,23 @@ def test_an_idle_worker_is_kept_alive_by_its_claims(tmp_path, e2e_db_url):
                                 .where(slaves.c.name == "w1")).scalar()
     finally:
         stop_live_master(master)
+
+
+def test_a_live_stream_hears_an_event_committed_by_another_process(live):
+    """/json/events in gunicorn's process sleeps on the wake-ups too: with its fallback
+    look an hour away, a build forced from this process reaches an open stream at once."""
+    with requests.get(live.url + "/json/events", stream=True, timeout=DEADLINE,
+                      headers={"Accept": "text/event-stream"}) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines(decode_unicode=True)
+        next(lines, None)  # the stream is open (its first line: a comment or a retry)
+        with live.db.write() as conn:
+            force_build(conn, live.config, ["quick"], reason="stream", owner="test",
+                        scheduler="force")
+        kinds = []
+        for line in lines:
+            if line.startswith("event: "):
+                kinds.append(line[len("event: "):])
+                if "buildset.new" in kinds:
+                    break
+        assert "buildset.new" in kinds
