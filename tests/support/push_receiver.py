@@ -3,7 +3,8 @@
 
 Run as ``python -m tests.support.push_receiver PORT FILE``. Files next to ``FILE`` steer
 it while it runs: ``FILE.status`` holds a status code to answer instead of 200 (the
-request is still recorded, with that answer); ``FILE.hold`` makes it record the request
+request is still recorded, with that answer; ``CODE once``: for the next request only);
+``FILE.hold`` makes it record the request
 and then never answer (a receiver that took the data but whose "200" never arrived).
 
 :class:`PushReceiver` starts, stops and restarts it on the same port and reads the file.
@@ -58,7 +59,11 @@ def _handler(out: Path) -> type[BaseHTTPRequestHandler]:
             except (ValueError, KeyError) as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"
             status_file = Path(str(out) + ".status")
-            status = int(status_file.read_text()) if status_file.exists() else 200
+            with lock:
+                told = status_file.read_text().split() if status_file.exists() else []
+                if told[1:] == ["once"]:
+                    status_file.unlink()
+            status = int(told[0]) if told else 200
             record["answer"] = status
             with lock, out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -121,12 +126,13 @@ class PushReceiver:
             self.proc.wait(10)
         self.proc = None
 
-    def answer(self, status: int | None) -> None:
+    def answer(self, status: int | None, *, once: bool = False) -> None:
+        """Answer ``status`` from now on (None: 200 again), or to the next request only."""
         path = Path(str(self.out) + ".status")
         if status is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_text(str(status))
+            path.write_text(f"{status} once" if once else str(status))
 
     def hold(self, on: bool = True) -> None:
         path = Path(str(self.out) + ".hold")
