@@ -213,15 +213,25 @@ def test_a_revision_that_is_not_a_commit_is_not_sent(mail_master, fake_gerrit):
                           "'<change>,<patchset>'")
 
 
-def test_no_gerrit_change_nothing_sent_and_recorded(mail_master, fake_gerrit):
-    notifier = gerrit(fake_gerrit, reviewCB=defaultReviewCB)
+def test_a_build_of_no_gerrit_change_is_neither_sent_nor_recorded(mail_master, fake_gerrit):
+    """On a master that also builds other sources, those builds are not Gerrit's business:
+    no review, and no row on /notifications for each of them."""
+    notifier = gerrit(fake_gerrit, startCB=start_cb, reviewCB=defaultReviewCB)
     build(mail_master, "runtests", SUCCESS, Clock(), revision="abc123")
+    feed(notifier, mail_master)
+    assert fake_gerrit.commands() == []
+    assert attempts(mail_master) == []
+
+
+def test_a_half_named_change_is_recorded_as_skipped_with_why(mail_master, fake_gerrit):
+    notifier = gerrit(fake_gerrit, reviewCB=defaultReviewCB)
+    build(mail_master, "runtests", SUCCESS, Clock(),
+          properties={"event.change.number": "1234", "event.change.project": "tools"})
     feed(notifier, mail_master)
     assert fake_gerrit.commands() == []
     (row,) = attempts(mail_master)
     assert (row.outcome, row.what) == ("skipped", "runtests #0 review (Verified +1)")
-    assert row.answer.startswith("not a Gerrit change: the build has none of the properties "
-                                 "event.change.id, event.change.number, gerrit_branch")
+    assert row.answer.startswith("no patchset: none of event.patchSet.revision, got_revision")
 
 
 def test_checkout_step_properties_name_the_patchset(mail_master, fake_gerrit):

@@ -22,7 +22,12 @@ from typing import Any
 
 from bbweb.mastercfg.errors import caller_location, config_error
 from bbweb.plugins.notifiers.base import Notification, Notifier
-from bbweb.plugins.notifiers.gerrit_changes import NoPatchset, Patchset, patchsets_of
+from bbweb.plugins.notifiers.gerrit_changes import (
+    NoPatchset,
+    NotAGerritChange,
+    Patchset,
+    patchsets_of,
+)
 from bbweb.plugins.notifiers.gerrit_ssh import GerritSsh, Review, SshSettings
 from bbweb.plugins.notifiers.gerrit_texts import (
     DEFAULT_REVIEW,
@@ -239,6 +244,8 @@ class GerritStatusPush(Notifier):
         build_number = number if buildsetid is None else None
         try:
             patchsets = patchsets_of(build)
+        except NotAGerritChange:  # a mixed master's other builds: not ours to record
+            return []
         except NoPatchset as exc:
             return [Notification(key=f"{phase}:none", what=what, builder=builder,
                                  build_number=build_number, buildsetid=buildsetid,

@@ -43,6 +43,11 @@ class NoPatchset(Exception):
     """The build names no Gerrit patchset, or one that cannot be reviewed: why."""
 
 
+class NotAGerritChange(NoPatchset):
+    """The build has none of the properties a Gerrit change gives it: it came from
+    another source, so there is nothing to review and nothing worth recording."""
+
+
 def _text(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -143,8 +148,9 @@ def patchsets_of(build: Any) -> list[Patchset]:
         return [_event_patchset(build)]
     if build.getProperty("gerrit_branch") is not None:
         return [_branch_patchset(build)]
-    raise NoPatchset("not a Gerrit change: the build has none of the properties "
-                     "event.change.id, event.change.number, gerrit_branch, repo_downloads")
+    raise NotAGerritChange("not a Gerrit change: the build has none of the properties "
+                           "event.change.id, event.change.number, gerrit_branch, "
+                           "repo_downloads")
 
 
-__all__ = ["NoPatchset", "Patchset", "patchsets_of"]
+__all__ = ["NoPatchset", "NotAGerritChange", "Patchset", "patchsets_of"]
