@@ -16,7 +16,7 @@ from typing import Any
 
 from bbweb.auth import users
 from bbweb.auth.htpasswd import HtpasswdFile
-from bbweb.mastercfg.errors import caller_location, config_error
+from bbweb.mastercfg.errors import argument_error, caller_location
 
 log = logging.getLogger("bbweb.auth")
 
@@ -56,8 +56,9 @@ class BasicAuth(IAuth):
                 or not all(isinstance(p, list | tuple) and len(p) == 2
                            and all(isinstance(s, str) for s in p) and p[0]
                            for p in userpass)):
-            config_error("BasicAuth: give a non-empty list of ('user', 'password') pairs "
-                         "of strings")
+            argument_error("BasicAuth: give a non-empty list of ('user', 'password') pairs "
+                           "of strings")
+            userpass = []  # nobody logs in; checkconfig lists the file's other mistakes too
         self.userpass = [(u, p) for u, p in userpass]
 
     def authenticate(self, user: str, passwd: str) -> bool:
@@ -86,14 +87,21 @@ class HTPasswdAuth(IAuth):
     A relative path is relative to the basedir."""
 
     def __init__(self, file: str) -> None:
+        self._htpasswd: HtpasswdFile | None = None  # nobody logs in until it is right
         if not isinstance(file, str | os.PathLike) or not os.fspath(file):
-            config_error(f"{type(self).__name__}: give the path of an htpasswd file")
+            argument_error(f"{type(self).__name__}: give the path of an htpasswd file")
+            self.file = ""
+            return
         self.file = _config_relative(file)
         if not os.path.isfile(self.file):
-            config_error(f"{type(self).__name__}: no such file: {self.file}")
+            argument_error(f"{type(self).__name__}: no such file: {self.file}")
+            return
         self._htpasswd = HtpasswdFile(self.file)
 
     def authenticate(self, user: str, passwd: str) -> bool:
+        if self._htpasswd is None:
+            self.err = f"No such file: {self.file}"
+            return False
         try:
             ok = self._htpasswd.check(user, passwd)
         except OSError as exc:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import poller_state
 from bbweb.engine.changes import add_change
-from bbweb.mastercfg.errors import caller_location, config_error
+from bbweb.mastercfg.errors import argument_error, caller_location
 
 log = logging.getLogger("bbweb.changes")
 
@@ -43,6 +43,15 @@ class PollCancelled(PollError):
     """The poll was stopped (the daemon is stopping or lost its lock): nothing stored."""
 
 
+def string_or_none(owner: str, label: str, value: Any) -> str | None:
+    """``value`` when it is a string or None; otherwise the mistake is recorded for
+    checkconfig and None stands in."""
+    if value is None or isinstance(value, str):
+        return value
+    argument_error(f"{owner}: {label} must be a string, not {type(value).__name__}")
+    return None
+
+
 class PollingChangeSource:
     """A change source that the master daemon polls.
 
@@ -57,14 +66,19 @@ class PollingChangeSource:
     def __init__(self, name: str, pollInterval: float = 600,  # noqa: N803 (Buildbot names)
                  pollAtLaunch: bool = False) -> None:
         self.location = caller_location()
+        # A bad argument is recorded and replaced by its default, so that checkconfig goes
+        # on and lists every mistake of the file at once.
         if not isinstance(name, str) or not name.strip():
-            config_error(f"{type(self).__name__}: name must be a non-empty string")
+            argument_error(f"{type(self).__name__}: name must be a non-empty string")
+            name = type(self).__name__
         if isinstance(pollInterval, bool) or not isinstance(pollInterval, int | float) \
                 or not pollInterval > 0:
-            config_error(f"{type(self).__name__}: pollInterval must be a positive number "
-                          f"of seconds, not {pollInterval!r}")
+            argument_error(f"{type(self).__name__}: pollInterval must be a positive number "
+                           f"of seconds, not {pollInterval!r}")
+            pollInterval = 600
         if not isinstance(pollAtLaunch, bool):
-            config_error(f"{type(self).__name__}: pollAtLaunch must be True or False")
+            argument_error(f"{type(self).__name__}: pollAtLaunch must be True or False")
+            pollAtLaunch = False
         self.name = name
         self.pollInterval = float(pollInterval)
         self.pollAtLaunch = pollAtLaunch

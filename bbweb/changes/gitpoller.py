@@ -26,9 +26,10 @@ from bbweb.changes import (
     PollingChangeSource,
     redact_url,
     run_command,
+    string_or_none,
 )
 from bbweb.engine.changes import ChangeInput
-from bbweb.mastercfg.errors import config_error
+from bbweb.mastercfg.errors import argument_error
 
 log = logging.getLogger("bbweb.changes.gitpoller")
 
@@ -66,37 +67,41 @@ class GitPoller(PollingChangeSource):
                  pollinterval: float | None = None, fetch_refspec: Any = None,
                  encoding: str = "utf-8", pollAtLaunch: bool = False,  # noqa: N803
                  name: str | None = None) -> None:
+        # Each bad argument is recorded and replaced by a harmless value, so that
+        # checkconfig lists every mistake of the file at once.
         if not isinstance(repourl, str) or not repourl.strip():
-            config_error("GitPoller: repourl must be a non-empty string")
-        if repourl.startswith("-"):
-            config_error(f"GitPoller: repourl {repourl!r} must not start with '-'")
+            argument_error("GitPoller: repourl must be a non-empty string")
+            repourl = "(no repourl)"
+        elif repourl.startswith("-"):
+            argument_error(f"GitPoller: repourl {repourl!r} must not start with '-'")
         if pollinterval is not None:  # Buildbot's old lowercase spelling
             pollInterval = pollinterval
         super().__init__(name if name is not None else repourl, pollInterval, pollAtLaunch)
         if fetch_refspec is not None:
-            config_error("GitPoller: fetch_refspec is not supported (it was deprecated in "
-                          "Buildbot 0.8.7): list the branches to watch in 'branches'")
+            argument_error("GitPoller: fetch_refspec is not supported (it was deprecated in "
+                           "Buildbot 0.8.7): list the branches to watch in 'branches'")
         if branch is not None and branches is not None:
-            config_error("GitPoller: give 'branches' or 'branch', not both")
-        if branch is not None:
+            argument_error("GitPoller: give 'branches' or 'branch', not both")
+        elif branch is not None:
             branches = [branch]
         if branches is None:
             branches = ["master"]
         self.branches: list[str] | bool | Callable[[str], bool] = \
             self._check_branches(branches)
-        for label, value in (("workdir", workdir), ("category", category),
-                             ("project", project)):
-            if value is not None and not isinstance(value, str):
-                config_error(f"GitPoller: {label} must be a string, not "
-                              f"{type(value).__name__}")
+        workdir, category, project = (
+            string_or_none("GitPoller", label, value) for label, value in
+            (("workdir", workdir), ("category", category), ("project", project)))
         if not isinstance(gitbin, str) or not gitbin:
-            config_error("GitPoller: gitbin must be the git command's name or path")
+            argument_error("GitPoller: gitbin must be the git command's name or path")
+            gitbin = "git"
         if not isinstance(usetimestamps, bool):
-            config_error("GitPoller: usetimestamps must be True or False")
+            argument_error("GitPoller: usetimestamps must be True or False")
+            usetimestamps = True
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
-            config_error(f"GitPoller: unknown encoding {encoding!r}")
+            argument_error(f"GitPoller: unknown encoding {encoding!r}")
+            encoding = "utf-8"
         self.repourl = repourl
         self.workdir = workdir
         self.gitbin = gitbin
@@ -112,12 +117,14 @@ class GitPoller(PollingChangeSource):
         if isinstance(branches, str):
             branches = [branches]
         if not isinstance(branches, list | tuple) or not branches:
-            config_error("GitPoller: branches must be a non-empty list of branch names, "
-                          "True (every branch) or a callable")
+            argument_error("GitPoller: branches must be a non-empty list of branch names, "
+                           "True (every branch) or a callable")
+            return ["master"]
         names: list[str] = []
         for b in branches:
             if not isinstance(b, str) or not b.strip() or b.startswith("-"):
-                config_error(f"GitPoller: {b!r} is not a branch name")
+                argument_error(f"GitPoller: {b!r} is not a branch name")
+                continue
             short = b.removeprefix("refs/heads/")
             if short not in names:
                 names.append(short)

@@ -26,9 +26,10 @@ from bbweb.changes import (
     PollingChangeSource,
     redact_url,
     run_command,
+    string_or_none,
 )
 from bbweb.engine.changes import ChangeInput
-from bbweb.mastercfg.errors import config_error
+from bbweb.mastercfg.errors import argument_error
 
 log = logging.getLogger("bbweb.changes.svnpoller")
 
@@ -78,36 +79,42 @@ class SVNPoller(PollingChangeSource):
     def __init__(self, svnurl: str, split_file: Callable[[str], Any] | None = None,
                  svnuser: str | None = None, svnpasswd: str | None = None,
                  pollInterval: float = 600, histmax: int = 100,  # noqa: N803
-                 svnbin: str = "svn", revlinktmpl: str = "", category: str | None = None,
-                 project: str = "", cachepath: str | None = None,
+                 svnbin: str = "svn", revlinktmpl: str | None = "", category: str | None = None,
+                 project: str | None = "", cachepath: str | None = None,
                  pollinterval: float | None = None, extra_args: list[str] | None = None,
                  pollAtLaunch: bool = False, name: str | None = None) -> None:  # noqa: N803
+        # Each bad argument is recorded and replaced by a harmless value, so that
+        # checkconfig lists every mistake of the file at once.
         if not isinstance(svnurl, str) or not svnurl.strip():
-            config_error("SVNPoller: svnurl must be a non-empty string")
-        if svnurl.startswith("-"):
-            config_error(f"SVNPoller: svnurl {svnurl!r} must not start with '-'")
+            argument_error("SVNPoller: svnurl must be a non-empty string")
+            svnurl = "(no svnurl)"
+        elif svnurl.startswith("-"):
+            argument_error(f"SVNPoller: svnurl {svnurl!r} must not start with '-'")
         svnurl = svnurl.rstrip("/")
         if pollinterval is not None:  # Buildbot's old lowercase spelling
             pollInterval = pollinterval
         super().__init__(name if name is not None else svnurl, pollInterval, pollAtLaunch)
         if split_file is not None and not callable(split_file):
-            config_error("SVNPoller: split_file must be a function (e.g. "
-                          "split_file_branches)")
+            argument_error("SVNPoller: split_file must be a function (e.g. "
+                           "split_file_branches)")
+            split_file = None
         if isinstance(histmax, bool) or not isinstance(histmax, int) or histmax < 1:
-            config_error(f"SVNPoller: histmax must be a positive integer, not {histmax!r}")
-        for label, value in (("svnuser", svnuser), ("svnpasswd", svnpasswd),
-                             ("category", category), ("project", project),
-                             ("revlinktmpl", revlinktmpl), ("cachepath", cachepath)):
-            if value is not None and not isinstance(value, str):
-                config_error(f"SVNPoller: {label} must be a string, not "
-                              f"{type(value).__name__}")
+            argument_error(f"SVNPoller: histmax must be a positive integer, not {histmax!r}")
+            histmax = 100
+        svnuser, svnpasswd, category, project, revlinktmpl, cachepath = (
+            string_or_none("SVNPoller", label, value) for label, value in
+            (("svnuser", svnuser), ("svnpasswd", svnpasswd), ("category", category),
+             ("project", project), ("revlinktmpl", revlinktmpl), ("cachepath", cachepath)))
         if revlinktmpl and "%s" not in revlinktmpl:
-            config_error("SVNPoller: revlinktmpl needs a '%s' for the revision")
+            argument_error("SVNPoller: revlinktmpl needs a '%s' for the revision")
+            revlinktmpl = ""
         if not isinstance(svnbin, str) or not svnbin:
-            config_error("SVNPoller: svnbin must be the svn command's name or path")
+            argument_error("SVNPoller: svnbin must be the svn command's name or path")
+            svnbin = "svn"
         if extra_args is not None and (not isinstance(extra_args, list | tuple) or
                                        not all(isinstance(a, str) for a in extra_args)):
-            config_error("SVNPoller: extra_args must be a list of strings")
+            argument_error("SVNPoller: extra_args must be a list of strings")
+            extra_args = None
         self.svnurl = svnurl
         self.split_file = split_file or split_file_alwaystrunk
         self.svnuser = svnuser

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bbweb.mastercfg.errors import Location, caller_location, config_error
+from bbweb.mastercfg.errors import Location, argument_error, caller_location
 from bbweb.mastercfg.interfaces import AuthBackend
 
 log = logging.getLogger("bbweb.auth")
@@ -37,9 +37,9 @@ def _check_value(name: str, value: Any) -> ActionValue:
         return value
     if isinstance(value, int):  # 0/1 from old configs
         return bool(value)
-    config_error(f"Authz: {name}={value!r} is not understood: use False, True, 'auth' or a "
-                 "function (username, *objects) -> bool")
-    return False  # not reached
+    argument_error(f"Authz: {name}={value!r} is not understood: use False, True, 'auth' or a "
+                   "function (username, *objects) -> bool")
+    return False  # nobody, while checkconfig goes on to list the file's other mistakes
 
 
 class Authz:
@@ -56,18 +56,21 @@ class Authz:
         self.location: Location | None = caller_location()
         unknown = sorted(set(actions) - set(ACTIONS))
         if unknown:
-            config_error(f"Authz: unknown authorization action(s) {', '.join(unknown)}; "
-                         f"the actions are {', '.join(ACTIONS)}")
+            argument_error(f"Authz: unknown authorization action(s) {', '.join(unknown)}; "
+                           f"the actions are {', '.join(ACTIONS)}")
         if httpLoginLink is not None:
             if httpLoginUrl not in (False, None, "") and httpLoginUrl != httpLoginLink:
-                config_error("Authz: httpLoginUrl and httpLoginLink are the same option; "
-                             "give one of them")
+                argument_error("Authz: httpLoginUrl and httpLoginLink are the same option; "
+                               "give one of them")
             httpLoginUrl = httpLoginLink
         if httpLoginUrl not in (False, None, "") and not isinstance(httpLoginUrl, str):
-            config_error("Authz: httpLoginUrl must be a URL string")
-        if auth is not None and not isinstance(auth, AuthBackend):
-            config_error(f"Authz: auth={auth!r} is not an authentication object (use "
-                         "BasicAuth, HTPasswdAuth, HTPasswdAprAuth or UsersAuth)")
+            argument_error("Authz: httpLoginUrl must be a URL string")
+            httpLoginUrl = False
+        bad_auth = auth is not None and not isinstance(auth, AuthBackend)
+        if bad_auth:
+            argument_error(f"Authz: auth={auth!r} is not an authentication object (use "
+                           "BasicAuth, HTPasswdAuth, HTPasswdAprAuth or UsersAuth)")
+            auth = None
         self.auth = auth
         self.useHttpHeader = bool(useHttpHeader)
         self.httpLoginUrl: str | None = httpLoginUrl or None
@@ -79,11 +82,11 @@ class Authz:
             else:
                 self.actions[name] = _check_value(name, actions.get(name, default_action))
         needs_login = [n for n, v in self.actions.items() if v == AUTH or callable(v)]
-        if needs_login and auth is None and not self.useHttpHeader:
+        if needs_login and auth is None and not self.useHttpHeader and not bad_auth:
             where = f"{self.location}: " if self.location else ""
             log.warning("%sAuthz: %s need a logged-in user but no auth= is given, so "
                         "nobody will be allowed them", where, ", ".join(needs_login))
-        if self.useHttpHeader and auth is None:
+        if self.useHttpHeader and auth is None and not bad_auth:
             where = f"{self.location}: " if self.location else ""
             log.warning("%sAuthz(useHttpHeader=True) without auth=: the user name in the "
                         "Authorization header is trusted as it comes, so the front end "

@@ -151,3 +151,49 @@ def test_objects_built_outside_master_cfg_refuse_bad_arguments_at_once():
         ShellCommand(command="make", haltOnFailur=True)
     with pytest.raises(ConfigErrors, match="treeStableTimer must be a number"):
         SingleBranchScheduler(name="s", branch=None, treeStableTimer="x", builderNames=["b"])
+
+
+ACCESS_AND_POLLER_MISTAKES = """\
+from bbweb.config import *
+from bbweb.changes.gitpoller import GitPoller
+from bbweb.changes.svnpoller import SVNPoller
+c = BuildmasterConfig = {}
+c['slaves'] = [BuildSlave('s1', 'pw')]
+f = BuildFactory()
+f.addStep(ShellCommand(command=['make']))
+c['builders'] = [BuilderConfig(name='b', slavenames=['s1'], factory=f)]
+c['change_source'] = [
+    GitPoller('https://example.org/x.git', branches=[], pollInterval=0),
+    SVNPoller('svn://example.org/r', histmax=0, revlinktmpl='http://x/'),
+]
+users = BasicAuth('bob:secret')
+gate = Authz(auth=users, forceBuild='sometimes', stopBiuld=True)
+c['status'] = [WebStatus(http_port=8010, authz=gate),
+               WebStatus(http_port=8011, authz=Authz(auth=HTPasswdAuth('no-such-htpasswd')))]
+"""
+
+
+def test_access_and_poller_mistakes_are_all_named_in_one_run(tmp_path, capsys):
+    """Authentication, authorization and pollers report each bad argument and go on, like
+    every other object of the file: one run lists them all."""
+    cfg = write(tmp_path, ACCESS_AND_POLLER_MISTAKES)
+    assert main(["checkconfig", str(tmp_path)]) == 1
+    reported = [line.strip() for line in capsys.readouterr().err.splitlines()[1:]]
+    text = ACCESS_AND_POLLER_MISTAKES
+    assert reported == [f"{cfg}:{line_of(text, needle)}: {message}" for needle, message in [
+        ("branches=[]", "GitPoller: pollInterval must be a positive number of seconds, "
+                        "not 0"),
+        ("branches=[]", "GitPoller: branches must be a non-empty list of branch names, "
+                        "True (every branch) or a callable"),
+        ("histmax=0", "SVNPoller: histmax must be a positive integer, not 0"),
+        ("histmax=0", "SVNPoller: revlinktmpl needs a '%s' for the revision"),
+        ("BasicAuth(", "BasicAuth: give a non-empty list of ('user', 'password') pairs of "
+                       "strings"),
+        ("stopBiuld", "Authz: unknown authorization action(s) stopBiuld; the actions are "
+                      "view, gracefulShutdown, forceBuild, forceAllBuilds, pingBuilder, "
+                      "stopBuild, stopAllBuilds, cancelPendingBuild, cancelAllPendingBuilds, "
+                      "stopChange, cleanShutdown, showUsersPage, pauseSlave"),
+        ("stopBiuld", "Authz: forceBuild='sometimes' is not understood: use False, True, "
+                      "'auth' or a function (username, *objects) -> bool"),
+        ("no-such-htpasswd", f"HTPasswdAuth: no such file: {tmp_path / 'no-such-htpasswd'}"),
+    ]]
