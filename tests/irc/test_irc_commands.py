@@ -193,11 +193,12 @@ def test_force_and_stop(bot):
     assert f"stopped: by IRC user {alice.nick} on channel {CHANNEL}: too slow" in page
 
 
-def test_control_disabled_and_allow_list(make_master, daemons, ircd, users):
+def test_allow_list_of_bare_nicks(make_master, daemons, ircd, users):
+    """allowedNicksIdentified=False: the nick alone counts (accounts: test_irc_accounts)."""
     alice, bob = users(), users()
     master, _d, nick = start_bot(make_master, daemons, ircd, alice,
                                  f", allowForce=True, allowShutdown=True, "
-                                 f"allowedNicks=[{alice.nick!r}]")
+                                 f"allowedNicks=[{alice.nick!r}], allowedNicksIdentified=False")
     force(master, "runtests")  # a running build keeps a clean shutdown waiting
     claim(master, "slave1", Clock()())
     # bob asks privately: in the channel his replies could reach alice after her next

@@ -26,6 +26,7 @@ def test_defaults():
     assert 1 <= bot.lostDelay <= 5 and 45 <= bot.failedDelay <= 60
     assert bot.name == "irc" and bot.consumer_name == "notifier.irc"
     assert bot.initial_position == "latest"
+    assert (bot.allowedNicks, bot.allowedNicksIdentified) == (None, True)
     assert words.IRC("h", "bb", [], notify_events={"started": 1, "failureToSuccess": 1}
                      ).notify_events == {"started", "failureToSuccess"}
 
@@ -33,6 +34,9 @@ def test_defaults():
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     (("irc", "bb", ["#ci"]), {"allowForce": "yes"}, "allowForce must be boolean, not 'yes'"),
     (("irc", "bb", ["#ci"]), {"allowShutdown": 1}, "allowShutdown must be boolean, not 1"),
+    (("irc", "bb", ["#ci"]), {"allowedNicks": ["al ice"]}, "allowedNicks: 'al ice' is not"),
+    (("irc", "bb", ["#ci"]), {"allowedNicksIdentified": "no"},
+     "allowedNicksIdentified must be boolean, not 'no'"),
     ((None, "bb", ["#ci"]), {}, "host (the IRC server's name) is required"),
     (("irc", "b b", ["#ci"]), {}, "nick 'b b' is not a valid IRC nick"),
     (("irc", "bb", None), {}, "channels is required"),
