@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
+from bbweb.plugins.notifiers.irc_commands import Watches
 from bbweb.status.builder import FAILURE, SUCCESS
+from tests.daemon.conftest import saved_cursor
 from tests.irc.conftest import start_bot
-from tests.notifiers.conftest import Clock, build
+from tests.notifiers.conftest import Clock, build, finish_claimed, latest_event
 from tests.support.history import claim, force
 from tests.support.ircd import CHANNEL
+from tests.support.polling import wait_for
 
 HELP = [
     ("help", "Get help on what? (try 'help <foo>', 'help <foo> <bar>, or 'commands' for a "
@@ -76,6 +82,30 @@ def test_small_talk(bot):
     alice.say(CHANNEL, f"{nick}: destroy")
     line = alice.wait_for(lambda ln: ln.kind == "action" and ln.nick == nick, after=mark)
     assert line.text == "readies phasers"
+    mark = alice.mark()
+    alice.say(CHANNEL, f"{nick}: destroy {nick}")  # not itself
+    assert alice.ask(nick, "hello") == ["yes?"]
+    assert [m.text for m in alice.messages_from(nick, mark)] == ["yes?"]
+
+
+def test_dance_and_its_you(bot):
+    """Both spread over seconds (0.8's timings); asked at once, in the channel and
+    privately."""
+    _master, _d, nick, alice = bot
+    mark = alice.mark()
+    asked = time.monotonic()
+    alice.say(CHANNEL, f"{nick}: dance")
+    alice.say(nick, "It's You !!")
+    alice.wait_for(lambda _ln: len(alice.messages_from(nick, mark, CHANNEL)) >= 5
+                   and len(alice.messages_from(nick, mark, alice.nick)) >= 3, 30,
+                   "five dance moves and three answers", after=mark)
+    took = time.monotonic() - asked
+    assert [m.text for m in alice.messages_from(nick, mark, CHANNEL)] == [
+        "<(^.^<)", "<(^.^)>", "(>^.^)>", "(7^.^)7", "(>^.^<)"]
+    assert [m.text for m in alice.messages_from(nick, mark, alice.nick)] == [
+        "How are you gentlemen !!", "All your base are belong to us.",
+        "You are on the way to destruction."]
+    assert took >= 5.0  # the last line of "It's You !!" comes 5.5 s after it
 
 
 def test_mute_and_unmute(bot):
@@ -116,6 +146,60 @@ def test_builder_commands(bot):
                               "[build successful]", after=mark)
     alice.wait_for_text(nick, "Build details are at http://bb.example.org/builders/runtests/"
                               f"builds/{claimed.number}", after=mark)
+
+
+def test_watch_of_a_build_that_ends_meanwhile(bot, monkeypatch):
+    """The build ends after ``watch`` saw it running and its end is handled by the
+    notifier before the watch is noted: the command itself says it ended."""
+    master, _d, nick, alice = bot
+    clock = Clock()
+    force(master, "runtests")
+    claimed = claim(master, "slave1", clock())
+    real = Watches.watch_build
+
+    def ends_first(self, buildid, contact):  # type: ignore[no-untyped-def]
+        finish_claimed(master, buildid, SUCCESS, clock)
+        last = latest_event(master)
+        wait_for(lambda: (saved_cursor(master, "notifier.irc") or 0) >= last,
+                 what="the notifier to handle the build's end")
+        return real(self, buildid, contact)
+    monkeypatch.setattr(Watches, "watch_build", ends_first)
+    mark = alice.mark()
+    alice.say(CHANNEL, f"{nick}: watch runtests")
+    n = claimed.number
+    alice.wait_for_text(nick, f"Hey! build runtests #{n} is complete: Success "
+                              "[build successful]", after=mark)
+    alice.wait_for_text(nick, "Build details are at http://bb.example.org/builders/runtests/"
+                              f"builds/{n}", after=mark)
+    assert [m.text for m in alice.messages_from(nick, mark)][0] == \
+        f"watching build runtests #{n} until it finishes.."
+
+
+LEFT = r"(4\dm\d\ds|50m00s)"  # 3000 s less the few seconds since the build started
+
+
+def test_eta_in_forced_status_and_watch(bot):
+    """With a successful build of 50 minutes before, a running build has an ETA."""
+    master, _d, nick, alice = bot
+    clock = Clock(time.time() - 4 * 3600)
+    force(master, "runtests")
+    first = claim(master, "slave1", clock())
+    finish_claimed(master, first.buildid, SUCCESS, lambda: clock(600))  # type: ignore
+    times = master.app().test_client().get(
+        f"/json/builders/runtests/builds/{first.number}").get_json()["times"]
+    assert times[1] - times[0] == 3000
+    mark = alice.mark()
+    alice.say(CHANNEL, f"{nick}: force build runtests with eta")
+    wait_for(lambda: master.app().test_client().get("/json/builders/runtests").get_json()[
+        "pendingBuilds"] == 1, what="the forced request")
+    second = claim(master, "slave1", time.time())
+    alice.wait_for_text(nick, re.compile(rf"^build forced \[ETA {LEFT}\]$"), after=mark)
+    alice.wait_for_text(nick, "I'll give a shout when the build finishes", after=mark)
+    (status,) = alice.ask(nick, "status runtests")
+    assert re.fullmatch(rf"runtests: building\(no current step\) \[ETA {LEFT}\]", status), status
+    (watch,) = alice.ask(nick, "watch runtests")
+    assert re.fullmatch(rf"watching build runtests #{second.number} until it finishes "
+                        rf"\[{LEFT}\]\.\.", watch), watch
 
 
 def test_notify_settings(bot):

@@ -83,6 +83,33 @@ def test_server_restart_reconnects_and_announces_what_was_missed_once(
     assert d.stop() == 0
 
 
+def test_a_silent_server_is_noticed_and_reconnected_to(make_master, daemons, own_ircd,
+                                                      caplog):
+    """ngircd stopped (SIGSTOP): the connection stays open but nothing comes back. After
+    two keepalive periods (and 5 s of grace) the bot gives up on it and connects again;
+    once the server runs again it is back in the channel."""
+    alice = IrcUser(own_ircd, "alice")
+    alice.join()
+    assert own_ircd.proc is not None
+    with caplog.at_level(logging.INFO, logger="bbweb.notifiers.irc"):
+        _master, d, nick = start_bot(make_master, daemons, own_ircd, alice, ", keepalive=1")
+        mark = alice.mark()
+        own_ircd.proc.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_for(lambda: "nothing heard from the server" in caplog.text, 30,
+                     "the bot to notice that the server went silent")
+            noticed = time.monotonic() - stopped
+        finally:
+            own_ircd.proc.send_signal(signal.SIGCONT)
+    assert 5.0 <= noticed < 15.0  # 2 x 1 s + 5 s after the last line the server sent
+    back = alice.wait_for(lambda ln: ln.kind == "join" and ln.nick.startswith(nick), 30,
+                          "the bot back in the channel", after=mark)
+    assert alice.ask(back.nick, "hello") == ["yes?"]
+    alice.quit()
+    assert d.stop() == 0
+
+
 CRASHABLE = """
 import sys
 from bbweb.daemon import run_daemon
