@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from bbweb import __version__
 from bbweb.plugins.notifiers.irc_commands import Watches
 from bbweb.status.builder import FAILURE, SUCCESS
 from tests.daemon.conftest import saved_cursor
@@ -35,7 +36,18 @@ HELP = [
     ("help shutdown check", "Usage: shutdown check - check if the buildbot master is running "
                             "or shutting down"),
     ("help shutdown stop", "Usage: shutdown cancel - stop the clean shutdown"),
+    ("help shutdown start", "Usage: shutdown start - start a clean shutdown"),
+    ("help shutdown now", "Usage: shutdown now - shutdown immediately without waiting for "
+                          "the builders to finish"),
+    ("help notify", "Usage: notify on|off|list [<EVENT>] ... - Notify me about build events."
+                    "  event should be one or more of: 'started', 'finished', 'failure', "
+                    "'success', 'exception' or 'xToY' (where x and Y are one of success, "
+                    "warnings, failure, exception, but Y is capitalized)"),
+    ("help source", "Usage: source - the source code for Buildbot"),
+    ("help help", "Usage: help <command> [<arg> [<subarg> ...]] - Give help for <command> or "
+                  "one of it's arguments"),
     ("help hello", "No usage info for 'hello'"),
+    ("help dance", "No usage info for 'dance'"),
     ("help shutdown frob", "No usage info for 'shutdown' 'frob'"),
     ("help 'unclosed", "No closing quotation"),
 ]
@@ -45,7 +57,8 @@ HELP = [
 def bot(make_master, daemons, ircd, users):  # type: ignore[no-untyped-def]
     alice = users()
     master, d, nick = start_bot(make_master, daemons, ircd, alice,
-                                ", allowForce=True, allowShutdown=True, useColors=False")
+                                ", allowForce=True, allowShutdown=True, useColors=False, "
+                                "commandsPerMinute=60")
     return master, d, nick, alice
 
 
@@ -58,7 +71,10 @@ def test_help_texts(bot):
 def test_small_talk(bot):
     _master, _d, nick, alice = bot
     assert alice.ask(nick, "HELLO") == ["yes?"]  # commands are matched case-insensitively
-    assert alice.ask(nick, "version")[0].endswith(" at your service")
+    assert alice.ask(nick, "version") == [f"bbweb-{__version__} at your service"]
+    assert alice.ask(nick, "source") == [
+        f"My source is bbweb {__version__}, a re-creation of Buildbot 0.8's status and bot; "
+        "it is where this master was installed from"]
     mark = alice.mark()
     alice.say(CHANNEL, f"{nick}: frobnicate")  # unknown: ignored
     assert alice.ask(nick, "frobnicate!") == ["What you say!"]
@@ -139,7 +155,6 @@ def test_builder_commands(bot):
     assert status.startswith("runtests: building(")
     assert alice.ask(nick, "watch runtests") == [
         f"watching build runtests #{claimed.number} until it finishes.."]
-    from tests.notifiers.conftest import finish_claimed
     mark = alice.mark()
     finish_claimed(master, claimed.buildid, SUCCESS, clock)
     alice.wait_for_text(nick, f"Hey! build runtests #{claimed.number} is complete: Success "
@@ -298,6 +313,25 @@ def test_allow_list_of_bare_nicks(make_master, daemons, ircd, users):
     assert alice.ask(nick, "shutdown start") == ["Already started"]
     assert alice.ask(nick, "shutdown stop") == ["Stopping clean shutdown"]
     assert alice.ask(nick, "shutdown frob") == ["try 'shutdown check|start|stop|now'"]
+
+
+def test_shutdown_now(bot):
+    """``shutdown now`` stops the running builds (as the IRC user) and shuts the master
+    down cleanly: the daemon ends once they have ended, and the bot quits."""
+    master, d, nick, alice = bot
+    clock = Clock()
+    force(master, "runtests")
+    claimed = claim(master, "slave1", clock())
+    assert alice.ask(nick, "shutdown now") == ["Stopping buildbot"]
+    page = master.app().test_client().get(
+        f"/builders/runtests/builds/{claimed.number}").get_data(as_text=True)
+    assert f"IRC user {alice.nick} on channel {CHANNEL}" in page
+    mark = alice.mark()
+    finish_claimed(master, claimed.buildid, FAILURE, clock)  # the worker's answer
+    assert d.join(30) == 0
+    quit_line = alice.wait_for(lambda ln: ln.kind == "quit" and ln.nick == nick, after=mark,
+                               what="the bot to quit")
+    assert quit_line.text == '"buildmaster reconfigured: bot disconnecting"'  # ngircd quotes
 
 
 def test_disabled_control(make_master, daemons, ircd, users):
