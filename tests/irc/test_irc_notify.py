@@ -25,8 +25,15 @@ def test_subscriptions_and_transitions(make_master, daemons, ircd, users):
         make_master, daemons, ircd, alice,
         ", notify_events=['started', 'failure', 'failureToSuccess'], categories=['core'], "
         "useColors=False")
+    # categories limit what is listed, not what may be asked about
+    assert alice.ask(nick, "list builders") == ["Configured builders: runtests [offline]"]
+    assert alice.ask(nick, "status") == ["runtests: offline"]
+    assert alice.ask(nick, "status docs") == ["docs: offline"]
+    # as in 0.8, whoever talks to the bot privately gets the configured events there
+    bob = users(join=False)
+    assert bob.ask(nick, "hello", target=nick) == ["yes?"]
     clock = Clock()
-    mark = alice.mark()
+    mark, bmark = alice.mark(), bob.mark()
     change(master, clock, author="carol <carol@example.org>", revision="1234567890ab")
     run_pending(master, FAILURE, clock)
     change(master, clock, author="dave", revision="bbbbbbbbbbbb")
@@ -47,6 +54,9 @@ def test_subscriptions_and_transitions(make_master, daemons, ircd, users):
                    after=mark)
     assert texts(alice, nick, mark) == want
     assert not texts(alice, nick, mark, "docs")  # category 'doc' is not announced
+    bob.wait_for(lambda _ln: len(texts(bob, nick, bmark)) >= len(want), what="5 lines",
+                 after=bmark)
+    assert texts(bob, nick, bmark) == want
     assert d.stop() == 0
 
 
