@@ -12,7 +12,7 @@ from bbweb.plugins.notifiers.irc_commands import Watches
 from bbweb.status.builder import FAILURE, SUCCESS
 from tests.daemon.conftest import saved_cursor
 from tests.irc.conftest import start_bot
-from tests.notifiers.conftest import Clock, build, finish_claimed, latest_event
+from tests.notifiers.conftest import Clock, build, change, finish_claimed, latest_event
 from tests.support.history import claim, force
 from tests.support.ircd import CHANNEL
 from tests.support.polling import wait_for
@@ -215,6 +215,28 @@ def test_eta_in_forced_status_and_watch(bot):
     (watch,) = alice.ask(nick, "watch runtests")
     assert re.fullmatch(rf"watching build runtests #{second.number} until it finishes "
                         rf"\[{LEFT}\]\.\.", watch), watch
+
+
+def test_builds_described_by_revisions(make_master, daemons, ircd, users):
+    """useRevisions: watch, stop and the watched end name the build by its changes'
+    revisions (7 characters) instead of its number."""
+    alice = users()
+    master, _d, nick = start_bot(
+        make_master, daemons, ircd, alice, ", allowForce=True, useRevisions=True, "
+        "useColors=False",
+        extra_cfg="c['schedulers'] = [AnyBranchScheduler(name='all', "
+                  "builderNames=['runtests'])]")
+    clock = Clock()
+    change(master, clock, revision="1234567890ab")
+    claimed = claim(master, "slave1", clock())
+    assert alice.ask(nick, "watch runtests") == [
+        "watching build runtests containing revision(s) [1234567] until it finishes.."]
+    assert alice.ask(nick, "stop build runtests enough") == [
+        "build containing revision(s) [1234567] interrupted"]
+    mark = alice.mark()
+    finish_claimed(master, claimed.buildid, SUCCESS, clock)  # the worker stops it
+    alice.wait_for_text(nick, "Hey! build runtests containing revision(s) [1234567] is "
+                              "complete: Exception [exception interrupted]", after=mark)
 
 
 def test_notify_settings(bot):
