@@ -77,9 +77,12 @@ def test_small_talk(bot):
         "it is where this master was installed from"]
     mark = alice.mark()
     alice.say(CHANNEL, f"{nick}: frobnicate")  # unknown: ignored
+    alice.say(CHANNEL, f"{nick}: join #elsewhere")  # 0.8.9 had no join/leave: ignored
+    alice.say(CHANNEL, f"{nick}: leave {CHANNEL}")
     assert alice.ask(nick, "frobnicate!") == ["What you say!"]
     assert alice.messages_from(nick, mark) and \
         [m.text for m in alice.messages_from(nick, mark)] == ["What you say!"]
+    assert not [ln for ln in alice.lines[mark:] if ln.kind == "part" and ln.nick == nick]
     alice.say(CHANNEL, f"{nick}:")  # 0.8 crashed on an empty command
     alice.say(CHANNEL, f"{nick}, hello")
     alice.wait_for_text(nick, "yes?", after=mark)
