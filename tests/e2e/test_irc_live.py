@@ -25,8 +25,10 @@ sleepy = BuildFactory([ShellCommand(name='sleep', command=Interpolate(
     'echo $$ > %(prop:pidfile)s; exec sleep 300'))])
 quick = BuildFactory([ShellCommand(name='say', command=Interpolate(
     'echo "colour=%(prop:colour)s"'))])
+flaky = BuildFactory([ShellCommand(name='check', command=Interpolate('exit %(prop:rc)s'))])
 c['builders'] = [BuilderConfig(name='quick', slavenames=['w1'], factory=quick),
-                 BuilderConfig(name='sleepy', slavenames=['w1'], factory=sleepy)]
+                 BuilderConfig(name='sleepy', slavenames=['w1'], factory=sleepy),
+                 BuilderConfig(name='flaky', slavenames=['w1'], factory=flaky)]
 c['schedulers'] = []
 c['status'] = [WebStatus(http_port=PORT),
                words.IRC('127.0.0.1', 'livebot', [{'channel': CHANNEL, 'password': KEY}],
@@ -120,3 +122,24 @@ def test_subscription_announces_a_real_build(live, alice):
     log = requests.get(f"{live.url}/builders/quick/builds/{number}/steps/say/logs/stdio/"
                        "text", timeout=10).text
     assert "colour=red" in log
+
+
+def test_transition_subscription_on_a_real_worker(live, alice):
+    """Privately subscribed to failureToSuccess only: a failing build on the worker is not
+    announced to alice, the next, successful one is; the channel that forced both hears
+    the end of each."""
+    bot_in_channel(alice)
+    assert alice.ask("livebot", "notify on failureToSuccess", target="livebot") == [
+        "The following events are being notified: ['failureToSuccess']"]
+    mark = alice.mark()
+    for rc, result in (("1", "Failure"), ("0", "Success")):
+        alice.say(CHANNEL, f"livebot: force build --props=rc={rc} flaky rc {rc}")
+        alice.wait_for_text("livebot", re.compile(rf"^Hey! build flaky #\d+ is complete: "
+                                                  rf"{result} \["), after=mark, timeout=60,
+                            target=CHANNEL)
+    line = alice.wait_for_text("livebot", re.compile(r"^build #\d+ of flaky is complete"),
+                               after=mark, target=alice.nick)
+    number = int(re.search(r"#(\d+)", line.text).group(1))
+    assert line.text == (f"build #{number} of flaky is complete: Success [build successful]"
+                         f"  Build details are at {live.url}/builders/flaky/builds/{number}")
+    assert [m.text for m in alice.messages_from("livebot", mark, alice.nick)] == [line.text]

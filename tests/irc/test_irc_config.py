@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ def test_defaults():
     assert 1 <= bot.lostDelay <= 5 and 45 <= bot.failedDelay <= 60
     assert bot.name == "irc" and bot.consumer_name == "notifier.irc"
     assert bot.initial_position == "latest"
+    assert (bot.allowedNicks, bot.allowedNicksIdentified) == (None, True)
     assert words.IRC("h", "bb", [], notify_events={"started": 1, "failureToSuccess": 1}
                      ).notify_events == {"started", "failureToSuccess"}
 
@@ -33,6 +35,9 @@ def test_defaults():
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     (("irc", "bb", ["#ci"]), {"allowForce": "yes"}, "allowForce must be boolean, not 'yes'"),
     (("irc", "bb", ["#ci"]), {"allowShutdown": 1}, "allowShutdown must be boolean, not 1"),
+    (("irc", "bb", ["#ci"]), {"allowedNicks": ["al ice"]}, "allowedNicks: 'al ice' is not"),
+    (("irc", "bb", ["#ci"]), {"allowedNicksIdentified": "no"},
+     "allowedNicksIdentified must be boolean, not 'no'"),
     ((None, "bb", ["#ci"]), {}, "host (the IRC server's name) is required"),
     (("irc", "b b", ["#ci"]), {}, "nick 'b b' is not a valid IRC nick"),
     (("irc", "bb", None), {}, "channels is required"),
@@ -72,6 +77,16 @@ def test_checkconfig_names_file_and_line(tmp_path, capsys):
     line = next(i for i, text in enumerate(cfg.splitlines(), 1) if "words.IRC(" in text)
     assert re.search(rf"master\.cfg:{line}: IRC: allowForce must be boolean, not 'yes'",
                      err), err
+
+
+def test_the_example_in_configuration_md_passes_checkconfig(tmp_path, capsys):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = docs.split("\n## IRC\n", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "allowedNicks=" in example
+    cfg = IRC_CFG.replace("DB_URL", repr("sqlite:///" + str(tmp_path / "s.sqlite")))
+    (tmp_path / "master.cfg").write_text(cfg + example)
+    assert main(["checkconfig", str(tmp_path)]) == 0, capsys.readouterr().err
 
 
 def test_plugins_toml(tmp_path, capsys):

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import pytest
 
 from bbweb.status.builder import FAILURE, SUCCESS
 from tests.daemon.conftest import FAST
-from tests.irc.conftest import bot_nick, irc_cfg, start_bot
+from tests.irc.conftest import IRC_CFG, bot_nick, irc_cfg, start_bot
 from tests.notifiers.conftest import Clock, attempts, build
 from tests.support.ircd import CHANNEL, IrcServer, IrcUser
 from tests.support.polling import wait_for
+from tests.support.smtpd import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,6 +83,57 @@ def test_server_restart_reconnects_and_announces_what_was_missed_once(
     assert [r.build_number for r in rows if r.outcome == "skipped"] == [4, 5]
     alice.quit()
     assert d.stop() == 0
+
+
+def test_a_silent_server_is_noticed_and_reconnected_to(make_master, daemons, own_ircd,
+                                                      caplog):
+    """ngircd stopped (SIGSTOP): the connection stays open but nothing comes back. After
+    two keepalive periods (and 5 s of grace) the bot gives up on it and connects again;
+    once the server runs again it is back in the channel."""
+    alice = IrcUser(own_ircd, "alice")
+    alice.join()
+    assert own_ircd.proc is not None
+    with caplog.at_level(logging.INFO, logger="bbweb.notifiers.irc"):
+        _master, d, nick = start_bot(make_master, daemons, own_ircd, alice, ", keepalive=1")
+        mark = alice.mark()
+        own_ircd.proc.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_for(lambda: "nothing heard from the server" in caplog.text, 30,
+                     "the bot to notice that the server went silent")
+            noticed = time.monotonic() - stopped
+        finally:
+            own_ircd.proc.send_signal(signal.SIGCONT)
+    assert 5.0 <= noticed < 15.0  # 2 x 1 s + 5 s after the last line the server sent
+    back = alice.wait_for(lambda ln: ln.kind == "join" and ln.nick.startswith(nick), 30,
+                          "the bot back in the channel", after=mark)
+    assert alice.ask(back.nick, "hello") == ["yes?"]
+    alice.quit()
+    assert d.stop() == 0
+
+
+def test_failed_attempts_back_off(make_master, daemons, caplog):
+    """Nothing listens: each failed attempt doubles the wait, up to 8 x failedDelay."""
+    port = free_port()
+    cfg = IRC_CFG + textwrap.dedent(f"""
+        c['status'].append(words.IRC('127.0.0.1', 'nobody', ['#bb'], port={port},
+                                     failedDelay=0.5))
+    """)
+    master = make_master(cfg)
+    with caplog.at_level(logging.WARNING, logger="bbweb.notifiers.irc"):
+        d = daemons(master.basedir, holder="d")
+
+        def attempts() -> list[logging.LogRecord]:
+            return [r for r in caplog.records
+                    if r.getMessage().startswith(f"IRC: cannot connect to 127.0.0.1:{port}")]
+        wait_for(lambda: len(attempts()) >= 5, 30, "five failed attempts")
+        found = attempts()[:5]
+    assert d.stop() == 0
+    delays = [float(re.search(r"trying again in ([\d.]+)s", r.getMessage()).group(1))
+              for r in found]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0]
+    gaps = [b.created - a.created for a, b in zip(found[:-1], found[1:], strict=True)]
+    assert all(gap >= delay * 0.9 for gap, delay in zip(gaps, delays[:-1], strict=True)), gaps
 
 
 CRASHABLE = """

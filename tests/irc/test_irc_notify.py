@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from bbweb.engine import builds as eb
+from bbweb.engine.buildsets import create_buildset, create_sourcestamp
 from bbweb.status.builder import FAILURE, SUCCESS
 from tests.irc.conftest import start_bot
 from tests.notifiers.conftest import Clock, change, run_pending
@@ -24,8 +25,15 @@ def test_subscriptions_and_transitions(make_master, daemons, ircd, users):
         make_master, daemons, ircd, alice,
         ", notify_events=['started', 'failure', 'failureToSuccess'], categories=['core'], "
         "useColors=False")
+    # categories limit what is listed, not what may be asked about
+    assert alice.ask(nick, "list builders") == ["Configured builders: runtests [offline]"]
+    assert alice.ask(nick, "status") == ["runtests: offline"]
+    assert alice.ask(nick, "status docs") == ["docs: offline"]
+    # as in 0.8, whoever talks to the bot privately gets the configured events there
+    bob = users(join=False)
+    assert bob.ask(nick, "hello", target=nick) == ["yes?"]
     clock = Clock()
-    mark = alice.mark()
+    mark, bmark = alice.mark(), bob.mark()
     change(master, clock, author="carol <carol@example.org>", revision="1234567890ab")
     run_pending(master, FAILURE, clock)
     change(master, clock, author="dave", revision="bbbbbbbbbbbb")
@@ -46,6 +54,33 @@ def test_subscriptions_and_transitions(make_master, daemons, ircd, users):
                    after=mark)
     assert texts(alice, nick, mark) == want
     assert not texts(alice, nick, mark, "docs")  # category 'doc' is not announced
+    bob.wait_for(lambda _ln: len(texts(bob, nick, bmark)) >= len(want), what="5 lines",
+                 after=bmark)
+    assert texts(bob, nick, bmark) == want
+    assert d.stop() == 0
+
+
+def test_started_with_more_than_two_changes(make_master, daemons, ircd, users):
+    """0.8 named at most two of a build's revisions and counted the rest."""
+    alice = users()
+    master, d, nick = start_bot(
+        make_master, daemons, ircd, alice, ", notify_events=['started']",
+        extra_cfg="c['schedulers'] = [ForceScheduler(name='force', builderNames=['runtests'])]")
+    clock = Clock()
+    revisions = ["aaaa1111", "bbbb2222", "cccc3333", "dddd4444"]
+    changeids = [change(master, clock, revision=r) for r in revisions]
+    mark = alice.mark()
+    for count in (3, 4):
+        with master.db.write() as conn:
+            ssid = create_sourcestamp(conn, revision=revisions[count - 1],
+                                      changeids=changeids[:count])
+            create_buildset(conn, master.config, sourcestampids=[ssid],
+                            builder_names=["runtests"], reason="several changes")
+        claim(master, "slave1", clock())
+    alice.wait_for(lambda _ln: len(texts(alice, nick, mark)) >= 2, what="2 lines", after=mark)
+    assert texts(alice, nick, mark) == [
+        "build #0 of runtests started (including [aaaa1111, bbbb2222] and 1 more)",
+        "build #1 of runtests started (including [aaaa1111, bbbb2222] and 2 more)"]
     assert d.stop() == 0
 
 

@@ -21,6 +21,7 @@ import os
 import random
 import re
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,10 +44,12 @@ from bbweb.plugins.notifiers.irc_contacts import (
 from bbweb.plugins.notifiers.irc_format import (
     RESULT_EVENTS,
     clean,
+    duration,
     finished_text,
     started_text,
     watched_text,
 )
+from bbweb.status import estimates, queries
 from bbweb.values.results import SUCCESS
 
 log = logging.getLogger("bbweb.notifiers.irc")
@@ -140,6 +143,7 @@ class IRC(Notifier):
         name: str | None = None,
         sslCAFile: str | None = None,
         allowedNicks: Sequence[str] | None = None,
+        allowedNicksIdentified: bool = True,
         commandsPerMinute: int = 20,
         linesPerSecond: float = 2.0,
         lineBurst: int = 5,
@@ -194,6 +198,9 @@ class IRC(Notifier):
         self.sslCAFile = self._ca_file(sslCAFile)
         self.allowedNicks = None if allowedNicks is None else \
             [n.lower() for n in _check_nicks("allowedNicks", allowedNicks)]
+        # the entries are NickServ accounts the server must vouch for (WHOIS 330); False:
+        # bare nicks, for servers without services (anybody may take a free nick there)
+        self.allowedNicksIdentified = _bool("allowedNicksIdentified", allowedNicksIdentified)
         for label, value, low in (("commandsPerMinute", commandsPerMinute, 1),
                                   ("lineBurst", lineBurst, 1), ("backlogLines", backlogLines, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -290,7 +297,7 @@ class IRC(Notifier):
         notes = []
         for contact in contacts.values():
             if contact.name in watchers:
-                lines = (self._forced_lines(build) if started else self._watched_lines(build))
+                lines = (self._forced_lines(build) if started else self.watched_lines(build))
             elif not announced:
                 continue
             elif started:
@@ -343,7 +350,7 @@ class IRC(Notifier):
             use_revisions=self.useRevisions, use_colours=self.useColors,
             show_blame=self.showBlameList)]
 
-    def _watched_lines(self, build: Any) -> list[str]:
+    def watched_lines(self, build: Any) -> list[str]:
         lines = [watched_text(build.getBuilder().getName(), build.getNumber(),
                               build.getResults(), build.getText(), self._revisions(build),
                               use_revisions=self.useRevisions, use_colours=self.useColors)]
@@ -352,8 +359,21 @@ class IRC(Notifier):
             lines.append(clean(f"Build details are at {url}", 400))
         return lines
 
+    def build_eta(self, build: Any) -> float | None:
+        """Seconds until ``build`` should end, from its builder's recent successful
+        builds; None when there are none."""
+        with self.db.read() as conn:
+            info = queries.get_builder(conn, build.getBuilder().getName())
+            if info is None:
+                return None
+            expected = estimates.expected_durations(conn, [info]).get(info.id)
+        return estimates.eta_seconds(expected, build.getTimes()[0], time.time())
+
     def _forced_lines(self, build: Any) -> list[str]:
-        if self.useRevisions:
+        eta = self.build_eta(build)
+        if eta is not None:  # 0.8 then said neither the number nor the revisions
+            first = f"build forced [ETA {duration(eta)}]"
+        elif self.useRevisions:
             first = (f"build containing revision(s) "
                      f"[{', '.join(r[:7] for r in self._revisions(build))}] forced")
         else:

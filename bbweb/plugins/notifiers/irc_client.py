@@ -175,6 +175,12 @@ class BotConnection:
             heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids),
                                           func))
 
+    def whois(self, nick: str) -> None:
+        """Ask the server about ``nick`` (connection thread only: a command handler or a
+        timer); the answer arrives as ``whois*`` events for the handlers."""
+        if self._conn is not None and self._conn.is_connected():
+            self._conn.whois([nick])
+
     def in_channel(self, channel: str) -> bool:
         return channel.lower() in self.joined
 

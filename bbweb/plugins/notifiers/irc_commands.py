@@ -9,9 +9,10 @@ Fixed from 0.8 (docs/compat.md): an empty command (``bot:``) is ignored instead 
 crashing, ``list builders`` has no trailing space, ``notify off`` of an event that is not
 on is no error, an unknown ``force`` option gets a usage message, a property without
 ``=`` is refused with a message; ``force``, ``stop`` and ``shutdown`` can be limited to
-some nicks (``allowedNicks``), every nick is limited to ``commandsPerMinute`` commands,
-and ``shutdown now`` stops the running builds and shuts down cleanly instead of killing
-the master.
+some NickServ accounts (``allowedNicks``; nicks alone on a server without services, with
+``allowedNicksIdentified=False``), every nick is limited to ``commandsPerMinute``
+commands, and ``shutdown now`` stops the running builds and shuts down cleanly instead of
+killing the master.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bbweb import __version__
 from bbweb.engine import actions
 from bbweb.engine.buildsets import BuildsetError
 from bbweb.engine.force import force_build
+from bbweb.plugins.notifiers.irc_accounts import AccountLookups
 from bbweb.plugins.notifiers.irc_contacts import BadEvent, check_event, is_channel
 from bbweb.plugins.notifiers.irc_format import clean, duration, fit
 from bbweb.status import estimates, queries
@@ -108,20 +110,46 @@ class Context:
 
 class Watches:
     """Builds somebody watches and requests somebody forced, by contact (this connection
-    only, as in 0.8). Written on the connection thread, read by the notifier's."""
+    only, as in 0.8). Written on the connection thread, read by the notifier's.
+
+    The notifier asks who watches a build when it handles the build's event; what it was
+    told is kept (for the newest ``MEMORY`` builds and requests), so that a retry of the
+    same event (the bot was disconnected while sending) gets the same answer, and so that
+    a ``watch`` that comes after the notifier handled the build's end learns it came too
+    late (:meth:`watch_build` returns False) and the command announces the end itself
+    instead of waiting for an announcement that will never come."""
+
+    MEMORY = 1000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._builds: dict[int, set[str]] = {}
         self._requests: dict[int, set[str]] = {}
+        self._finished: collections.OrderedDict[int, set[str]] = collections.OrderedDict()
+        self._started: collections.OrderedDict[int, set[str]] = collections.OrderedDict()
 
-    def watch_build(self, buildid: int, contact: str) -> None:
+    def _remember(self, memo: collections.OrderedDict[int, set[str]], key: int,
+                  value: set[str]) -> None:
+        memo[key] = value
+        while len(memo) > self.MEMORY:
+            memo.popitem(last=False)
+
+    def watch_build(self, buildid: int, contact: str) -> bool:
+        """Announce the end of build ``buildid`` to ``contact``; False when the notifier
+        already handled that end (the caller has to say it)."""
         with self._lock:
+            if buildid in self._finished:
+                return False
             self._builds.setdefault(buildid, set()).add(contact)
+            return True
 
     def watch_request(self, brid: int, contact: str) -> None:
         with self._lock:
             self._requests.setdefault(brid, set()).add(contact)
+
+    def forget_request(self, brid: int) -> None:
+        with self._lock:
+            self._requests.pop(brid, None)
 
     def request_pending(self, brid: int) -> bool:
         with self._lock:
@@ -129,15 +157,25 @@ class Watches:
 
     def forced_started(self, brid: Any, buildid: int) -> set[str]:
         """The contacts that forced request ``brid``: now they watch build ``buildid``."""
+        if brid is None:
+            return set()
         with self._lock:
-            found = self._requests.pop(int(brid), set()) if brid is not None else set()
+            if int(brid) in self._started:
+                return set(self._started[int(brid)])
+            found = self._requests.pop(int(brid), set())
+            self._remember(self._started, int(brid), found)
             if found:
                 self._builds.setdefault(buildid, set()).update(found)
             return set(found)
 
     def finished(self, buildid: int) -> set[str]:
+        """The contacts watching build ``buildid``, which just finished."""
         with self._lock:
-            return self._builds.pop(buildid, set())
+            if buildid in self._finished:
+                return set(self._finished[buildid])
+            found = self._builds.pop(buildid, set())
+            self._remember(self._finished, buildid, found)
+            return set(found)
 
 
 def _split(rest: str) -> list[str]:
@@ -154,10 +192,12 @@ class Commands:
         self.n = notifier
         self._recent: dict[str, collections.deque[float]] = {}
         self._warned: dict[str, float] = {}
+        self.accounts = AccountLookups()
 
     def handlers(self) -> dict[str, Callable[[BotConnection, Any], None]]:
         return {"pubmsg": self.on_pubmsg, "privmsg": self.on_privmsg,
-                "action": self.on_action}
+                "action": self.on_action, "whoisaccount": self.accounts.on_whoisaccount,
+                "endofwhois": self.accounts.on_endofwhois}
 
     # -- addressing ----------------------------------------------------------------------
 
@@ -204,6 +244,11 @@ class Commands:
             return
         ctx.bot.post(ctx.reply_to, [fit(clean(text))], self.n.target_kind(ctx.reply_to))
 
+    def send_lines(self, ctx: Context, lines: list[str]) -> None:
+        """Lines made by :mod:`irc_format` (clean already, perhaps with colours)."""
+        if not self._muted(ctx):
+            ctx.bot.post(ctx.reply_to, lines, self.n.target_kind(ctx.reply_to))
+
     def act(self, ctx: Context, text: str) -> None:
         if self._muted(ctx):
             return
@@ -231,8 +276,12 @@ class Commands:
             return
         if not self._rate_ok(ctx):
             return
+        self._run(ctx, message, functools.partial(method, ctx, rest))
+
+    def _run(self, ctx: Context, message: str, func: Callable[[], None]) -> None:
+        """Run (part of) a command: a usage error is the reply, a crash is logged."""
         try:
-            method(ctx, rest)
+            func()
         except UsageError as exc:
             self.send(ctx, str(exc))
         except Exception:
@@ -255,9 +304,36 @@ class Commands:
         recent.append(now)
         return True
 
-    def _allowed(self, ctx: Context) -> bool:
+    def _permitted(self, ctx: Context, action: str, what: str,
+                   then: Callable[[], None]) -> None:
+        """Run ``then`` if ``ctx.user`` may ``action`` (``control builds``…): anybody
+        without ``allowedNicks``; else, by default, only a user the server says is
+        identified to NickServ as one of those accounts (asked with WHOIS, whatever nick
+        the user has now); with ``allowedNicksIdentified=False`` a user whose nick is
+        listed. ``what`` names the command in the log if ``then`` crashes."""
         allowed = self.n.allowedNicks
-        return allowed is None or ctx.user.lower() in allowed
+        if allowed is None:
+            then()
+            return
+        refused = f"sorry {ctx.user}, you are not allowed to {action}"
+        if not self.n.allowedNicksIdentified:
+            if ctx.user.lower() not in allowed:
+                raise UsageError(refused)
+            then()
+            return
+
+        def decided(account: str | None, answered: bool) -> None:
+            if not answered:
+                self.send(ctx, f"sorry {ctx.user}, the IRC server did not answer whether "
+                               "you are identified to NickServ; try again")
+            elif account is None:
+                self.send(ctx, f"sorry {ctx.user}, you must be identified to NickServ to "
+                               f"{action}")
+            elif account.lower() not in allowed:
+                self.send(ctx, refused)
+            else:
+                self._run(ctx, what, then)
+        self.accounts.lookup(ctx.bot, ctx.user, decided)
 
     # -- simple commands -----------------------------------------------------------------
 
@@ -412,12 +488,16 @@ class Commands:
             return
         expected, _info = self._expected(name)
         for b in builds:
-            self.n.watches.watch_build(b.info.id, ctx.contact)
             text = f"watching build {name} {self._describe(b)} until it finishes"
             eta = estimates.eta_seconds(expected, b.getTimes()[0], time.time())
             if eta is not None:
                 text += f" [{duration(eta)}]"
             self.send(ctx, text + "..")
+            if not self.n.watches.watch_build(b.info.id, ctx.contact):
+                # it finished after getCurrentBuilds() and the notifier has handled that
+                # already: nobody else will say it
+                finished = self.n.master_status.getBuildById(b.info.id)
+                self.send_lines(ctx, self.n.watched_lines(finished))
 
     # -- notify --------------------------------------------------------------------------
 
@@ -456,12 +536,12 @@ class Commands:
 
     # -- control -------------------------------------------------------------------------
 
-    def _control(self, ctx: Context, name: str) -> None:
+    def _control(self, ctx: Context, name: str, what: str,
+                 then: Callable[[], None]) -> None:
         if not self.n.allowForce:
             raise UsageError("builder control is not enabled")
-        if not self._allowed(ctx):
-            raise UsageError(f"sorry {ctx.user}, you are not allowed to control builds")
         self._check_builder(name)
+        self._permitted(ctx, "control builds", what, then)
 
     def _parse_force(self, args: list[str]) -> tuple[dict[str, str], list[str]]:
         opts: dict[str, str] = {}
@@ -519,19 +599,31 @@ class Commands:
                     not validation["property_value"].match(pvalue):
                 raise UsageError(f"sorry, bad property name='{pname}', value='{pvalue}'")
             props[pname] = pvalue
-        self._control(ctx, builder)
+        self._control(ctx, builder, "force build", functools.partial(
+            self._force, ctx, builder, reason or "", branch or None, revision or None, props))
+
+    def _force(self, ctx: Context, builder: str, reason: str, branch: str | None,
+               revision: str | None, props: dict[str, str]) -> None:
         who = ctx.describe_user()
+        brids: dict[str, int] = {}
         try:
             with self.n.db.write() as conn:
                 _bsid, brids = force_build(
-                    conn, self.n.config, [builder], reason=reason or "", owner=who,
-                    branch=branch or None, revision=revision or None, properties=props,
+                    conn, self.n.config, [builder], reason=reason, owner=who,
+                    branch=branch, revision=revision, properties=props,
                     reason_template="forced: by %(owner)s: %(reason)s",
                     property_source=PROPERTY_SOURCE)
+                # watched before the request is committed: no worker can start it (and
+                # the notifier see it start) before the bot knows who forced it
+                for brid in brids.values():
+                    self.n.watches.watch_request(brid, ctx.contact)
         except (BuildsetError, ValueRefused) as exc:
             raise UsageError(f"sorry, nothing forced: {exc}") from exc
+        except BaseException:
+            for brid in brids.values():
+                self.n.watches.forget_request(brid)
+            raise
         for brid in brids.values():
-            self.n.watches.watch_request(brid, ctx.contact)
             ctx.bot.call_later(QUEUED_AFTER, functools.partial(self._still_queued, ctx, brid))
 
     def _still_queued(self, ctx: Context, brid: int) -> None:
@@ -543,7 +635,10 @@ class Commands:
         if len(args) < 3 or args[0] != "build":
             raise UsageError("try 'stop build WHICH <REASON>'")
         name, reason = args[1], args[2]
-        self._control(ctx, name)
+        self._control(ctx, name, "stop build",
+                      functools.partial(self._stop, ctx, name, reason))
+
+    def _stop(self, ctx: Context, name: str, reason: str) -> None:
         builds = self.n.master_status.getBuilder(name).getCurrentBuilds()
         if not builds:
             self.send(ctx, "sorry, no build is currently running")
@@ -563,9 +658,10 @@ class Commands:
             raise UsageError("try 'shutdown check|start|stop|now'")
         if not self.n.allowShutdown:
             raise UsageError("shutdown control is not enabled")
-        if not self._allowed(ctx):
-            raise UsageError(f"sorry {ctx.user}, you are not allowed to shut down the "
-                             "master")
+        self._permitted(ctx, "shut down the master", "shutdown",
+                        functools.partial(self._shutdown, ctx, rest))
+
+    def _shutdown(self, ctx: Context, rest: str) -> None:
         who = ctx.describe_user()
         with self.n.db.write() as conn:
             pending = actions.shutting_down(conn)
