@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from bbweb.db.connection import Database
 from bbweb.db.schema import builders, builds, events, logs, steps
 from bbweb.status import logstream
-from bbweb.status.eventwait import latest_event_id, wait_for_events
+from bbweb.status.eventwait import event_id_in, latest_event_id, wait_for_events
 
 PAGE = 100
 """Events read per query."""
@@ -411,6 +412,12 @@ def _compact(pos: Position, rows: list[_LogRow]) -> None:
             break
         pos.logs_done = log.id
         pos.finished.discard(log.id)
+
+
+def position_in(conn: Connection) -> Position:
+    """:func:`page_position` of a page without a build, read inside the page's own
+    transaction (its first statement): one connection for the whole page."""
+    return Position(event_id_in(conn))
 
 
 def page_position(db: Database, buildid: int | None = None) -> Position:

@@ -16,6 +16,7 @@ import time
 import weakref
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from bbweb.db import wakeup
 from bbweb.db.connection import Database
@@ -33,8 +34,15 @@ comes back within this)."""
 def latest_event_id(db: Database) -> int:
     """The id of the newest committed event (0 before the first)."""
     with db.read() as conn:
-        return int(conn.execute(sa.select(event_counter.c.value)
-                                .where(event_counter.c.id == 1)).scalar() or 0)
+        return event_id_in(conn)
+
+
+def event_id_in(conn: Connection) -> int:
+    """The newest event id as seen by a transaction already open (a page reads it first,
+    in the transaction of its own data, so nothing falls between and no other connection
+    is checked out)."""
+    return int(conn.execute(sa.select(event_counter.c.value)
+                            .where(event_counter.c.id == 1)).scalar() or 0)
 
 
 class _Watch:

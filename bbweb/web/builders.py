@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from bbweb.plugins.site import site
+from bbweb.status import actions as status_actions
 from bbweb.status import estimates, eventstream, overview, queries, upcoming
 from bbweb.status.naming import natural_key
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, BuildRequestInfo
@@ -190,8 +191,10 @@ def builder_page(name: str) -> Response:
     maxsearch = int_arg("maxsearch", DEFAULT_MAXSEARCH)
     props = property_filters()
     now = time.time()
-    after = eventstream.page_position(s.db)  # before the page's data: nothing falls between
+    # one transaction for the whole page (on PostgreSQL every checkout costs a ping and a
+    # BEGIN/COMMIT: round trips that queue behind other work on a busy server)
     with s.db.read() as conn:
+        after = eventstream.position_in(conn)  # first: nothing falls between it and the data
         builder = builder_infos(conn, [name])[name]
         current = queries.running_builds(conn, builderids=[builder.id])
         pending = queries.pending_build_requests(conn, builder)
@@ -200,6 +203,8 @@ def builder_page(name: str) -> Response:
             running={builder.id: len(current)}).get(builder.id, [])
         overview.load_table_details(conn, recent)
         slaves = queries.get_slaves(conn, cfg, bcfg.slavenames)
+        slave_actions = status_actions.slave_actions(conn, bcfg.slavenames)
+        cancelled = status_actions.recent_cancellations(conn, builder.id)
         expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
             if current else None
     current = [b for b in current if overview.matches_properties(b.properties, props)]
@@ -217,6 +222,7 @@ def builder_page(name: str) -> Response:
         # only when the page is full: fewer builds than asked for means there are no more
         show_more="?" + urlencode(more) if len(recent) >= numbuilds else None,
         slaves=[slaves[n] for n in bcfg.slavenames if n in slaves],
+        slave_actions=slave_actions, cancelled=cancelled,
         waterfall=waterfall_available(), to_root=page_root(),
         live=live_page(after, builder=name, kind="builds,steps,slaves", delay_ms=1000))
 

@@ -112,9 +112,10 @@ def build_page(target: Target) -> Response:
     s = site()
     cfg = s.config
     now = time.time()
-    # the stream position first: whatever happens while the page is read is replayed
-    after = eventstream.page_position(s.db)
     with s.db.read() as conn:
+        # the stream position first, in the page's own transaction: whatever happens while
+        # the page is read is replayed, and one connection serves the page
+        after = eventstream.position_in(conn)
         builder, build = detail.find_build(conn, target.builder, target.number)
         expected = estimates.expected_durations(conn, [builder]).get(builder.id) \
             if builder is not None and build is not None and not build.is_finished else None

@@ -288,8 +288,8 @@ def waterfall() -> Response:
         return not_found(f"No such builder {unknown[0]!r}.")
     names = _columns(a, cfg)
     now = time.time()
-    after = eventstream.page_position(s.db)  # before the page's data: nothing falls between
     with s.db.read() as conn:
+        after = eventstream.position_in(conn)  # first: nothing falls between it and the data
         names, heads, etas, page = _read(conn, cfg, a, names, now)
     live = None
     if a.last_time is None:  # the newest rows: the page follows what happens

@@ -26,3 +26,20 @@ def counting(app: Any) -> Iterator[list[str]]:
         yield statements
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
+
+
+@contextlib.contextmanager
+def checkouts(app: Any) -> Iterator[list[int]]:
+    """Count the connections ``app`` takes from its pool inside the block (one per
+    transaction): on PostgreSQL each costs a ping and a BEGIN/COMMIT round trip."""
+    engine = app.extensions["bbweb"].db.engine
+    taken: list[int] = []
+
+    def checkout(dbapi_connection, record, proxy):  # noqa: ARG001
+        taken.append(1)
+
+    sa.event.listen(engine, "checkout", checkout)
+    try:
+        yield taken
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
