@@ -47,6 +47,7 @@ PLAN_VAR = "BBWEB_START_PLAN"
 STOP_GRACE = 15.0
 DAEMON_IN_WEB = "web"  # Plan.daemon: a thread of the (one) web process
 DAEMON_PROCESS = "process"  # Plan.daemon: a child process of its own
+APP = "bbweb.app:serving_app()"
 DAEMON_OPTION = "--daemon"  # python -m bbweb.supervisor --daemon BASEDIR: the daemon alone
 log = logging.getLogger("bbweb.start")
 
@@ -297,6 +298,7 @@ def _arbiter_class() -> type:
 def run(basedir: str, plan: Plan) -> int:
     """Serve until Ctrl-C, SIGTERM or one part ending; returns the exit code."""
     from gunicorn.app.base import BaseApplication
+    from gunicorn.util import import_app
 
     supervisor = Supervisor(basedir, plan)
     arbiter_class = _arbiter_class()
@@ -311,9 +313,9 @@ def run(basedir: str, plan: Plan) -> int:
             self.cfg.set("child_exit", supervisor.child_exit)
 
         def load(self) -> Any:
-            from bbweb.app import serving_app
-
-            return serving_app(basedir)
+            # by name, as ``gunicorn bbweb.app:serving_app()`` would (the app is a layer
+            # beside this one, not below it); BBWEB_BASEDIR names the master
+            return import_app(APP)
 
         def run(self) -> None:
             arbiter = arbiter_class(self)
