@@ -45,6 +45,7 @@ from typing import Any
 
 PLAN_VAR = "BBWEB_START_PLAN"
 STOP_GRACE = 15.0
+CLEAN_SHUTDOWN = "clean shutdown finished (no build is running)"
 DAEMON_IN_WEB = "web"  # Plan.daemon: a thread of the (one) web process
 DAEMON_PROCESS = "process"  # Plan.daemon: a child process of its own
 APP = "bbweb.app:serving_app()"
@@ -172,7 +173,7 @@ class Supervisor:
         specs = list(plan.children)
         if plan.daemon == DAEMON_PROCESS:
             specs.append(("daemon", [sys.executable, "-m", "bbweb.supervisor", DAEMON_OPTION,
-                                     basedir], {}))
+                                     basedir, *(["--verbose"] if plan.verbose else [])], {}))
         self.children = _Children(basedir, specs)
         # the web process tells the arbiter the daemon's exit code through this pipe
         self._report_r, self._report_w = os.pipe()
@@ -206,12 +207,16 @@ class Supervisor:
             return None
         return int(data.split()[0]) if data.strip() else None
 
-    def child_problem(self) -> tuple[str, int] | None:
-        """(message, exit code) when one of our child processes has ended."""
+    def child_ended(self) -> tuple[str, int] | None:
+        """(message, exit code for ``bbweb start``) when one of our child processes has
+        ended: the daemon's process ending with 0 is the end of a clean shutdown (0);
+        anything else is an error."""
         ended = self.children.ended()
         if ended is None:
             return None
         name, code = ended
+        if name == "daemon" and code == 0:
+            return CLEAN_SHUTDOWN, 0
         return f"the {name} process exited with code {code}", code or 1
 
     def stop_children_first(self) -> float:
@@ -265,9 +270,8 @@ def _arbiter_class() -> type:
         def handle_term(self) -> None:
             code = self.supervisor.daemon_code()
             if code == 0:
-                print("bbweb: clean shutdown finished (no build is running); stopping",
-                      flush=True)
-                raise HaltServer("clean shutdown", 0)
+                print(f"bbweb: {CLEAN_SHUTDOWN}; stopping", flush=True)
+                raise HaltServer(CLEAN_SHUTDOWN, 0)
             if code is not None:
                 print(f"bbweb: the daemon exited with code {code}; stopping",
                       file=sys.stderr, flush=True)
@@ -277,13 +281,17 @@ def _arbiter_class() -> type:
         # Ctrl-C stops in order too (gunicorn's own SIGINT is a quick stop)
         handle_int = handle_term
 
-        def handle_chld(self) -> None:
-            problem = self.supervisor.child_problem()  # before gunicorn reaps every child
-            super().handle_chld()
-            problem = problem or self.supervisor.child_problem()
-            if problem is not None:
-                print(f"bbweb: {problem[0]}; stopping", file=sys.stderr, flush=True)
-                raise HaltServer(*problem)
+        def handle_chld(self, *args: Any) -> None:  # (gunicorn < 24: the signal handler)
+            # ours first: gunicorn reaps every child, and the exit code of one it does not
+            # know is lost
+            ended = self.supervisor.child_ended()
+            super().handle_chld(*args)
+            ended = ended or self.supervisor.child_ended()
+            if ended is not None:
+                message, code = ended
+                print(f"bbweb: {message}; stopping", file=sys.stderr if code else sys.stdout,
+                      flush=True)
+                raise HaltServer(message, code)
 
         handle_cld = handle_chld
 
@@ -331,10 +339,10 @@ def run(basedir: str, plan: Plan) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) == 2 and args[0] == DAEMON_OPTION:
+    if args[:1] == [DAEMON_OPTION] and len(args) in (2, 3) and args[2:] in ([], ["--verbose"]):
         # the daemon's own process (several web processes): only what the daemon needs,
         # not the command line's parsers (which load the launcher and with it the web)
-        logging.basicConfig(level=logging.INFO,
+        logging.basicConfig(level=logging.DEBUG if args[2:] else logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         from bbweb.daemon import run_daemon
 
