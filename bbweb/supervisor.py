@@ -109,6 +109,12 @@ class _DaemonThread:
             if not self._stopping:
                 self._on_end(code)
 
+    def request_stop(self) -> None:
+        """Ask the daemon to stop without waiting (safe in a signal handler: the event is
+        set from another thread, as the main thread may hold its lock)."""
+        self._stopping = True
+        threading.Thread(target=self.stop_event.set, name="bbweb-daemon-stop").start()
+
     def stop(self, timeout: float) -> None:
         self._stopping = True
         self.stop_event.set()
@@ -242,9 +248,20 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.plan.daemon == DAEMON_IN_WEB:
             dead = {self._holder(pid) for pid in self._dead_web}
-            self._daemon = _DaemonThread(self.basedir, self._report_daemon_end,
-                                         self._holder(os.getpid()), dead.__contains__)
-            self._daemon.start()
+            daemon = self._daemon = _DaemonThread(self.basedir, self._report_daemon_end,
+                                                  self._holder(os.getpid()),
+                                                  dead.__contains__)
+            daemon.start()
+            # gunicorn's graceful stop (SIGTERM) lets requests finish: the daemon stops
+            # meanwhile, not after them
+            graceful = signal.getsignal(signal.SIGTERM)
+
+            def stop_both(signum: int, frame: Any) -> None:
+                daemon.request_stop()
+                if callable(graceful):
+                    graceful(signum, frame)
+
+            signal.signal(signal.SIGTERM, stop_both)
 
     def _report_daemon_end(self, code: int) -> None:
         os.write(self._report_w, f"{code}\n".encode())
