@@ -254,6 +254,36 @@ def test_a_killed_web_process_is_replaced_and_its_daemon_takes_over_at_once(tmp_
     assert code == 0, log.read_text()
 
 
+def test_ctrl_c_on_the_terminal_stops_the_local_worker_first(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the web process too: it
+    leaves the stop to the arbiter, which stops the local worker while the web server is
+    still up to hear its goodbye, then the web process and its daemon."""
+    basedir = tmp_path / "terminal"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir) is not None and "connected to" in log.read_text()
+
+        wait_for(ready, 60, what="the daemon and the local worker")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal's Ctrl-C delivers
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert "could not say goodbye" not in output
+    http_log = (basedir / "http.log").read_text()
+    assert '"POST /api/worker/goodbye HTTP/1.1" 200' in http_log, http_log[-2000:]
+    assert output.index("worker local-worker stopped") < output.index("Worker exiting")
+    assert "released the daemon lock" in output
+    wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
+             what="every process of the master to exit")
+
+
 def test_a_killed_local_worker_stops_the_master_with_an_error(tmp_path):
     """The local worker is part of what ``bbweb start`` runs: if it dies, everything stops
     and the command fails, naming it."""
