@@ -49,6 +49,7 @@ CLEAN_SHUTDOWN = "clean shutdown finished (no build is running)"
 DAEMON_IN_WEB = "web"  # Plan.daemon: a thread of the (one) web process
 DAEMON_PROCESS = "process"  # Plan.daemon: a child process of its own
 APP = "bbweb.app:serving_app()"
+LIFELINE_VAR = "BBWEB_START_LIFELINE"  # the daemon's process: a pipe that ends with us
 DAEMON_OPTION = "--daemon"  # python -m bbweb.supervisor --daemon BASEDIR: the daemon alone
 log = logging.getLogger("bbweb.start")
 
@@ -124,18 +125,20 @@ class _DaemonThread:
 class _Children:
     """The arbiter's own child processes (the local worker, the daemon's process)."""
 
-    def __init__(self, basedir: str, specs: list[tuple[str, list[str], dict[str, str]]]
-                 ) -> None:
+    def __init__(self, basedir: str, specs: list[tuple[str, list[str], dict[str, str]]],
+                 lifeline: int) -> None:
         self.basedir = basedir
         self.specs = specs
+        self.lifeline = lifeline
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
         for name, cmd, extra in self.specs:
             # their own sessions: a Ctrl-C on the terminal reaches the arbiter alone, which
             # stops them in order
-            self.procs[name] = subprocess.Popen(cmd, env=dict(os.environ, **extra),
-                                                cwd=self.basedir, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                cmd, env=dict(os.environ, **extra), cwd=self.basedir, start_new_session=True,
+                pass_fds=[self.lifeline] if LIFELINE_VAR in extra else [])
 
     def ended(self) -> tuple[str, int] | None:
         """The first child that has ended, with its code (0 when gunicorn's reaping of
@@ -177,10 +180,14 @@ class Supervisor:
         self.basedir = basedir
         self.plan = plan
         specs = list(plan.children)
+        # the daemon's process reads this pipe, whose other end only we hold: it ends when
+        # we do, even killed, and the daemon stops then (as it would as our thread)
+        lifeline, self._lifeline_w = os.pipe()
         if plan.daemon == DAEMON_PROCESS:
             specs.append(("daemon", [sys.executable, "-m", "bbweb.supervisor", DAEMON_OPTION,
-                                     basedir, *(["--verbose"] if plan.verbose else [])], {}))
-        self.children = _Children(basedir, specs)
+                                     basedir, *(["--verbose"] if plan.verbose else [])],
+                          {LIFELINE_VAR: str(lifeline)}))
+        self.children = _Children(basedir, specs, lifeline)
         # the web process tells the arbiter the daemon's exit code through this pipe
         self._report_r, self._report_w = os.pipe()
         os.set_blocking(self._report_r, False)
@@ -354,6 +361,15 @@ def run(basedir: str, plan: Plan) -> int:
     return 0
 
 
+def _stop_when_closed(fd: int, stop_event: threading.Event) -> None:
+    """Set ``stop_event`` once the pipe ``fd`` reads end of file: ``bbweb start``, which
+    holds its other end, has ended."""
+    while os.read(fd, 64):
+        pass
+    logging.getLogger("bbweb.daemon").error("bbweb start has gone; stopping")
+    stop_event.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == [DAEMON_OPTION] and len(args) in (2, 3) and args[2:] in ([], ["--verbose"]):
@@ -363,7 +379,12 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         from bbweb.daemon import run_daemon
 
-        return run_daemon(args[1])
+        stop_event = threading.Event()
+        lifeline = os.environ.pop(LIFELINE_VAR, None)
+        if lifeline is not None:
+            threading.Thread(target=_stop_when_closed, args=(int(lifeline), stop_event),
+                             name="bbweb-lifeline", daemon=True).start()
+        return run_daemon(args[1], stop_event=stop_event)
     text = os.environ.pop(PLAN_VAR, None)
     if len(args) != 1 or text is None:
         print("usage: python -m bbweb.supervisor BASEDIR (run by 'bbweb start', which "

@@ -228,6 +228,34 @@ def test_start_with_two_web_workers_runs_the_daemon_in_its_own_process(tmp_path)
              what="every process of the master to exit")
 
 
+def test_killing_bbweb_start_ends_its_web_processes_and_daemon_process(tmp_path):
+    """kill -9 of ``bbweb start`` itself (gunicorn's arbiter): its web processes notice
+    their parent gone and the daemon's process its lifeline pipe closed; nothing of the
+    master is left running (the local worker, on another host in production, is not
+    started here)."""
+    basedir = tmp_path / "orphans"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--web-workers", "2", "--local-worker", "none")
+    try:
+        def running() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir) is not None and len(children_of(proc.pid)) == 3
+
+        wait_for(running, 60, what="two web processes and the daemon's")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: processes_mentioning(str(basedir)) == [], 30,
+                 what="the web processes and the daemon to end")
+        assert "bbweb start has gone; stopping" in log.read_text()
+        assert "released the daemon lock" in log.read_text()
+    finally:
+        for pid in processes_mentioning(str(basedir)):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_killed_web_process_is_replaced_and_its_daemon_takes_over_at_once(tmp_path):
     """kill -9 of the web process: gunicorn starts another, whose daemon takes the lock the
     killed one held without waiting for its lease (30 s) to run out."""
