@@ -256,6 +256,33 @@ def test_killing_bbweb_start_ends_its_web_processes_and_daemon_process(tmp_path)
             os.kill(pid, signal.SIGKILL)
 
 
+def test_sighup_replaces_the_web_process_and_the_daemon_moves_with_it(tmp_path):
+    """gunicorn's reload (SIGHUP to ``bbweb start``): a new web process starts, the old one
+    stops gracefully and releases the daemon lock, and the new one's daemon takes it."""
+    basedir = tmp_path / "reload"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--local-worker", "none")
+    try:
+        def probed() -> dict | None:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir)
+
+        old = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        (basedir / "daemon-modules.json").unlink()
+        os.kill(proc.pid, signal.SIGHUP)
+        new = wait_for(probed, 60, what="the new web process's daemon")["pid"]
+        assert new != old and parent_of(new) == proc.pid
+        wait_for(lambda: children_of(proc.pid) == [new], 30, what="the old web process to end")
+        assert "released the daemon lock" in log.read_text()
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()
+
+
 def test_a_killed_web_process_is_replaced_and_its_daemon_takes_over_at_once(tmp_path):
     """kill -9 of the web process: gunicorn starts another, whose daemon takes the lock the
     killed one held without waiting for its lease (30 s) to run out."""
