@@ -1,9 +1,10 @@
 """``bbweb start``: web (gunicorn), daemon and a local worker as one foreground command.
 
-This module checks the master, upgrades its database and works out what to run (the
-gunicorn command and its settings, the local worker); :mod:`bbweb.supervisor`, which this
-process becomes, runs it: the daemon in its own process, the web server and the worker as
-child processes, exactly as they would run on separate hosts.
+This module checks the master, upgrades its database and works out what to run (gunicorn's
+settings, where the daemon runs, the local worker); :mod:`bbweb.supervisor`, which this
+process becomes, runs it: it is gunicorn's arbiter, the daemon runs in the web process (or
+in its own with several web processes) and the worker is a child process, as it would run
+on another host.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bbweb.db.migrate import upgrade
 from bbweb.mastercfg.errors import ConfigErrors
 from bbweb.mastercfg.master import MasterConfig, load_master_config
 from bbweb.mastercfg.webstatus import ListenAddress, WebStatus
-from bbweb.supervisor import PLAN_VAR, Plan
+from bbweb.supervisor import DAEMON_IN_WEB, DAEMON_PROCESS, PLAN_VAR, Plan
 from bbweb.web.accesslog import MAX_ROTATED_FILES_VAR, ROTATE_LENGTH_VAR
 from bbweb.web.events import STREAM_SLOTS_VAR
 
@@ -167,8 +168,7 @@ def start(basedir: Path, local_worker: str | None = None,
         return 1
     upgrade(cfg.db_url)
     listen = cfg.web.listen or DEFAULT_LISTEN
-    children: list[tuple[str, list[str], dict[str, str]]] = [
-        ("web", gunicorn_command(basedir, listen, workers, cfg.web), {})]
+    children: list[tuple[str, list[str], dict[str, str]]] = []
     if worker_name:
         children.append(("worker", [sys.executable, "-m", "bbweb.cli", "worker",
                                     "--master", master_url(listen), "--name", worker_name,
@@ -180,7 +180,11 @@ def start(basedir: Path, local_worker: str | None = None,
     if cfg.web.distrib is not None:
         banner.append(f"bbweb: the site is also served at {cfg.web.distrib.bind(basedir)} "
                       "(distrib_port)")
-    plan = Plan(children, daemon=True, banner=banner, verbose=verbose)
+    # one web process also runs the daemon (one interpreter instead of two); with several,
+    # the daemon has its own, which no web process's replacement pauses
+    plan = Plan(gunicorn_settings(basedir, listen, workers, cfg.web), children,
+                daemon=DAEMON_IN_WEB if max(1, workers) == 1 else DAEMON_PROCESS,
+                banner=banner, verbose=verbose)
     env = dict(os.environ, BBWEB_BASEDIR=str(basedir), PYTHONUNBUFFERED="1")
     # glibc gives each thread that allocates its own heap arena, up to 8 per core: the
     # daemon's and gunicorn's threads would each keep one, mostly empty

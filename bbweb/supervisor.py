@@ -1,21 +1,31 @@
-"""What ``bbweb start`` becomes once it has checked the master: the daemon, supervising the
-web server and the local worker.
+"""What ``bbweb start`` becomes once it has checked the master: gunicorn's arbiter, with the
+master daemon inside the web process and the local worker as a child.
 
 ``bbweb start`` (:mod:`bbweb.launcher`) reads master.cfg and plugins.toml, checks them and
 upgrades the database, which loads Flask, Alembic and every plugin. Rather than keep all of
 that in memory for as long as the master runs, it replaces itself (``exec``, same process
-id, same terminal) with ``python -m bbweb.supervisor BASEDIR``, a fresh interpreter that
-runs the master daemon in a thread (loading only what the daemon needs) and the web server
-(gunicorn) and the local worker as child processes, exactly as they would run on separate
-hosts. What to start comes in the environment (:data:`PLAN_VAR`, JSON), so that the worker's
-password is not on a command line.
+id, same terminal) with ``python -m bbweb.supervisor BASEDIR``, a fresh interpreter that is
+gunicorn's arbiter itself (no second interpreter just to supervise one). What to start
+comes in the environment (:data:`PLAN_VAR`, JSON), so that the worker's password is not on
+a command line.
 
-It forwards Ctrl-C/SIGTERM (the worker is stopped first, while the web server is still up to
-hear its goodbye, then the daemon and the web server together) and stops everything when
-one part ends: the daemon ending with code 0 on its own is the end of a clean shutdown (the
-root page's button), after which ``bbweb start`` exits 0; anything else ending is an error.
-Nothing here polls: the main thread sleeps until a signal, a child's exit or the daemon's
-end wakes it.
+Where the daemon runs: with one web process (the default) the daemon is a thread of that
+web process: one interpreter holds SQLAlchemy, the configuration and the status database's
+connections for both. With several web processes it is a process of its own
+(``bbweb master``), so that one web process being replaced never pauses it. The arbiter
+itself runs no thread of ours: it forks web processes whenever one has to be replaced, and
+a fork copies only the forking thread (a lock another thread held stays locked forever in
+the child). The web process never forks, so the daemon's threads are safe there. The
+daemon's database lock keeps a second daemon (an old web process still finishing during a
+reload, say) waiting until the first has let go.
+
+Ctrl-C/SIGTERM stop everything in order: the worker first, while the web server is still
+up to hear its goodbye (so its build is handed back), then the daemon and the web server
+together. Everything stops when one part ends: the daemon ending with code 0 on its own is
+the end of a clean shutdown (the root page's button), after which ``bbweb start`` exits 0;
+the daemon ending otherwise, or the worker or the daemon's process ending at all, is an
+error. A web process that dies is replaced by gunicorn, as under a bare ``gunicorn``; the
+daemon it held starts again in the new one (taking the lock over once its lease expires).
 """
 
 from __future__ import annotations
@@ -24,145 +34,134 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 PLAN_VAR = "BBWEB_START_PLAN"
 STOP_GRACE = 15.0
+CLEAN_SHUTDOWN = "clean shutdown finished (no build is running)"
+DAEMON_IN_WEB = "web"  # Plan.daemon: a thread of the (one) web process
+DAEMON_PROCESS = "process"  # Plan.daemon: a child process of its own
+APP = "bbweb.app:serving_app()"
+LIFELINE_VAR = "BBWEB_START_LIFELINE"  # the daemon's process: a pipe that ends with us
+DAEMON_OPTION = "--daemon"  # python -m bbweb.supervisor --daemon BASEDIR: the daemon alone
+log = logging.getLogger("bbweb.start")
 
 
 @dataclass
 class Plan:
-    """What to run: child processes in start order (name, command, environment added to
-    ours), whether to run the daemon here, the line to print once started."""
+    """What to run: gunicorn's settings (setting name -> value, as
+    :func:`bbweb.launcher.gunicorn_settings` gives them), child processes in start order
+    (name, command, environment added to ours), where the daemon runs
+    (:data:`DAEMON_IN_WEB`, :data:`DAEMON_PROCESS` or ``None``), the lines to print once
+    started."""
 
+    web: dict[str, Any]
     children: list[tuple[str, list[str], dict[str, str]]]
-    daemon: bool = True
+    daemon: str | None = DAEMON_IN_WEB
     banner: list[str] = field(default_factory=list)
     verbose: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"children": self.children, "daemon": self.daemon,
+        return json.dumps({"web": self.web, "children": self.children, "daemon": self.daemon,
                            "banner": self.banner, "verbose": self.verbose})
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
-        return cls([(n, list(c), dict(e)) for n, c, e in data["children"]],
-                   bool(data["daemon"]), list(data["banner"]), bool(data["verbose"]))
+        return cls(dict(data["web"]), [(n, list(c), dict(e)) for n, c, e in data["children"]],
+                   data["daemon"], list(data["banner"]), bool(data["verbose"]))
 
 
 class _DaemonThread:
-    """The master daemon running in a thread of this process, with its own stop event."""
+    """The master daemon in a thread of the web process. ``on_end`` is called with its exit
+    code when it ends by itself (not when :meth:`stop` asked it to)."""
 
-    def __init__(self, basedir: str, wake: threading.Event) -> None:
+    def __init__(self, basedir: str, on_end: Callable[[int], None], holder: str,
+                 dead_holder: Callable[[str], bool]) -> None:
         self.stop_event = threading.Event()
-        self.code: int | None = None
         self._basedir = basedir
-        self._wake = wake
+        self._holder = holder
+        self._dead_holder = dead_holder
+        self._on_end = on_end
+        self._stopping = False
+        # not a daemon thread: the process waits for the lock to be released at exit
         self._thread = threading.Thread(target=self._run, name="bbweb-daemon")
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
+        code = 1
         try:
             from bbweb.daemon import run_daemon
 
-            self.code = run_daemon(self._basedir, stop_event=self.stop_event)
+            code = run_daemon(self._basedir, stop_event=self.stop_event, holder=self._holder,
+                              dead_holder=self._dead_holder)
         except BaseException:
             logging.getLogger("bbweb.daemon").exception("the daemon crashed")
-            self.code = 1
         finally:
-            self._wake.set()
+            if not self._stopping:
+                self._on_end(code)
+
+    def request_stop(self) -> None:
+        """Ask the daemon to stop without waiting (safe in a signal handler: the event is
+        set from another thread, as the main thread may hold its lock)."""
+        self._stopping = True
+        threading.Thread(target=self.stop_event.set, name="bbweb-daemon-stop").start()
 
     def stop(self, timeout: float) -> None:
+        self._stopping = True
         self.stop_event.set()
         self._thread.join(timeout)
 
 
-def _watch(proc: subprocess.Popen[bytes], wake: threading.Event) -> None:
-    proc.wait()
-    wake.set()
+class _Children:
+    """The arbiter's own child processes (the local worker, the daemon's process)."""
 
+    def __init__(self, basedir: str, specs: list[tuple[str, list[str], dict[str, str]]],
+                 lifeline: int) -> None:
+        self.basedir = basedir
+        self.specs = specs
+        self.lifeline = lifeline
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-def run(basedir: str, plan: Plan) -> int:
-    """Run the plan until Ctrl-C, SIGTERM or one part ending; returns the exit code."""
-    wake = threading.Event()
-    stopping = threading.Event()
+    def start(self) -> None:
+        for name, cmd, extra in self.specs:
+            # their own sessions: a Ctrl-C on the terminal reaches the arbiter alone, which
+            # stops them in order
+            self.procs[name] = subprocess.Popen(
+                cmd, env=dict(os.environ, **extra), cwd=self.basedir, start_new_session=True,
+                pass_fds=[self.lifeline] if LIFELINE_VAR in extra else [])
 
-    def request_stop(_signum: int, _frame: object) -> None:
-        stopping.set()
-        # set from another thread: the main thread may be inside wake.wait(), holding
-        # the event's (non-reentrant) lock
-        threading.Thread(target=wake.set, name="bbweb-stop").start()
+    def ended(self) -> tuple[str, int] | None:
+        """The first child that has ended, with its code (0 when gunicorn's reaping of
+        unknown children got to it first and the code is lost)."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    daemon = _DaemonThread(basedir, wake) if plan.daemon else None
-    exit_code = 0
-    try:
-        for name, cmd, extra in plan.children:
-            procs[name] = subprocess.Popen(cmd, env=dict(os.environ, **extra), cwd=basedir,
-                                           start_new_session=True)
-            threading.Thread(target=_watch, args=(procs[name], wake), daemon=True,
-                             name=f"bbweb-watch:{name}").start()
-        if daemon is not None:
-            daemon.start()
-        for line in plan.banner:
-            print(line, flush=True)
-        while not stopping.is_set():
-            wake.wait()
-            wake.clear()
-            if stopping.is_set():
-                break
-            if daemon is not None and daemon.code is not None:
-                if daemon.code == 0:
-                    # the daemon stops by itself only after a clean shutdown
-                    print("bbweb: clean shutdown finished (no build is running); stopping",
-                          flush=True)
-                else:
-                    print(f"bbweb: the daemon exited with code {daemon.code}; stopping",
-                          file=sys.stderr, flush=True)
-                    exit_code = daemon.code
-                break
-            ended = [(n, p.returncode) for n, p in procs.items() if p.poll() is not None]
-            if ended:
-                name, code = ended[0]
-                print(f"bbweb: the {name} process exited with code {code}; stopping",
-                      file=sys.stderr, flush=True)
-                exit_code = code or 1
-                break
-    finally:
-        _stop_all(procs, daemon)
-    return exit_code
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]], daemon: _DaemonThread | None,
-              grace: float = STOP_GRACE) -> None:
-    """The worker first, while the web server is still up to hear its goodbye (so its
-    build is handed back), then the daemon and the web server together."""
-    deadline = time.monotonic() + grace
-    for group in (["worker"], ["daemon", "web"]):
-        names = [n for n in group if n in procs]
+    def terminate(self, names: list[str]) -> None:
         for name in names:
-            _terminate(procs[name])
-        if "daemon" in group and daemon is not None:
-            daemon.stop(max(deadline - time.monotonic(), 0.1))
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def wait(self, names: list[str], deadline: float) -> None:
         for name in names:
-            proc = procs[name]
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -173,8 +172,219 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]], daemon: _DaemonThread |
                 proc.wait()
 
 
+class Supervisor:
+    """One ``bbweb start``: gunicorn's hooks on both sides of the fork (the arbiter's, and
+    the web process's that runs the daemon), and the arbiter's child processes."""
+
+    def __init__(self, basedir: str, plan: Plan) -> None:
+        self.basedir = basedir
+        self.plan = plan
+        specs = list(plan.children)
+        # the daemon's process reads this pipe, whose other end only we hold: it ends when
+        # we do, even killed, and the daemon stops then (as it would as our thread)
+        lifeline, self._lifeline_w = os.pipe()
+        if plan.daemon == DAEMON_PROCESS:
+            specs.append(("daemon", [sys.executable, "-m", "bbweb.supervisor", DAEMON_OPTION,
+                                     basedir, *(["--verbose"] if plan.verbose else [])],
+                          {LIFELINE_VAR: str(lifeline)}))
+        self.children = _Children(basedir, specs, lifeline)
+        # the web process tells the arbiter the daemon's exit code through this pipe
+        self._report_r, self._report_w = os.pipe()
+        os.set_blocking(self._report_r, False)
+        self.arbiter_pid = os.getpid()
+        self._daemon: _DaemonThread | None = None
+        self._stopped = False
+        # web processes of this arbiter that have ended (the arbiter's; a web process forked
+        # later sees those before it): a daemon lock one of them still holds is stale
+        self._dead_web: set[int] = set()
+
+    def _holder(self, pid: int) -> str:
+        """The daemon lock's holder name of the daemon in web process ``pid``."""
+        return f"{socket.gethostname()}:{pid}:web-of-{self.arbiter_pid}"
+
+    # -- in the arbiter ------------------------------------------------------------------
+
+    def when_ready(self, _server: Any) -> None:
+        self.children.start()
+        for line in self.plan.banner:
+            print(line, flush=True)
+
+    def child_exit(self, _server: Any, worker: Any) -> None:
+        self._dead_web.add(worker.pid)
+
+    def daemon_code(self) -> int | None:
+        """The exit code a web process reported for its daemon, if any."""
+        try:
+            data = os.read(self._report_r, 64)
+        except BlockingIOError:
+            return None
+        return int(data.split()[0]) if data.strip() else None
+
+    def child_ended(self) -> tuple[str, int] | None:
+        """(message, exit code for ``bbweb start``) when one of our child processes has
+        ended: the daemon's process ending with 0 is the end of a clean shutdown (0);
+        anything else is an error."""
+        ended = self.children.ended()
+        if ended is None:
+            return None
+        name, code = ended
+        if name == "daemon" and code == 0:
+            return CLEAN_SHUTDOWN, 0
+        return f"the {name} process exited with code {code}", code or 1
+
+    def stop_children_first(self) -> float:
+        """The worker first, while the web server is still up to hear its goodbye; then the
+        daemon's process is told to stop (it stops with the web processes). Returns the
+        deadline for what remains."""
+        deadline = time.monotonic() + STOP_GRACE
+        if not self._stopped:
+            self._stopped = True
+            self.children.terminate(["worker"])
+            self.children.wait(["worker"], deadline)
+            self.children.terminate(["daemon"])
+        return deadline
+
+    def stop_children_last(self, deadline: float) -> None:
+        self.children.wait(["daemon"], deadline)
+
+    # -- in the web process --------------------------------------------------------------
+
+    def post_worker_init(self, _worker: Any) -> None:
+        # Ctrl-C on the terminal reaches every process of its group: the arbiter stops
+        # this one in order (after the local worker), with SIGTERM
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.plan.daemon == DAEMON_IN_WEB:
+            dead = {self._holder(pid) for pid in self._dead_web}
+            daemon = self._daemon = _DaemonThread(self.basedir, self._report_daemon_end,
+                                                  self._holder(os.getpid()),
+                                                  dead.__contains__)
+            daemon.start()
+            # gunicorn's graceful stop (SIGTERM) lets requests finish: the daemon stops
+            # meanwhile, not after them
+            graceful = signal.getsignal(signal.SIGTERM)
+
+            def stop_both(signum: int, frame: Any) -> None:
+                daemon.request_stop()
+                if callable(graceful):
+                    graceful(signum, frame)
+
+            signal.signal(signal.SIGTERM, stop_both)
+
+    def _report_daemon_end(self, code: int) -> None:
+        os.write(self._report_w, f"{code}\n".encode())
+        try:
+            os.kill(self.arbiter_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def worker_exit(self, _server: Any, _worker: Any) -> None:
+        if self._daemon is not None:
+            self._daemon.stop(STOP_GRACE)
+
+
+def _arbiter_class() -> type:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.errors import HaltServer
+
+    class StartArbiter(Arbiter):
+        """gunicorn's arbiter, stopping the whole master when a part of it ends."""
+
+        supervisor: Supervisor
+
+        def handle_term(self) -> None:
+            code = self.supervisor.daemon_code()
+            if code == 0:
+                print(f"bbweb: {CLEAN_SHUTDOWN}; stopping", flush=True)
+                raise HaltServer(CLEAN_SHUTDOWN, 0)
+            if code is not None:
+                print(f"bbweb: the daemon exited with code {code}; stopping",
+                      file=sys.stderr, flush=True)
+                raise HaltServer(f"the daemon exited with code {code}", code)
+            raise StopIteration
+
+        # Ctrl-C stops in order too (gunicorn's own SIGINT is a quick stop)
+        handle_int = handle_term
+
+        def handle_chld(self, *args: Any) -> None:  # (gunicorn < 24: the signal handler)
+            # ours first: gunicorn reaps every child, and the exit code of one it does not
+            # know is lost
+            ended = self.supervisor.child_ended()
+            super().handle_chld(*args)
+            ended = ended or self.supervisor.child_ended()
+            if ended is not None:
+                message, code = ended
+                print(f"bbweb: {message}; stopping", file=sys.stderr if code else sys.stdout,
+                      flush=True)
+                raise HaltServer(message, code)
+
+        handle_cld = handle_chld
+
+        def stop(self, graceful: bool = True) -> None:
+            deadline = self.supervisor.stop_children_first()
+            super().stop(graceful)
+            self.supervisor.stop_children_last(deadline)
+
+    return StartArbiter
+
+
+def run(basedir: str, plan: Plan) -> int:
+    """Serve until Ctrl-C, SIGTERM or one part ending; returns the exit code."""
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.util import import_app
+
+    supervisor = Supervisor(basedir, plan)
+    arbiter_class = _arbiter_class()
+
+    class StartApplication(BaseApplication):
+        def load_config(self) -> None:
+            for name, value in plan.web.items():
+                self.cfg.set(name, value)
+            self.cfg.set("when_ready", supervisor.when_ready)
+            self.cfg.set("post_worker_init", supervisor.post_worker_init)
+            self.cfg.set("worker_exit", supervisor.worker_exit)
+            self.cfg.set("child_exit", supervisor.child_exit)
+
+        def load(self) -> Any:
+            # by name, as ``gunicorn bbweb.app:serving_app()`` would (the app is a layer
+            # beside this one, not below it); BBWEB_BASEDIR names the master
+            return import_app(APP)
+
+        def run(self) -> None:
+            arbiter = arbiter_class(self)
+            arbiter.supervisor = supervisor
+            arbiter.run()
+
+    try:
+        StartApplication().run()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def _stop_when_closed(fd: int, stop_event: threading.Event) -> None:
+    """Set ``stop_event`` once the pipe ``fd`` reads end of file: ``bbweb start``, which
+    holds its other end, has ended."""
+    while os.read(fd, 64):
+        pass
+    logging.getLogger("bbweb.daemon").error("bbweb start has gone; stopping")
+    stop_event.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == [DAEMON_OPTION] and len(args) in (2, 3) and args[2:] in ([], ["--verbose"]):
+        # the daemon's own process (several web processes): only what the daemon needs,
+        # not the command line's parsers (which load the launcher and with it the web)
+        logging.basicConfig(level=logging.DEBUG if args[2:] else logging.INFO,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        from bbweb.daemon import run_daemon
+
+        stop_event = threading.Event()
+        lifeline = os.environ.pop(LIFELINE_VAR, None)
+        if lifeline is not None:
+            threading.Thread(target=_stop_when_closed, args=(int(lifeline), stop_event),
+                             name="bbweb-lifeline", daemon=True).start()
+        return run_daemon(args[1], stop_event=stop_event)
     text = os.environ.pop(PLAN_VAR, None)
     if len(args) != 1 or text is None:
         print("usage: python -m bbweb.supervisor BASEDIR (run by 'bbweb start', which "

@@ -101,18 +101,35 @@ def tree(root: int) -> list[int]:
 def role(pid: int, root: int) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        parent_cmd = Path(f"/proc/{_ppid(pid)}/cmdline").read_bytes().decode(errors="replace")
+        parent = _ppid(pid)
+        parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes().replace(
+            b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
-    if pid == root:  # bbweb start's own process (it runs the daemon since it execs)
+    if pid == root:  # bbweb start's own process: gunicorn's arbiter since it execs
         return "bbweb start"
     if " worker " in cmd or cmd.rstrip().endswith(" worker"):
         return "local worker"
-    if " master " in cmd:
+    if " master " in cmd or " --daemon " in cmd:
         return "daemon"
+    if parent == root and cmd == parent_cmd:  # forked by bbweb start: a web process
+        return "web+daemon" if _runs_daemon(root) else "web worker"
     if "gunicorn" in cmd or "gunicorn" in parent_cmd:
         return "web worker" if "gunicorn" in parent_cmd else "web arbiter"
     return cmd.split(" ", 1)[-1][:40]
+
+
+def _runs_daemon(root: int) -> bool:
+    """Whether bbweb start's web process runs the daemon (no daemon process beside it)."""
+    return not any(" --daemon " in _cmdline(p) or " master " in _cmdline(p)
+                   for p in tree(root))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _ppid(pid: int) -> int:

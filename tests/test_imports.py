@@ -58,7 +58,8 @@ TABLE_USERS = frozenset({"bbweb.db", "bbweb.status", "bbweb.engine", "bbweb.auth
                          "bbweb.changes", "bbweb.daemon"})
 # Command-line entry points may import a command's code inside the function running it,
 # so that ``bbweb --help`` or ``bbweb worker`` does not load Flask, SQLAlchemy and the rest.
-# bbweb.supervisor (what ``bbweb start`` becomes) imports the daemon in its thread.
+# bbweb.supervisor (what ``bbweb start`` becomes: gunicorn's arbiter) imports gunicorn, the app
+# and the daemon only in the processes that run them.
 LAZY_IMPORTS_ALLOWED = frozenset({"bbweb.cli", "bbweb.auth.cli", "bbweb.worker.cli",
                                   "bbweb.supervisor"})
 

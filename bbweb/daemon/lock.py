@@ -192,6 +192,23 @@ class DaemonLock:
             ).rowcount
         return bool(deleted)
 
+    def take_over(self, dead_holder: str) -> bool:
+        """Take the lease from ``dead_holder``, known to be a process that died without
+        releasing it (killed), instead of waiting for its lease to expire. False if the row
+        is not (any more) that holder's."""
+        started = time.monotonic()
+        with self.db.write() as conn:
+            now = db_time(conn)
+            got = conn.execute(
+                master_locks.update()
+                .where(master_locks.c.name == self.name,
+                       master_locks.c.holder == dead_holder)
+                .values(holder=self.holder, expires_at=now + self.lease)
+            ).rowcount == 1
+        if got:
+            self._mark_held(started)
+        return got
+
     def current(self) -> LeaseInfo | None:
         """Who holds the lease now (whoever it is), or None when nobody does."""
         with self.db.read() as conn:

@@ -91,8 +91,10 @@ class MasterDaemon:
     """One daemon over an opened database; :meth:`run` blocks until ``stop_event``."""
 
     def __init__(self, cfg: MasterConfig, db: Database, consumers: list[Any], holder: str,
-                 options: DaemonOptions) -> None:
+                 options: DaemonOptions,
+                 dead_holder: Callable[[str], bool] | None = None) -> None:
         self.cfg = cfg
+        self._dead_holder = dead_holder
         self.db = db
         self.options = options
         self.lock = DaemonLock(db, holder, lease=options.lease)
@@ -157,6 +159,12 @@ class MasterDaemon:
     def _acquire(self) -> bool:
         try:
             got = self.lock.try_acquire()
+            info = None if got else self.lock.current()
+            if info is not None and self._dead_holder is not None \
+                    and self._dead_holder(info.holder):
+                got = self.lock.take_over(info.holder)
+                if got:
+                    self._waiting_for = f"{info.holder}, which was killed"
         except Exception:
             log.exception("cannot take the daemon lock (database problem?)")
             return False
@@ -171,11 +179,6 @@ class MasterDaemon:
             self.pollers.start()  # before dispatch: poll requests are served by pollers
             self.dispatcher.start()
             return True
-        try:
-            info = self.lock.current()
-        except Exception:
-            log.exception("cannot read the daemon lock")
-            return False
         if info is not None and info.holder != self._waiting_for:
             log.info("waiting for the daemon lock held by %s (its lease expires in %.0fs "
                      "unless renewed)", info.holder, max(0.0, info.expires_in))
@@ -308,7 +311,8 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
                batch_size: int = dispatch.DEFAULT_BATCH_SIZE,
                retry_initial: float = dispatch.DEFAULT_RETRY_INITIAL,
                retry_max: float = dispatch.DEFAULT_RETRY_MAX,
-               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> int:
+               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+               dead_holder: Callable[[str], bool] | None = None) -> int:
     """Run the master daemon for ``basedir`` until stopped; returns the exit code.
 
     Stops when ``stop_event`` is set or, when called from the main thread, on SIGINT or
@@ -318,7 +322,9 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
     plugin that cannot be loaded is logged and left out. ``holder`` names this
     daemon in the lock table (default: host, pid and a random suffix). The remaining
     arguments are timings in seconds (see :class:`DaemonOptions`); ``heartbeat_timeout``
-    overrides every worker's own timeout.
+    overrides every worker's own timeout. ``dead_holder`` tells whether a lock holder's
+    name is a process known to have died (a killed web process that ran the daemon, under
+    ``bbweb start``): its lease is taken over at once instead of when it expires.
 
     Exit codes: 0 after a clean stop, 1 when the configuration, the database or the
     consumers are unusable (the reason is logged).
@@ -367,7 +373,8 @@ def run_daemon(basedir: str, *, stop_event: threading.Event | None = None,
         except Exception:
             log.exception("cannot start the daemon: the status database is unusable")
             return 1
-        daemon = MasterDaemon(cfg, db, all_consumers, holder or default_holder(), options)
+        daemon = MasterDaemon(cfg, db, all_consumers, holder or default_holder(), options,
+                              dead_holder)
         log.info("master daemon %s starting for %s", daemon.holder, cfg.basedir)
         with _stop_on_signals(stop_event):
             return daemon.run(stop_event)

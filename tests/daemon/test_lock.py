@@ -134,6 +134,31 @@ def test_second_daemon_waits_then_takes_over_from_the_saved_cursor(master, daemo
     assert saved_cursor(master, "notify") == everything[-1]
 
 
+def test_a_dead_holders_lease_is_taken_over_at_once_a_live_ones_is_not(master, daemons,
+                                                                       caplog):
+    """A holder the daemon is told has died (a killed process) loses its lease at once;
+    any other holder keeps it until it expires."""
+    caplog.set_level(logging.INFO, logger="bbweb.daemon")
+    killed = DaemonLock(master.db, "killed", lease=30)
+    assert killed.try_acquire()  # then never renewed nor released: its process died
+    waiting = daemons(master.basedir, holder="patient", dead_holder={"someone-else"}.__contains__)
+    wait_for(lambda: any("waiting for the daemon lock held by killed" in r.getMessage()
+                         for r in caplog.records), what="a daemon to wait for a live holder")
+    assert waiting.stop() == 0
+    assert lock_holder(master) == "killed"
+
+    rec = Recorder("notify")
+    add_changes(master, 1)
+    taker = daemons(master.basedir, consumers=[rec], holder="heir",
+                    dead_holder={"killed"}.__contains__)
+    wait_for(lambda: caught_up(rec, master), what="the heir to dispatch")
+    assert lock_holder(master) == "heir"
+    assert any("took the daemon lock as heir (taking over from killed, which was killed)"
+               in r.getMessage() for r in caplog.records)
+    assert not killed.renew()  # the dead holder's row is gone
+    assert taker.stop() == 0
+
+
 class Opened(Recorder):
     """Records ``(generation, id)``: generation n is the n-th time the consumer was
     opened."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -29,13 +30,16 @@ c['status'] = [WebStatus(http_port=PORT, authz=Authz(forceBuild=True, cleanShutd
 """
 
 
-def test_clean_shutdown_finishes_the_build_then_everything_stops(tmp_path):
+@pytest.mark.parametrize("web_workers", ["1", "2"], ids=["daemon-in-web", "daemon-process"])
+def test_clean_shutdown_finishes_the_build_then_everything_stops(tmp_path, web_workers):
+    """Whether the daemon runs in the web process (one web process) or in its own."""
     basedir = tmp_path / "master"
     basedir.mkdir()
     port = free_port()
     (basedir / "master.cfg").write_text(CFG.replace("PORT", str(port)))
     log = (tmp_path / "start.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bbweb.cli", "start", str(basedir)],
+    proc = subprocess.Popen([sys.executable, "-m", "bbweb.cli", "start", str(basedir),
+                             "--web-workers", web_workers],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     db = None

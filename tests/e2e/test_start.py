@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 import sqlalchemy as sa
@@ -104,47 +105,264 @@ class ModulesProbe:
 c['status'] = [WebStatus(http_port='tcp:PORT:interface=127.0.0.1'), ModulesProbe()]
 """
 
-# what the web server needs and the daemon does not
+
+
+def start(basedir, log_path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bbweb.cli", "start", str(basedir), *args],
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_of(int(p)) == pid
+            and state_of(int(p)) not in (None, "Z")]
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def maps(pid: int, library: str) -> bool:
+    """Whether process ``pid`` has a shared library whose file name starts with
+    ``library`` mapped (what a module it imported loaded)."""
+    with open(f"/proc/{pid}/maps") as fh:
+        return any(Path(line.split()[-1]).name.startswith(library)
+                   for line in fh if "/" in line)
+
+
+def probe_of(basedir) -> dict | None:
+    probe = basedir / "daemon-modules.json"
+    try:
+        return json.loads(probe.read_text())
+    except (OSError, ValueError):  # not written yet, or half-way
+        return None
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> int:
+    os.kill(proc.pid, sig)
+    return proc.wait(timeout=60)
+
+
+# what the web server needs and the daemon (in a process of its own) does not
 WEB_ONLY = ("flask", "werkzeug", "jinja2", "gunicorn", "flask_login", "passlib", "bbweb.web",
             "bbweb.app", "alembic", "mako")
 
 
-def test_start_runs_the_daemon_in_its_own_process_without_the_web(tmp_path):
-    """``bbweb start`` becomes the daemon's process (same pid, a fresh interpreter): it
-    holds neither the web's modules nor what the start-up checks loaded (Alembic, Flask);
-    the web server runs one gunicorn worker by default."""
+def test_start_runs_two_master_processes_the_daemon_inside_the_web_one(tmp_path):
+    """By default ``bbweb start`` becomes gunicorn's arbiter (same pid, a fresh interpreter
+    holding neither the web's modules nor the database driver) and runs one web process,
+    which also runs the daemon: two master processes, plus the local worker."""
     basedir = tmp_path / "probed"
     basedir.mkdir()
     port = free_port()
     (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = (tmp_path / "start.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bbweb.cli", "start", str(basedir)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    probe = basedir / "daemon-modules.json"
+    proc = start(basedir, tmp_path / "start.log")
     try:
-        def probed() -> bool:
+        def probed() -> dict | None:
             assert proc.poll() is None, (tmp_path / "start.log").read_text()
-            return probe.exists() and probe.stat().st_size > 0
+            return probe_of(basedir)
 
-        wait_for(probed, 60, what="the daemon to open its consumers")
-        found = json.loads(probe.read_text())
-        assert found["pid"] == proc.pid
+        found = wait_for(probed, 60, what="the daemon to open its consumers")
         modules = set(found["modules"])
-        assert "bbweb.daemon.main" in modules
-        loaded = [m for m in modules if m.split(".")[0] in WEB_ONLY
-                  or any(m == w or m.startswith(w + ".") for w in WEB_ONLY)]
-        assert loaded == []
-
-        def web_workers() -> list[int]:
-            arbiters = [p for p in processes_mentioning("gunicorn")
-                        if parent_of(p) == proc.pid]
-            return [p for p in processes_mentioning("gunicorn") if parent_of(p) in arbiters]
-
-        assert wait_for(lambda: len(web_workers()) == 1, 60, what="gunicorn's worker")
+        assert "bbweb.daemon.main" in modules and "flask" in modules  # web and daemon
+        web = found["pid"]
+        assert parent_of(web) == proc.pid
+        children = children_of(proc.pid)
+        workers = [p for p in children if " worker " in cmdline(p)]
+        assert len(workers) == 1 and sorted(children) == sorted([web, *workers])
+        assert children_of(web) == []  # the daemon is a thread, not a process
+        # the arbiter has loaded neither Flask (its MarkupSafe) nor the SQLite driver,
+        # which the web process has (the control)
+        assert maps(web, "_speedups") and maps(web, "_sqlite3")
+        assert not maps(proc.pid, "_speedups") and not maps(proc.pid, "_sqlite3")
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
     finally:
-        os.kill(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=60)
+        code = stop(proc)
     assert code == 0, (tmp_path / "start.log").read_text()
+    wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
+             what="every process of the master to exit")
+
+
+def test_start_with_two_web_workers_runs_the_daemon_in_its_own_process(tmp_path):
+    """With several web processes the daemon runs in a process of its own, without the
+    web's modules, which no web process's replacement pauses; SIGTERM stops them all."""
+    basedir = tmp_path / "two"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    proc = start(basedir, tmp_path / "start.log", "--web-workers", "2",
+                 "--local-worker", "none")
+    try:
+        def probed() -> dict | None:
+            assert proc.poll() is None, (tmp_path / "start.log").read_text()
+            return probe_of(basedir)
+
+        found = wait_for(probed, 60, what="the daemon to open its consumers")
+        daemon = found["pid"]
+        assert parent_of(daemon) == proc.pid and " --daemon " in cmdline(daemon)
+        assert "bbweb.daemon.main" in found["modules"]
+        assert [m for m in found["modules"] if any(m == w or m.startswith(w + ".")
+                                                   for w in WEB_ONLY)] == []
+
+        def web() -> list[int]:
+            return [p for p in children_of(proc.pid) if cmdline(p) == cmdline(proc.pid)]
+
+        assert wait_for(lambda: len(web()) == 2, 60, what="two web processes")
+        assert sorted(children_of(proc.pid)) == sorted([daemon, *web()])
+    finally:
+        code = stop(proc, signal.SIGTERM)
+    assert code == 0, (tmp_path / "start.log").read_text()
+    wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
+             what="every process of the master to exit")
+
+
+def test_killing_bbweb_start_ends_its_web_processes_and_daemon_process(tmp_path):
+    """kill -9 of ``bbweb start`` itself (gunicorn's arbiter): its web processes notice
+    their parent gone and the daemon's process its lifeline pipe closed; nothing of the
+    master is left running (the local worker, on another host in production, is not
+    started here)."""
+    basedir = tmp_path / "orphans"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--web-workers", "2", "--local-worker", "none")
+    try:
+        def running() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir) is not None and len(children_of(proc.pid)) == 3
+
+        wait_for(running, 60, what="two web processes and the daemon's")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: processes_mentioning(str(basedir)) == [], 30,
+                 what="the web processes and the daemon to end")
+        assert "bbweb start has gone; stopping" in log.read_text()
+        assert "released the daemon lock" in log.read_text()
+    finally:
+        for pid in processes_mentioning(str(basedir)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sighup_replaces_the_web_process_and_the_daemon_moves_with_it(tmp_path):
+    """gunicorn's reload (SIGHUP to ``bbweb start``): a new web process starts, the old one
+    stops gracefully and releases the daemon lock, and the new one's daemon takes it."""
+    basedir = tmp_path / "reload"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--local-worker", "none")
+    try:
+        def probed() -> dict | None:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir)
+
+        old = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        (basedir / "daemon-modules.json").unlink()
+        os.kill(proc.pid, signal.SIGHUP)
+        new = wait_for(probed, 60, what="the new web process's daemon")["pid"]
+        assert new != old and parent_of(new) == proc.pid
+        wait_for(lambda: children_of(proc.pid) == [new], 30, what="the old web process to end")
+        assert "released the daemon lock" in log.read_text()
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()
+
+
+def test_a_killed_web_process_is_replaced_and_its_daemon_takes_over_at_once(tmp_path):
+    """kill -9 of the web process: gunicorn starts another, whose daemon takes the lock the
+    killed one held without waiting for its lease (30 s) to run out."""
+    basedir = tmp_path / "victim"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--local-worker", "none")
+    try:
+        def probed() -> dict | None:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir)
+
+        first = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        (basedir / "daemon-modules.json").unlink()
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(probed, 20, what="a new web process's daemon to take the lock")
+        assert second["pid"] != first and parent_of(second["pid"]) == proc.pid
+        assert f":{first}:web-of-{proc.pid}, which was killed" in log.read_text()
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()
+
+
+def test_ctrl_c_on_the_terminal_stops_the_local_worker_first(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the web process too: it
+    leaves the stop to the arbiter, which stops the local worker while the web server is
+    still up to hear its goodbye, then the web process and its daemon."""
+    basedir = tmp_path / "terminal"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir) is not None and "connected to" in log.read_text()
+
+        wait_for(ready, 60, what="the daemon and the local worker")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal's Ctrl-C delivers
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert "could not say goodbye" not in output
+    http_log = (basedir / "http.log").read_text()
+    assert '"POST /api/worker/goodbye HTTP/1.1" 200' in http_log, http_log[-2000:]
+    assert output.index("worker local-worker stopped") < output.index("Worker exiting")
+    assert "released the daemon lock" in output
+    wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
+             what="every process of the master to exit")
+
+
+def test_a_killed_local_worker_stops_the_master_with_an_error(tmp_path):
+    """The local worker is part of what ``bbweb start`` runs: if it dies, everything stops
+    and the command fails, naming it."""
+    basedir = tmp_path / "lost"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log)
+    try:
+        def worker() -> int | None:
+            assert proc.poll() is None, log.read_text()
+            found = [p for p in children_of(proc.pid) if " worker " in cmdline(p)]
+            return found[0] if found and probe_of(basedir) else None
+
+        os.kill(wait_for(worker, 60, what="the local worker and the daemon"), signal.SIGKILL)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    assert code != 0
+    assert "the worker process exited with code -9; stopping" in log.read_text()
+    wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
+             what="every process of the master to exit")
 
 
 def parent_of(pid: int) -> int | None:
