@@ -352,7 +352,15 @@ def wait_requests_complete(master: Master, first_brid: int, count: int, timeout:
             time.sleep(interval)
 
 
-HISTORY_LAYOUT = Layout(builders=20, workers=2, trivial=True)
+def history_layout(basedir: Path) -> Layout:
+    """The layout of the history master in ``basedir`` (its builder count is in the mark
+    ``ensure_history`` leaves)."""
+    builders = 20
+    mark = basedir / HISTORY_DONE
+    if mark.is_file():
+        words = mark.read_text().split()
+        builders = int(words[words.index("--builders") + 1])
+    return Layout(builders=builders, workers=2, trivial=True)
 
 
 def ensure_history(venv: Venv, basedir: Path, builders: int = 20, changes: int = 20000,
@@ -361,7 +369,7 @@ def ensure_history(venv: Venv, basedir: Path, builders: int = 20, changes: int =
     is started once so that it registers its builders and workers, stopped, then
     ``history.py`` inserts the rows); later calls reuse it."""
     if (basedir / HISTORY_DONE).is_file():
-        write_cfg(basedir, HISTORY_LAYOUT)
+        write_cfg(basedir, history_layout(basedir))  # fresh ports
         return basedir
     if basedir.exists():
         import shutil

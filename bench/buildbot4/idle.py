@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     venv = bb4.checked_venv(args.venv)
     history = bb4.ensure_history(venv, args.history.resolve())
     figures: dict[str, float] = {}
-    with bb4.Master(venv, history, bb4.HISTORY_LAYOUT) as master:
+    with bb4.Master(venv, history, bb4.history_layout(history)) as master:
         master.start()
         time.sleep(args.settle)
         rss, pss = bb4.rss_pss_mib(master.pid)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     client = args.client or ("ab" if shutil.which("ab") else "python")
     load = load_ab if client == "ab" else load_python
     figures: dict[str, float | int | str] = {"client": client}
-    with bb4.Master(venv, history, bb4.HISTORY_LAYOUT) as master:
+    with bb4.Master(venv, history, bb4.history_layout(history)) as master:
         master.start(workers=False)
         path = (f"/api/v2/builders/{master.builder_ids[args.builder]}/builds"
                 "?order=-number&limit=20")

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     venv = bb4.checked_venv(args.venv)
     history = bb4.ensure_history(venv, args.history.resolve())
     figures: dict[str, float] = {}
-    with bb4.Master(venv, history, bb4.HISTORY_LAYOUT) as master:
+    with bb4.Master(venv, history, bb4.history_layout(history)) as master:
         master.start(workers=False)
         for name, paths in PAGES.items():
             times, size = [], 0
