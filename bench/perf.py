@@ -24,7 +24,8 @@
    history written into Buildbot's own database in ``CACHE/buildbot4/history``), run
    right after bbweb's script so that the two alternate under the same load; the table
    gets a Buildbot column and the ratio bbweb / Buildbot, said in words. Rows Buildbot is
-   not measured on say so.
+   not measured on say so. ``--pairs N`` runs each row N times, alternating, and shows
+   each figure's median.
 
     .venv/bin/python bench/perf.py                      # ~10 minutes on 2 cores
     .venv/bin/python bench/perf.py --install-buildbot   # and Buildbot 4.3 beside it
@@ -41,6 +42,7 @@ import platform
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -166,6 +168,23 @@ def run_script(path: Path, args: list[str], log: Path, label: str,
     if not isinstance(figures, dict):
         return f"not measured (bench/{script} printed no RESULT line, exit {rc}; {log})"
     return figures
+
+
+def median_figures(runs: list[dict[str, Any] | str]) -> dict[str, Any] | str:
+    """One row's figures from several runs: each number the median of the runs that gave
+    it (other values from the first run); the first failure when no run succeeded."""
+    good = [r for r in runs if isinstance(r, dict)]
+    if not good:
+        return runs[0]
+    out: dict[str, Any] = dict(good[0])
+    for key, value in good[0].items():
+        values = [r[key] for r in good if isinstance(r.get(key), int | float)
+                  and not isinstance(r.get(key), bool)]
+        if isinstance(value, int | float) and not isinstance(value, bool) and values:
+            out[key] = round(statistics.median(values), 3)
+    if len(runs) > 1:
+        out["runs"] = len(good)
+    return out
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -453,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install-buildbot", action="store_true",
                         help="install Buildbot 4.3 into --buildbot-venv first "
                              "(bench/buildbot4/install.py)")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="run each row this many times (bbweb, Buildbot, bbweb, …) and "
+                             "show the medians (default 1)")
     parser.add_argument("--no-buildbot", action="store_true",
                         help="bbweb's figures only, even with a Buildbot 4 installed")
     args = parser.parse_args(argv)
@@ -498,10 +520,16 @@ def main(argv: list[str] | None = None) -> int:
         for job in jobs:
             if job.pg and pg is None:
                 continue
-            results[job_name(job)] = run_job(job, history, pg.fresh_url() if job.pg and pg
-                                             else None, logdir)
-            if bb4 and job_name(job) in BB4_JOBS:  # alternate: Buildbot right after bbweb
-                bb_results[job_name(job)] = run_bb4_job(job_name(job), bb_venv, cache, logdir)
+            name = job_name(job)
+            ours, theirs = [], []
+            for _ in range(args.pairs):
+                ours.append(run_job(job, history, pg.fresh_url() if job.pg and pg else None,
+                                    logdir))
+                if bb4 and name in BB4_JOBS:  # alternate: Buildbot right after bbweb
+                    theirs.append(run_bb4_job(name, bb_venv, cache, logdir))
+            results[name] = median_figures(ours)
+            if theirs:
+                bb_results[name] = median_figures(theirs)
     finally:
         if pg is not None:
             pg.stop()
