@@ -330,7 +330,7 @@ ROWS: list[Row] = [
      lambda f: f"{_num(f.get('forced_builds_per_min'))} builds/min"
      if "forced_builds_per_min" in f else None, ("forced_builds_per_min",), "rate"),
     ("50 MiB log download (serving process RSS growth)", ("pages",),
-     lambda f: f"{_num(f.get('log_download_mb_s'))} MiB/s "
+     lambda f: f"{_num(f.get('log_download_mb_s'), 1)} MiB/s "
                f"(+{_num(f.get('log_download_growth_mib'), 1)} MiB)"
      if "log_download_mb_s" in f else None, ("log_download_mb_s",), "rate"),
     ("one build force → finish, idle", ("processes",),
@@ -352,8 +352,9 @@ ROWS: list[Row] = [
      " Buildbot: `/api/v2/builders/N/builds?order=-number&limit=20`)", ("json_builds",),
      _json_cell, ("json_select20_c1_rps", "json_select20_c8_rps"), "rate"),
     ("build log ingest (a step printing 50 MiB; master peak over idle)", ("log_ingest",),
-     lambda f: f"{_num(f.get('ingest_mb_s'))} MB/s (+{_num(f.get('ingest_growth_mib'), 1)} "
-               "MiB)" if "ingest_mb_s" in f else None, ("ingest_mb_s",), "rate"),
+     lambda f: f"{_num(f.get('ingest_mb_s'), 1)} MB/s (+{_num(f.get('ingest_growth_mib'), 1)} "
+               f"MiB; master CPU {_num(f.get('ingest_master_cpu_s'), 1)} s)"
+     if "ingest_mb_s" in f else None, ("ingest_mb_s",), "rate"),
     ("idle, all master processes (RSS / PSS)", ("processes",),
      lambda f: f"{_num(f.get('idle_rss_mib'))} / {_num(f.get('idle_pss_mib'))} MiB"
      if "idle_rss_mib" in f else None, ("idle_rss_mib",), "memory"),
@@ -401,12 +402,17 @@ def in_words(x: float, y: float, sense: str) -> str:
     """bbweb's figure ``x`` over Buildbot's ``y``, and what it means."""
     r = x / y
     if sense in ("memory", "CPU"):
-        return f"{r:.2f} ({r:.1f}× the {sense})"
+        return f"{_ratio(r)} ({r:.1f}× the {sense})"
     faster = r >= 1 if sense == "rate" else r <= 1
     factor = r if sense == "rate" else 1 / r
     if not faster:
         factor = 1 / factor
-    return f"{r:.2f} ({factor:.1f}× {'faster' if faster else 'slower'})"
+    return f"{_ratio(r)} ({factor:.3g}× {'faster' if faster else 'slower'})"
+
+
+def _ratio(r: float) -> str:
+    """Two significant figures at least (0.0039, 0.59, 12.5, 222)."""
+    return f"{r:.2g}" if r < 0.1 else f"{r:.2f}" if r < 10 else f"{r:.3g}"
 
 
 def bb4_ratio(now: dict[str, Any], bb: dict[str, Any], jobs: tuple[str, ...],

@@ -22,6 +22,15 @@ def program_output(mib: int) -> bytes:
     return b"".join(parts)
 
 
+def holds_output(raw: bytes, expected: bytes) -> bool:
+    """Whether Buildbot's raw stdio log holds the program's output byte for byte. The raw
+    log also has the step's header lines (the command before, the exit code and elapsed
+    time after), and an unterminated last line comes out after them, as its own line."""
+    head, _, tail = expected.rpartition(b"\n")
+    return head + b"\n" in raw and (not tail or b"\n" + tail + b"\n" in raw
+                                     or raw.endswith(b"\n" + tail))
+
+
 @dataclass
 class Run:
     seconds: float  # step seen started -> seen complete

@@ -66,7 +66,8 @@ def test_history_is_served_by_buildbot_and_measured(tmp_path: Path) -> None:
 
 def test_ratio_in_words() -> None:
     # bbweb 122 ms against Buildbot's 362 ms is faster; 269 MiB against 83 is the memory
-    assert perf.in_words(122, 362, "time") == "0.34 (3.0× faster)"
-    assert perf.in_words(108, 183, "rate") == "0.59 (1.7× slower)"
-    assert perf.in_words(2219, 178, "rate") == "12.47 (12.5× faster)"
+    assert perf.in_words(122, 362, "time") == "0.34 (2.97× faster)"
+    assert perf.in_words(108, 183, "rate") == "0.59 (1.69× slower)"
+    assert perf.in_words(2219, 178, "rate") == "12.5 (12.5× faster)"
+    assert perf.in_words(7.3, 2117, "time") == "0.0034 (290× faster)"
     assert perf.in_words(269, 83, "memory") == "3.24 (3.2× the memory)"
