@@ -419,8 +419,19 @@ def bb4_ratio(now: dict[str, Any], bb: dict[str, Any], jobs: tuple[str, ...],
               keys: tuple[str, ...], sense: str) -> str:
     if not any(isinstance(bb.get(j), dict) for j in jobs):
         return ""
-    pairs = _pairs(now, bb, jobs, keys)
-    return " / ".join(in_words(p[0], p[1], sense) if p else "—" for p in pairs)
+    out = []
+    for name in jobs:
+        a, b = now.get(name), bb.get(name)
+        for key in keys:
+            x = a.get(key) if isinstance(a, dict) else None
+            y = b.get(key) if isinstance(b, dict) else None
+            if isinstance(x, int | float) and isinstance(y, int | float) and x and y:
+                out.append(in_words(x, y, sense))
+            elif isinstance(x, int | float) and x and y == 0:
+                out.append("— (Buildbot's is 0)")
+            else:
+                out.append("—")
+    return " / ".join(out)
 
 
 def print_table(results: dict[str, Any], info: dict[str, Any], compare: dict[str, Any] | None,
