@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,6 +35,7 @@ from _common import (  # noqa: E402
     run_load,
     start_web,
 )
+from json_builds import tree_cpu_seconds  # noqa: E402
 from populate import default_master  # noqa: E402
 
 from bbweb.db.schema import buildrequests, changes  # noqa: E402
@@ -99,11 +101,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"POST {hook}")
             figures: dict[str, float] = {}
             for c in levels:
+                cpu = tree_cpu_seconds(procs.procs["web"].pid)
+                client = time.process_time()
                 res = run_load(send, nreq, c, ok=(202,))
+                client = time.process_time() - client
+                cpu = tree_cpu_seconds(procs.procs["web"].pid) - cpu
                 sent += res.requests
                 figures[f"base_hook_changes_s_c{c}"] = round(res.rate, 1)
                 figures[f"base_hook_errors_c{c}"] = len(res.errors)
                 print("  " + res.line("changes/s"))
+                print(f"    CPU per change: server {cpu / nreq * 1000:.2f} ms, "
+                      f"client {client / nreq * 1000:.2f} ms")
+                figures[f"base_hook_server_cpu_ms_c{c}"] = round(cpu / nreq * 1000, 3)
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
                 sys.stdout.flush()

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from _common import (  # noqa: E402
     run_load,
     start_web,
 )
+from json_builds import tree_cpu_seconds  # noqa: E402
 from populate import default_master  # noqa: E402
 
 from bbweb.db.schema import buildrequests, changes  # noqa: E402
@@ -160,11 +162,19 @@ def main(argv: list[str] | None = None) -> int:
             for c in levels:
                 batch = deliveries(serial, nreq, args.commits, builders)
                 serial += nreq
+                cpu = tree_cpu_seconds(procs.procs["web"].pid)
+                client = time.process_time()
                 res = run_load(sender(batch), nreq, c, ok=(202,))
+                client = time.process_time() - client
+                cpu = tree_cpu_seconds(procs.procs["web"].pid) - cpu
+                nchanges = nreq * args.commits
                 sent += res.requests
                 print("  " + res.line("deliveries/s")
                       + f"  [{res.rate * args.commits:.1f} changes/s]")
                 figures[f"github_hook_changes_s_c{c}"] = round(res.rate * args.commits, 1)
+                print(f"    CPU per change: server {cpu / nchanges * 1000:.2f} ms, "
+                      f"client {client / nchanges * 1000:.2f} ms")
+                figures[f"github_hook_server_cpu_ms_c{c}"] = round(cpu / nchanges * 1000, 3)
                 figures[f"github_hook_errors_c{c}"] = len(res.errors)
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
