@@ -40,7 +40,12 @@ from sqlalchemy.engine import Connection
 from bbweb.db.connection import Database
 from bbweb.engine import events
 from bbweb.engine.changes import ChangeInput, add_changes
-from bbweb.engine.hook_deliveries import AlreadyProcessed, record_delivery, set_changeids
+from bbweb.engine.hook_deliveries import (
+    AlreadyProcessed,
+    prune,
+    record_delivery,
+    set_changeids,
+)
 from bbweb.mastercfg.master import MasterConfig
 
 # the most changes one group's transaction stores (a single request with more is stored
@@ -146,8 +151,11 @@ class ChangeIntake:
         for req in group:
             req.ids, req.error, req._rowid = [], None, None
         with self.db.write() as conn, events.batch(conn):
+            if any(req.delivery is not None for req in group):
+                prune(conn)
             stored = [req for req in group if self._claim(conn, req)]
-            ids = add_changes(conn, group[0].cfg, [c for req in stored for c in req.changes])
+            ids = add_changes(conn, group[0].cfg, [c for req in stored for c in req.changes],
+                              validated=True)
             start = 0
             for req in stored:
                 req.ids = ids[start:start + len(req.changes)]
@@ -166,7 +174,7 @@ class ChangeIntake:
         if req.delivery is None:
             return True
         try:
-            req._rowid = record_delivery(conn, req.dialect, req.delivery)
+            req._rowid = record_delivery(conn, req.dialect, req.delivery, pruned=True)
         except AlreadyProcessed as exc:
             req.error = exc
             return False
