@@ -129,23 +129,28 @@ class ChangeIntake:
         return group
 
     def _write(self, group: list[_Request]) -> None:
-        """Store the group in one transaction; if that fails, each request alone."""
+        """Store the group in one transaction; if that fails, each request alone. Every
+        request of the group is done when this returns (or raises: an interrupted
+        leader's requests get its exception, since nobody else would store them)."""
         try:
-            self._transaction(group)
+            try:
+                self._transaction(group)
+            except Exception:
+                if len(group) == 1:
+                    raise
+                for req in group:
+                    try:
+                        self._transaction([req])
+                    except Exception as alone:
+                        req.error = alone
+                        req.done = True
         except BaseException as exc:
-            if len(group) == 1 or not isinstance(exc, Exception):
-                for req in group:  # (an interrupted leader: nobody else stores these)
+            for req in group:
+                if not req.done:
                     req.error = exc
                     req.done = True
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for req in group:
-                try:
-                    self._transaction([req])
-                except Exception as alone:
-                    req.error = alone
-                    req.done = True
+            if not isinstance(exc, Exception):
+                raise
 
     def _transaction(self, group: list[_Request]) -> None:
         for req in group:
