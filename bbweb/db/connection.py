@@ -153,6 +153,8 @@ class Database:
         if not self._disposed:
             self._disposed = True
             self.wakeups.detach()
+            if self._write_lock is not None:
+                writer_lock.detach(self._write_lock)
 
 
 def _ensure_counter(conn: Connection) -> None:

@@ -41,6 +41,7 @@ class WriterLock:
         self._fd: int | None = None
         self._fd_pid: int | None = None
         self._usable = path is not None
+        self._users = 0  # Database objects of this process using it (under _registry_lock)
 
     def acquire(self, timeout: float) -> bool:
         """Wait for this process's turn (at most ``timeout`` seconds), then for the other
@@ -111,7 +112,8 @@ _registry_lock = threading.Lock()
 def for_database(database: str) -> WriterLock:
     """This process's queue for the SQLite database file ``database``, shared by every
     :class:`~bbweb.db.connection.Database` on it (so that two of them in one process queue
-    on one lock, not on two that exclude each other)."""
+    on one lock, not on two that exclude each other). Give it back with :func:`detach`
+    when the database is disposed of."""
     path = lock_path(database)
     if path is None:
         return WriterLock(None)
@@ -119,7 +121,24 @@ def for_database(database: str) -> WriterLock:
         found = _registry.get(path)
         if found is None:
             found = _registry[path] = WriterLock(path)
+        found._users += 1
         return found
+
+
+def detach(lock: WriterLock) -> None:
+    """One user fewer; the last one closes the lock file (a process that opens many
+    databases one after the other, like a test run, does not keep a descriptor for each)."""
+    with _registry_lock:
+        lock._users -= 1
+        if lock._users > 0 or _registry.get(lock.path) is not lock:
+            return
+        del _registry[lock.path]
+        if lock._fd is not None and lock._fd_pid == os.getpid() and lock._depth == 0:
+            try:
+                os.close(lock._fd)
+            except OSError:
+                pass
+            lock._fd = None
 
 
 def _after_fork_in_child() -> None:

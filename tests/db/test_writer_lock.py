@@ -128,3 +128,25 @@ def test_writes_go_on_where_the_lock_file_cannot_be_made(tmp_path):
             assert conn.execute(sa.select(event_counter.c.value)).scalar_one() == 1
     finally:
         db.dispose()
+
+
+def test_the_last_database_disposed_of_closes_the_lock_file(tmp_path):
+    url = "sqlite:///" + str(tmp_path / "state.sqlite")
+    first, second = Database(url), Database(url)
+    first.create_all()
+
+    lock_file = str(tmp_path / "state.sqlite-lock")
+
+    def open_descriptors() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}") == lock_file)
+
+    with second.write() as conn:
+        events.emit(conn, "test.open")
+    assert open_descriptors() == 1
+    first.dispose()
+    assert open_descriptors() == 1  # the other still writes through it
+    with second.write() as conn:
+        events.emit(conn, "test.still")
+    second.dispose()
+    assert open_descriptors() == 0
