@@ -20,7 +20,9 @@ import hashlib
 import itertools
 import json
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -34,6 +36,8 @@ from _common import (  # noqa: E402
     run_load,
     start_web,
 )
+from _rawhttp import encode_post, run_raw  # noqa: E402
+from json_builds import tree_cpu_seconds  # noqa: E402
 from populate import default_master  # noqa: E402
 
 from bbweb.db.schema import buildrequests, changes  # noqa: E402
@@ -51,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,8", help="levels, default 1,8")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--full", action="store_true", help="the full size")
+    parser.add_argument("--client", choices=("raw", "requests"), default="raw",
+                        help="raw: prepared requests on keep-alive sockets (default; "
+                             "leaves the CPU to the server); requests: a requests.Session "
+                             "per thread")
     args = parser.parse_args(argv)
     nreq = args.requests or (FULL_REQUESTS if args.full else DEFAULT_REQUESTS)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                database=master.db_label, builders=len(builders),
                history=f"{master.history()} builds per builder",
                requests=f"{nreq} per level, levels {levels}",
-               gunicorn=f"{args.web_workers} processes x 16 threads")
+               gunicorn=f"{args.web_workers} processes x 16 threads", client=args.client)
         with master.db.read() as conn:
             changes_before = conn.execute(sa.select(sa.func.count()).select_from(changes)
                                           ).scalar_one()
@@ -76,10 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             serial = itertools.count(1)  # next() on it is atomic in CPython
             sent = 0
 
-            def send(session, i):
-                n = next(serial)
+            def fields_of(n):
                 rev = hashlib.sha1(f"hook-{n}".encode()).hexdigest()
-                fields = {
+                return {
                     "author": f"dev{n % 7} <dev{n % 7}@example.org>",
                     "comments": f"bench change {n}\n\nposted by bench/change_hook.py",
                     "revision": rev, "branch": "main",
@@ -88,10 +95,20 @@ def main(argv: list[str] | None = None) -> int:
                     "files": json.dumps([f"src/file{n % 13}.c", "README"]),
                     "properties": json.dumps({"bench": n}),
                 }
-                return session.post(hook, data=fields, timeout=60,
+
+            def send(session, i):
+                return session.post(hook, data=fields_of(next(serial)), timeout=60,
                                     headers={"Accept": "text/plain"})
 
-            warm = run_load(send, 10, 1, ok=(202,))
+            def load(total, c):
+                if args.client == "requests":
+                    return run_load(send, total, c, ok=(202,))
+                prepared = [encode_post(hook, urlencode(fields_of(next(serial))).encode(), {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "text/plain"}) for _ in range(total)]
+                return run_raw(base, prepared, c, ok=(202,))
+
+            warm = load(10, 1)
             sent += warm.requests
             if warm.errors:
                 print("warm-up errors: " + "; ".join(warm.errors[:3]))
@@ -99,11 +116,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"POST {hook}")
             figures: dict[str, float] = {}
             for c in levels:
-                res = run_load(send, nreq, c, ok=(202,))
+                cpu = tree_cpu_seconds(procs.procs["web"].pid)
+                client = time.process_time()
+                res = load(nreq, c)
+                client = time.process_time() - client
+                cpu = tree_cpu_seconds(procs.procs["web"].pid) - cpu
                 sent += res.requests
                 figures[f"base_hook_changes_s_c{c}"] = round(res.rate, 1)
                 figures[f"base_hook_errors_c{c}"] = len(res.errors)
                 print("  " + res.line("changes/s"))
+                print(f"    CPU per change: server {cpu / nreq * 1000:.2f} ms, "
+                      f"client {client / nreq * 1000:.2f} ms")
+                figures[f"base_hook_server_cpu_ms_c{c}"] = round(cpu / nreq * 1000, 3)
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
                 sys.stdout.flush()

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from _common import (  # noqa: E402
     run_load,
     start_web,
 )
+from _rawhttp import encode_post, run_raw  # noqa: E402
+from json_builds import tree_cpu_seconds  # noqa: E402
 from populate import default_master  # noqa: E402
 
 from bbweb.db.schema import buildrequests, changes  # noqa: E402
@@ -116,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,8", help="levels, default 1,8")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--full", action="store_true", help="the full size")
+    parser.add_argument("--client", choices=("raw", "requests"), default="raw",
+                        help="raw: prepared requests on keep-alive sockets (default; "
+                             "leaves the CPU to the server); requests: a requests.Session "
+                             "per thread")
     args = parser.parse_args(argv)
     nreq = args.requests or (FULL_REQUESTS if args.full else DEFAULT_REQUESTS)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                database=master.db_label, basedir=master.basedir,
                deliveries_per_level=nreq, commits_per_push=args.commits,
                concurrency=levels, gunicorn_processes=args.web_workers,
-               signature="X-Hub-Signature-256 (HMAC-SHA256), verified on every request")
+               signature="X-Hub-Signature-256 (HMAC-SHA256), verified on every request",
+               client=args.client)
         with master.db.read() as conn:
             changes_before = conn.execute(sa.select(sa.func.count()).select_from(changes)
                                           ).scalar_one()
@@ -148,9 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                     return session.post(base + path, data=body, headers=headers, timeout=60)
                 return send
 
+            def load(batch, c, ok=(202,)):  # type: ignore[no-untyped-def]
+                if args.client == "requests":
+                    return run_load(sender(batch), len(batch), c, ok=ok)
+                return run_raw(base, [encode_post(base + path, body, headers)
+                                      for path, body, headers in batch], c, ok=ok)
+
             warm = deliveries(serial, 10, args.commits, builders)
             serial += len(warm)
-            res = run_load(sender(warm), len(warm), 1, ok=(202,))
+            res = load(warm, 1)
             sent += res.requests
             if res.errors:
                 print("warm-up errors: " + "; ".join(res.errors[:3]))
@@ -160,17 +174,25 @@ def main(argv: list[str] | None = None) -> int:
             for c in levels:
                 batch = deliveries(serial, nreq, args.commits, builders)
                 serial += nreq
-                res = run_load(sender(batch), nreq, c, ok=(202,))
+                cpu = tree_cpu_seconds(procs.procs["web"].pid)
+                client = time.process_time()
+                res = load(batch, c)
+                client = time.process_time() - client
+                cpu = tree_cpu_seconds(procs.procs["web"].pid) - cpu
+                nchanges = nreq * args.commits
                 sent += res.requests
                 print("  " + res.line("deliveries/s")
                       + f"  [{res.rate * args.commits:.1f} changes/s]")
                 figures[f"github_hook_changes_s_c{c}"] = round(res.rate * args.commits, 1)
+                print(f"    CPU per change: server {cpu / nchanges * 1000:.2f} ms, "
+                      f"client {client / nchanges * 1000:.2f} ms")
+                figures[f"github_hook_server_cpu_ms_c{c}"] = round(cpu / nchanges * 1000, 3)
                 figures[f"github_hook_errors_c{c}"] = len(res.errors)
                 if res.errors:
                     print("    errors: " + "; ".join(res.errors[:3]))
                 sys.stdout.flush()
             forged = deliveries(serial, min(nreq, 500), args.commits, builders, forged=True)
-            res = run_load(sender(forged), len(forged), max(levels), ok=(403,))
+            res = load(forged, max(levels), ok=(403,))
             print("forged signatures (403, nothing stored):")
             print("  " + res.line("refusals/s"))
             if res.errors:

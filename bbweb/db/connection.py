@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from bbweb.db import schema, wakeup
+from bbweb.db import schema, wakeup, writer_lock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # seconds ``check_connection`` waits for a server that does not answer (unless the URL
@@ -95,8 +94,10 @@ class Database:
         self.wakeups = wakeup.for_url(url)
         self.wakeups.attach()
         self._disposed = False
-        # re-entrant: a thread inside a write transaction may open another one
-        self._write_lock = threading.RLock() if self.is_sqlite else None
+        # SQLite's writers queue here, the threads of this process and the processes
+        # (re-entrant: a thread inside a write transaction may open another one)
+        self._write_lock = (writer_lock.for_database(sa.engine.make_url(url).database or "")
+                            if self.is_sqlite else None)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -108,13 +109,14 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction; commits on success, rolls back on any exception.
 
-        On SQLite the threads of one process take turns through a lock before ``BEGIN
-        IMMEDIATE``: SQLite lets one writer in at a time anyway, and a thread that finds the
-        database locked sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) however soon the
-        lock is free, while a thread waiting on the process's lock runs the moment the
-        previous writer commits. Between processes the busy timeout still applies. (A
-        thread already in a write transaction is not held back: it meets SQLite's own lock
-        and its timeout, as before.)"""
+        On SQLite the writers take turns (:mod:`bbweb.db.writer_lock`) before ``BEGIN
+        IMMEDIATE``: the threads of this process through a lock of the process, the
+        processes through a file lock beside the database. SQLite lets one writer in at a
+        time anyway, and a writer that finds the database locked sleeps in SQLite's busy
+        handler (1, 2, 5, 10 … ms) however soon the lock is free, while a writer waiting in
+        the queue runs the moment the previous one commits. (A thread already in a write
+        transaction is not held back: it meets SQLite's own lock and its timeout, as
+        before.)"""
         lock = self._write_lock
         held = lock is not None and lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
         try:
@@ -151,6 +153,8 @@ class Database:
         if not self._disposed:
             self._disposed = True
             self.wakeups.detach()
+            if self._write_lock is not None:
+                writer_lock.detach(self._write_lock)
 
 
 def _ensure_counter(conn: Connection) -> None:

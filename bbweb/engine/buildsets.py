@@ -18,7 +18,7 @@ from bbweb.db.schema import (
     sourcestamp_changes,
     sourcestamps,
 )
-from bbweb.engine import events
+from bbweb.engine import events, txcache
 from bbweb.engine.builders import builder_ids, sync_builders
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.values.results import worst_status
@@ -35,6 +35,7 @@ _INSERT_BUILDSET = buildsets.insert()
 _INSERT_BUILDSET_SOURCESTAMPS = buildset_sourcestamps.insert()
 _INSERT_BUILDSET_PROPERTIES = buildset_properties.insert()
 _INSERT_BUILDREQUEST = buildrequests.insert()
+_BUILDER_IDS = "builder_ids"  # the transaction's memory (txcache) of name -> builder row id
 
 
 def create_sourcestamp(conn: Connection, *, branch: str | None = None,
@@ -81,9 +82,13 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
         conn.execute(_INSERT_BUILDSET_PROPERTIES, [
             {"buildsetid": bsid, "name": k, "value": json.dumps(v), "source": src}
             for k, (v, src) in properties.items()])
-    ids = builder_ids(conn, cfg)
-    if any(name not in ids for name in builder_names):
-        ids = sync_builders(conn, cfg)
+    memory = txcache.of(conn)
+    ids = memory.get(_BUILDER_IDS)
+    if ids is None or any(name not in ids for name in builder_names):
+        ids = builder_ids(conn, cfg)
+        if any(name not in ids for name in builder_names):
+            ids = sync_builders(conn, cfg)
+        memory[_BUILDER_IDS] = ids
     brids: dict[str, int] = {}
     seen: set[str] = set()
     for name in builder_names:

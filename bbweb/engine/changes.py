@@ -88,7 +88,7 @@ def add_change(conn: Connection, cfg: MasterConfig, change: ChangeInput,
 
 
 def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
-                now: float | None = None) -> list[int]:
+                now: float | None = None, *, validated: bool = False) -> list[int]:
     """Store the changes (in the given order, which is the order of their ids), emit
     ``change.new`` for each and let the schedulers see each in turn; returns their ids.
 
@@ -96,11 +96,14 @@ def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
     the changes, one for all their files, one for all their properties, and the events in
     one block. The schedulers see each change as if it had come alone (each stored change
     is visible to them, and a change that triggers a build does so before the next one is
-    looked at), so a push of N commits schedules exactly what N single changes would."""
+    looked at), so a push of N commits schedules exactly what N single changes would.
+    ``validated``: the caller has run each change's ``validate()`` already (outside the
+    transaction), so it is not run again while the write lock is held."""
     if not new:
         return []
-    for change in new:
-        change.validate()
+    if not validated:
+        for change in new:
+            change.validate()
     now = time.time() if now is None else now
     rows = [{
         "author": change.author.strip(), "comments": change.comments or "",

@@ -48,12 +48,14 @@ def normalize_delivery_id(value: object) -> str | None:
 
 
 def record_delivery(conn: Connection, dialect: str, delivery_id: str,
-                    now: float | None = None) -> int:
+                    now: float | None = None, *, pruned: bool = False) -> int:
     """Claim (dialect, delivery_id) inside the caller's write transaction; returns the row
     id. Raises AlreadyProcessed when it was claimed before (or by a concurrent request that
-    committed first)."""
+    committed first). ``pruned``: the caller has called :func:`prune` in this transaction
+    already (one transaction claiming several deliveries prunes once)."""
     now = time.time() if now is None else now
-    prune(conn, now)
+    if not pruned:
+        prune(conn, now)
     try:
         with conn.begin_nested():  # a savepoint: the caller's transaction stays usable
             return inserted_id(conn.execute(_INSERT, {

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import scheduler_changes, scheduler_state
+from bbweb.engine import txcache
 from bbweb.engine.buildsets import create_buildset, create_sourcestamp
 from bbweb.engine.change_rows import load_changes
 from bbweb.mastercfg.firing import LAST_FIRED, nightly_due, nightly_minute_key, periodic_due
@@ -85,6 +86,7 @@ def on_new_change(conn: Connection, cfg: MasterConfig, change: dict[str, Any],
 
 
 _INSERT_RECORDED = scheduler_changes.insert()
+_NOTHING_RECORDED = "nothing recorded"  # (it, scheduler name) in the transaction's memory
 _SELECT_RECORDED = (sa.select(scheduler_changes)
                     .where(scheduler_changes.c.scheduler == sa.bindparam("scheduler"))
                     .order_by(scheduler_changes.c.changeid))
@@ -100,6 +102,7 @@ class _View:
 
 def _record(conn: Connection, scheduler: str, changeid: int, important: bool,
             now: float) -> None:
+    txcache.of(conn).pop((_NOTHING_RECORDED, scheduler), None)
     conn.execute(_INSERT_RECORDED, {"scheduler": scheduler, "changeid": changeid,
                                     "important": important, "added_at": now})
 
@@ -109,7 +112,16 @@ def _recorded(conn: Connection, scheduler: str) -> Sequence[sa.Row[Any]]:
 
 
 def _recorded_changes(conn: Connection, scheduler: str) -> list[dict[str, Any]]:
-    return load_changes(conn, [r.changeid for r in _recorded(conn, scheduler)])
+    """The changes ``scheduler`` has waiting. That it has none is remembered for the rest
+    of the transaction, until the transaction records one for it: a push of many
+    commits, or many hook requests stored together, read it once."""
+    memory = txcache.of(conn)
+    if memory.get((_NOTHING_RECORDED, scheduler)):
+        return []
+    changeids = [r.changeid for r in _recorded(conn, scheduler)]
+    if not changeids:
+        memory[(_NOTHING_RECORDED, scheduler)] = True
+    return load_changes(conn, changeids)
 
 
 def _forget(conn: Connection, scheduler: str, changeids: list[int]) -> None:

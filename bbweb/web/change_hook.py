@@ -36,13 +36,9 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bbweb.engine.changes import ChangeInput, add_changes
-from bbweb.engine.hook_deliveries import (
-    AlreadyProcessed,
-    normalize_delivery_id,
-    record_delivery,
-    set_changeids,
-)
+from bbweb.engine.changes import ChangeInput
+from bbweb.engine.hook_deliveries import AlreadyProcessed, normalize_delivery_id
+from bbweb.engine.intake import intake_for
 from bbweb.plugins.hooks.base import BaseHook
 from bbweb.plugins.loading import enabled_dialects
 from bbweb.plugins.site import site
@@ -264,14 +260,11 @@ def check_values(changes: list[ChangeInput]) -> None:
 
 def store(dialect: str, changes: list[ChangeInput], delivery: str | None) -> list[int]:
     """Store the changes, claiming the delivery id in the same transaction; raises
-    AlreadyProcessed (nothing stored) for a delivery seen before."""
+    AlreadyProcessed (nothing stored) for a delivery seen before. Concurrent requests of
+    this process share a transaction (:mod:`bbweb.engine.intake`); each is answered once
+    its own changes are committed."""
     s = site()
-    with s.db.write() as conn:
-        rowid = record_delivery(conn, dialect, delivery) if delivery is not None else None
-        ids = add_changes(conn, s.config, changes)
-        if rowid is not None and ids:
-            set_changeids(conn, rowid, ids)
-    return ids
+    return intake_for(s.db).store(s.config, dialect, changes, delivery)
 
 
 def no_changes_response(dialect: str) -> Response:

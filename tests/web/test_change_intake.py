@@ -136,3 +136,36 @@ def test_a_failure_part_way_through_a_push_stores_nothing(make_master):
     assert after["buildrequests"] == before["buildrequests"] + 6
     assert after["events"] - before["events"] == after["counter"] - before["counter"] == 12
     assert after["hook_deliveries"] == before["hook_deliveries"] + 1
+
+
+def test_unimportant_commits_of_one_push_wait_for_the_next_important_one(make_master):
+    # one transaction stores the four changes; the scheduler's waiting changes must be
+    # seen as they are after each (none, then b, then none, then d)
+    cfg = intake_cfg().replace(
+        "change_filter=ChangeFilter(",
+        "fileIsImportant=lambda ch: 'important' in ch.comments, change_filter=ChangeFilter(")
+    master = make_master(cfg)
+    client = master.app().test_client()
+    resp = deliver(client, push(["a important", "b", "c important", "d"]), "delivery-mixed")
+    assert resp.status_code == 202, resp.data
+    a, b, c, d = [int(i) for i in resp.data.decode().split(":", 1)[1].split()]
+    with master.db.read() as conn:
+        built = conn.execute(sa.select(sourcestamp_changes.c.sourcestampid,
+                                       sourcestamp_changes.c.changeid)).all()
+        waiting = conn.execute(sa.text("SELECT changeid FROM scheduler_changes")
+                               ).scalars().all()
+    together: dict[int, set[int]] = {}
+    for ssid, changeid in built:
+        together.setdefault(ssid, set()).add(changeid)
+    assert sorted(together.values(), key=min) == [{a}, {b, c}]
+    assert waiting == [d]
+
+    # the next push's important commit takes d along
+    resp = deliver(client, push(["e important"]), "delivery-next")
+    [e] = [int(i) for i in resp.data.decode().split(":", 1)[1].split()]
+    with master.db.read() as conn:
+        linked = conn.execute(sa.select(sourcestamp_changes.c.changeid).where(
+            sourcestamp_changes.c.sourcestampid == sa.select(
+                sourcestamp_changes.c.sourcestampid).where(
+                    sourcestamp_changes.c.changeid == e).scalar_subquery())).scalars().all()
+    assert sorted(linked) == [d, e]

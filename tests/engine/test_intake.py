@@ -1,0 +1,149 @@
+"""Group commit of change intake: requests that queue behind a writing one are stored
+together in one transaction, and each still gets its own result (its ids, its error)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bbweb.db.schema import buildrequests, changes, event_counter, events
+from bbweb.engine.changes import ChangeError, ChangeInput
+from bbweb.engine.hook_deliveries import AlreadyProcessed
+from bbweb.engine.intake import ChangeIntake
+from bbweb.mastercfg.schedulers import ChangeFilter
+from tests.support.polling import wait_for
+
+
+class HeldWriter:
+    """An intake whose first request ('first') holds the write transaction, inside the
+    scheduler's filter, until :meth:`release`; the others queue behind it in the order
+    they are submitted."""
+
+    def __init__(self, master: Any, refuse: str | None = None,
+                 intake: ChangeIntake | None = None) -> None:
+        self.master = master
+        self.intake = intake or ChangeIntake(master.db)
+        self.results: dict[str, Any] = {}
+        self._entered = threading.Event()
+        self._release = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+        def filter_fn(change: Any) -> bool:
+            if change.comments == "first":
+                self._entered.set()
+                assert self._release.wait(30)
+            if refuse is not None and change.comments == refuse:
+                raise ValueError(f"the scheduler refuses {refuse!r}")
+            return True
+
+        master.config.schedulers["all"].change_filter = ChangeFilter(filter_fn=filter_fn)
+        self.submit("first")
+        wait_for(self._entered.is_set, what="the first request to be writing")
+
+    def submit(self, name: str, delivery: str | None = None, author: str = "dev") -> None:
+        def run() -> None:
+            try:
+                self.results[name] = self.intake.store(
+                    self.master.config, "base", [ChangeInput(author=author, comments=name)],
+                    delivery)
+            except Exception as exc:  # what the request would be answered
+                self.results[name] = exc
+
+        queued = self.intake.waiting
+        thread = threading.Thread(target=run)
+        thread.start()
+        self._threads.append(thread)
+        if self._threads[1:]:  # the first one writes; the others queue in this order
+            wait_for(lambda: self.intake.waiting == queued + 1 or name in self.results,
+                     what=f"{name} to queue")
+
+    def release(self) -> dict[str, Any]:
+        self._release.set()
+        for thread in self._threads:
+            thread.join(30)
+        return self.results
+
+
+def stored(master: Any) -> dict[str, Any]:
+    with master.db.read() as conn:
+        rows = conn.execute(sa.select(changes.c.changeid, changes.c.comments)
+                            .order_by(changes.c.changeid)).all()
+        new = [e for e in conn.execute(sa.select(events.c.kind, events.c.payload)
+                                       .order_by(events.c.id)).all()
+               if e.kind == "change.new"]
+        return {
+            "changes": [r.comments for r in rows],
+            "ids": {r.comments: r.changeid for r in rows},
+            "requests": conn.execute(sa.select(sa.func.count()).select_from(buildrequests)
+                                     ).scalar_one(),
+            "event_changeids": [json.loads(e.payload)["changeid"] for e in new],
+            "events": conn.execute(sa.select(sa.func.count()).select_from(events)
+                                   ).scalar_one(),
+            "counter": conn.execute(sa.select(event_counter.c.value)).scalar_one(),
+        }
+
+
+def test_queued_requests_share_one_transaction_in_their_order(make_master):
+    master = make_master()
+    held = HeldWriter(master)
+    for name in ("second", "third", "fourth"):
+        held.submit(name)
+    results = held.release()
+
+    assert held.intake.transactions == 2  # the first alone, then the three together
+    after = stored(master)
+    assert after["changes"] == ["first", "second", "third", "fourth"]
+    for name in after["changes"]:
+        assert results[name] == [after["ids"][name]]
+    assert after["requests"] == 4 * 2  # each change scheduled on both builders
+    assert after["event_changeids"] == [after["ids"][n] for n in after["changes"]]
+    assert after["events"] == after["counter"]
+
+
+def test_a_request_refused_in_the_group_gets_its_own_error_and_the_others_land(make_master):
+    master = make_master()
+    held = HeldWriter(master, refuse="bad")
+    held.submit("before")
+    held.submit("bad")
+    held.submit("after")
+    results = held.release()
+
+    assert isinstance(results["bad"], ValueError)
+    assert "the scheduler refuses 'bad'" in str(results["bad"])
+    after = stored(master)
+    assert after["changes"] == ["first", "before", "after"]
+    for name in after["changes"]:
+        assert results[name] == [after["ids"][name]]
+    assert after["requests"] == 3 * 2
+    assert after["event_changeids"] == [after["ids"][n] for n in after["changes"]]
+    assert after["events"] == after["counter"]
+
+
+def test_a_redelivery_in_the_group_is_already_processed_without_undoing_the_others(
+        make_master):
+    master = make_master()
+    intake = ChangeIntake(master.db)
+    [seen] = intake.store(master.config, "base", [ChangeInput(author="dev",
+                                                                comments="seen")], "d-1")
+    held = HeldWriter(master, intake=intake)
+    held.submit("again", delivery="d-1")
+    held.submit("new", delivery="d-2")
+    results = held.release()
+
+    assert isinstance(results["again"], AlreadyProcessed)
+    after = stored(master)
+    assert after["changes"] == ["seen", "first", "new"]
+    assert results["new"] == [after["ids"]["new"]] and seen == after["ids"]["seen"]
+
+
+def test_an_invalid_change_is_refused_before_it_can_join_a_group(make_master):
+    master = make_master()
+    intake = ChangeIntake(master.db)
+    with pytest.raises(ChangeError, match="author"):
+        intake.store(master.config, "base", [ChangeInput(author=" ")], None)
+    assert intake.transactions == 0
+    assert stored(master)["changes"] == []
