@@ -58,6 +58,16 @@ fi
 ensure_venv '[test,postgresql]' \
   'bbweb, flask, sqlalchemy, psycopg, pytest, ruff, playwright, hypothesis, bcrypt, feedparser, mypy'
 
+# --- Buildbot 4, in a virtualenv of its own, for tests/bench/test_buildbot4.py ---
+# bench/perf.py measures bbweb beside a Buildbot 4; its test runs against a real one. Buildbot
+# is never a bbweb dependency: it goes into .venv-buildbot4 (left alone once it holds the
+# version). If the package index cannot be reached the test says why it skips.
+if [ -z "${BBWEB_BUILDBOT4_VENV:-}" ]; then
+  export BBWEB_BUILDBOT4_VENV="$PWD/.venv-buildbot4"
+  .venv/bin/python bench/buildbot4/install.py --venv "$BBWEB_BUILDBOT4_VENV" >&2 \
+    || echo "test.sh: could not install Buildbot 4 into $BBWEB_BUILDBOT4_VENV" >&2
+fi
+
 # --- lint and types (mypy's settings are in pyproject.toml) ---
 .venv/bin/ruff check bbweb tests examples bench setup.py wsgi.py gunicorn.conf.py worker
 .venv/bin/mypy
