@@ -344,7 +344,8 @@ def _build(row: Any) -> BuildInfo:
         id=row.id, builderid=row.builderid, builder=row.builder_name, number=row.number,
         buildrequestid=row.buildrequestid, slave=row.slave_name, reason=row.reason or "",
         started_at=row.started_at, finished_at=row.finished_at, results=row.results,
-        text=_build_text(row.text, "build %s text", row.id), stop_requested=row.stop_requested)
+        text=_build_text(row.text, "build %s text", row.id), stop_requested=row.stop_requested,
+        doc_version=row.doc_version)
 
 
 def build_numbers(conn: Connection, builderid: int) -> list[int]:

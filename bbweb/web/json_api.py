@@ -9,7 +9,6 @@ Deliberate differences from 0.8 are listed in ``docs/compat.md`` (JSON API secti
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from flask import Blueprint, Response, render_template, request
 from werkzeug.http import http_date
 
 from bbweb.plugins.site import site
-from bbweb.status import jsondocs
+from bbweb.status import jsoncache, jsondocs
 from bbweb.status.jsontree import (
     NOT_AVAILABLE,
     JsonRequest,
@@ -154,13 +153,9 @@ def _download_name(segments: list[str]) -> str:
 def _render(data: Any, flags: Flags, status: int = 200,
             segments: list[str] | None = None) -> Response:
     if flags.filter:
-        data = jsondocs.filter_empty(data)
-    # documents are trees made from database rows, never cyclic: no need to check (a
-    # quarter of the encoding time of a page of builds)
-    if flags.compact:
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), check_circular=False)
-    else:
-        body = json.dumps(data, sort_keys=True, indent=2, check_circular=False)
+        data = jsondocs.filter_empty(jsoncache.plain(data))
+    # kept build documents are spliced in as the text they were encoded to
+    body = jsoncache.dumps(data, compact=flags.compact)
     if flags.as_text:
         content_type = "text/plain; charset=utf-8"
     elif flags.callback:
@@ -208,7 +203,7 @@ def json_resource(_subpath: str = "") -> Response:
         numbuilds = _int_arg("numbuilds")
         with s.db.read() as conn:
             req = JsonRequest(conn=conn, cfg=s.config, max_builds=max_builds,
-                              numbuilds=numbuilds)
+                              numbuilds=numbuilds, doc_cache=s.build_docs)
             if segments and segments[-1] == "help":
                 node = _resolve_or_404(req, segments[:-1])
                 return help_page(req, node, segments[:-1], trailing)
