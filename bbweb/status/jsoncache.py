@@ -63,13 +63,14 @@ def _raw_value(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def dumps(data: Any, *, compact: bool = True) -> str:
+def dumps(data: Any, *, compact: bool = True, spliced: bool = True) -> str:
     """JSON text of ``data`` with sorted keys (compact, or indented by 2), in which each
-    :class:`RawDoc` is its text spliced in as it is when compact."""
+    :class:`RawDoc` is its text spliced in as it is when compact. ``spliced=False`` says
+    ``data`` holds none (it is then not walked to look for them)."""
     if not compact:
         return json.dumps(data, sort_keys=True, indent=2, check_circular=False,
                           default=_raw_value)
-    return _compact(data)
+    return _compact(data) if spliced else _COMPACT.encode(data)
 
 
 def _compact(data: Any) -> str:

@@ -41,6 +41,8 @@ class JsonRequest:
     max_builds: int | None = None
     numbuilds: int | None = None
     doc_cache: BuildDocCache | None = None
+    # whether a kept (encoded) document was handed out: the answer must splice it in
+    raw_docs: bool = False
     _builders: dict[str, BuilderInfo] | None = None
     _one_builder: dict[str, BuilderInfo] = field(default_factory=dict)
     _summaries: dict[str, BuilderSummary] = field(default_factory=dict)
@@ -162,6 +164,7 @@ class JsonRequest:
         cache = self.doc_cache
         if cache is None:
             return jsondocs.build_doc(build, self.buildbot_url)
+        self.raw_docs = True
         raw = cache.get(build, self.buildbot_url)
         if raw is not None:
             return raw

@@ -188,21 +188,25 @@ _PENDING_COUNTS = (sa.select(buildrequests.c.builderid, sa.func.count())
 _RUNNING_NUMBERS = (sa.select(builds.c.builderid, builds.c.number)
                     .where(builds.c.finished_at.is_(None))
                     .order_by(builds.c.builderid, builds.c.number))
-_CONNECTED_NAMED = sa.select(slaves.c.name).where(
-    slaves.c.name.in_(sa.bindparam("names", expanding=True)), slaves.c.connected.is_(True))
+_CONNECTED = sa.select(slaves.c.name).where(slaves.c.connected.is_(True))
+_ALL_BUILDERS = sa.select(builders)
 
 
 def builder_rows(conn: Connection, names: Iterable[str] | None = None
                  ) -> dict[str, BuilderInfo]:
-    """Builder rows by name (all rows when ``names`` is None). One query."""
+    """Builder rows by name (all rows when ``names`` is None). One query.
+
+    Several names read the whole (small: one row per builder ever configured) table and
+    pick here: binding a list of names cost more than reading the rows it leaves out."""
     if names is None:
-        rows = conn.execute(sa.select(builders))
-    else:
-        names = list(names)
-        if not names:
-            return {}
-        rows = conn.execute(_BUILDERS_NAMED, {"names": names})
-    return {r.name: _builder(r) for r in rows}
+        return {r.name: _builder(r) for r in conn.execute(_ALL_BUILDERS)}
+    names = list(names)
+    if not names:
+        return {}
+    if len(names) == 1:
+        return {r.name: _builder(r) for r in conn.execute(_BUILDERS_NAMED, {"names": names})}
+    wanted = set(names)
+    return {r.name: _builder(r) for r in conn.execute(_ALL_BUILDERS) if r.name in wanted}
 
 
 def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
@@ -235,10 +239,12 @@ def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[i
 
 
 def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
-    names = list(names)
-    if not names:
+    """Which of ``names`` are connected: the connected slaves are few (one row per worker
+    process that runs), so they are all read and picked here."""
+    wanted = set(names)
+    if not wanted:
         return set()
-    return {name for (name,) in conn.execute(_CONNECTED_NAMED, {"names": names})}
+    return {name for (name,) in conn.execute(_CONNECTED) if name in wanted}
 
 
 def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,

@@ -151,11 +151,15 @@ def _download_name(segments: list[str]) -> str:
 
 
 def _render(data: Any, flags: Flags, status: int = 200,
-            segments: list[str] | None = None) -> Response:
+            segments: list[str] | None = None, spliced: bool = False) -> Response:
+    """``spliced``: ``data`` may hold kept build documents (encoded text)."""
     if flags.filter:
-        data = jsondocs.filter_empty(jsoncache.plain(data))
+        if spliced:
+            data = jsoncache.plain(data)
+        data = jsondocs.filter_empty(data)
+        spliced = False
     # kept build documents are spliced in as the text they were encoded to
-    body = jsoncache.dumps(data, compact=flags.compact)
+    body = jsoncache.dumps(data, compact=flags.compact, spliced=spliced)
     if flags.as_text:
         content_type = "text/plain; charset=utf-8"
     elif flags.callback:
@@ -212,7 +216,7 @@ def json_resource(_subpath: str = "") -> Response:
             data = select_document(req, node, selects) if selects else node.document(req)
     except JsonError as exc:
         return _error(exc, flags)
-    return _render(data, flags, segments=segments)
+    return _render(data, flags, segments=segments, spliced=req.raw_docs)
 
 
 # -- help pages ------------------------------------------------------------------------------
