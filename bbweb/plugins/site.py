@@ -16,6 +16,7 @@ from bbweb.db.connection import Database
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.registry import PluginSettings
 from bbweb.status.jsoncache import BuildDocCache
+from bbweb.status.queries import FinishedBuildSlaves
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Site:
     plugin_failures: dict[str, str] = field(default_factory=dict)
     # this process's encoded /json build documents, each checked against its build's row
     build_docs: BuildDocCache = field(default_factory=BuildDocCache)
+    # this process's finished builds' slaves, for /json slave documents
+    finished_slaves: FinishedBuildSlaves = field(default_factory=FinishedBuildSlaves)
 
 
 def site() -> Site:

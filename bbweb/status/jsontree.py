@@ -41,6 +41,8 @@ class JsonRequest:
     max_builds: int | None = None
     numbuilds: int | None = None
     doc_cache: BuildDocCache | None = None
+    # the process's finished builds' slaves (slave documents' recent builds)
+    finished_slaves: queries.FinishedBuildSlaves | None = None
     # whether a kept (encoded) document was handed out: the answer must splice it in
     raw_docs: bool = False
     _builders: dict[str, BuilderInfo] | None = None
@@ -192,7 +194,7 @@ class JsonRequest:
             used = {b for lst in builder_names.values() for b in lst}
             recent = queries.recent_builds_by_slave(
                 self.conn, [all_builders[b] for b in used if all_builders[b].id >= 0],
-                ids, self.numbuilds_value)
+                ids, self.numbuilds_value, known=self.finished_slaves)
             for name in missing:
                 info = infos[name]
                 self._slave_docs[name] = jsondocs.slave_doc(

@@ -207,7 +207,8 @@ def json_resource(_subpath: str = "") -> Response:
         numbuilds = _int_arg("numbuilds")
         with s.db.read() as conn:
             req = JsonRequest(conn=conn, cfg=s.config, max_builds=max_builds,
-                              numbuilds=numbuilds, doc_cache=s.build_docs)
+                              numbuilds=numbuilds, doc_cache=s.build_docs,
+                              finished_slaves=s.finished_slaves)
             if segments and segments[-1] == "help":
                 node = _resolve_or_404(req, segments[:-1])
                 return help_page(req, node, segments[:-1], trailing)
