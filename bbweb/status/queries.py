@@ -659,18 +659,18 @@ class FinishedBuildSlaves:
             if first is not None:
                 todo.append((bid, first))
         rows = batching.rows_in_windows(conn, todo, _RECENT_BY_SLAVE) if todo else []
-        out = []
+        out: list[tuple[int, int, int | None]] = []
         with self._lock:
             for builderid, number, slaveid, finished_at in rows:
                 if finished_at is not None:
                     self._slaves.setdefault(builderid, {})[number] = slaveid
             for bid, lowest, _top in windows:
-                known = self._slaves.get(bid)
-                if not known:
+                kept = self._slaves.get(bid)
+                if not kept:
                     continue
-                for number in [n for n in known if n < lowest]:
-                    del known[number]
-                out.extend((bid, n, known[n]) for n in sorted(known, reverse=True))
+                for number in [n for n in kept if n < lowest]:
+                    del kept[number]
+                out.extend((bid, n, kept[n]) for n in sorted(kept, reverse=True))
         return out
 
 

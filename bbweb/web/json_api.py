@@ -75,8 +75,18 @@ class Flags:
     callback: str | None = None
 
 
+def _args() -> dict[str, str]:
+    """The query's first value of each argument, read once: werkzeug's ``args.get``
+    builds (and catches) an exception for each argument that is absent, most of them."""
+    args: dict[str, str] | None = getattr(request, "bbweb_json_args", None)
+    if args is None:
+        args = dict(request.args.items())
+        request.bbweb_json_args = args  # type: ignore[attr-defined]
+    return args
+
+
 def _bool_arg(name: str, default: bool) -> bool:
-    value = request.args.get(name)
+    value = _args().get(name)
     if value is None:
         return default
     value = value.strip().lower()
@@ -88,7 +98,7 @@ def _bool_arg(name: str, default: bool) -> bool:
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name)
+    value = _args().get(name)
     if value is None or value.strip() == "":
         return None
     if not _INTEGER.fullmatch(value):
@@ -98,7 +108,7 @@ def _int_arg(name: str) -> int | None:
 
 def _flags() -> Flags:
     as_text = _bool_arg("as_text", False)
-    callback = request.args.get("callback")
+    callback = _args().get("callback")
     return Flags(as_text=as_text, compact=_bool_arg("compact", not as_text),
                  filter=_bool_arg("filter", as_text),
                  callback=callback if callback and CALLBACK.fullmatch(callback) else None)
@@ -113,7 +123,7 @@ def refuse_private_jsonp(flags: Flags) -> None:
     restricted, ``callback=`` is refused with 400 (rather than answered without the
     wrapper: a script that silently gets something else is harder to diagnose than a
     message). Plain JSON is unaffected; browsers keep it from other sites' pages."""
-    if not request.args.get("callback"):
+    if not _args().get("callback"):
         return
     if site_authz().value("view") is True:
         return
@@ -213,7 +223,7 @@ def json_resource(_subpath: str = "") -> Response:
                 node = _resolve_or_404(req, segments[:-1])
                 return help_page(req, node, segments[:-1], trailing)
             node = _resolve_or_404(req, segments)
-            selects = request.args.getlist("select")
+            selects = request.args.getlist("select") if "select" in _args() else []
             data = select_document(req, node, selects) if selects else node.document(req)
     except JsonError as exc:
         return _error(exc, flags)

@@ -20,7 +20,8 @@ from tests.support.history import claim, force, run
 B = "/json/builders/runtests/builds"
 SELECT = B + "?select=-1&select=-2&select=-3&select=0"
 URLS = [B + "/0", B + "/-1", SELECT, B + "/_all?max=5", B + "/-1?filter=1",
-        B + "/0/steps", B + "/-1/source_stamp", "/json/slaves", "/json/builders/runtests"]
+        B + "/0/steps", B + "/-1/source_stamp", "/json/slaves", "/json/slaves/slave1?numbuilds=1",
+        "/json/builders/runtests"]
 
 
 def answers(app) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
