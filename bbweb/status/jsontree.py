@@ -50,6 +50,9 @@ class JsonRequest:
     _summaries: dict[str, BuilderSummary] = field(default_factory=dict)
     _builds: dict[tuple[int, int], BuildInfo | None] = field(default_factory=dict)
     _slave_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # kept documents found when the builds were read (so that one dropped from the cache
+    # meanwhile by another thread does not cost a batch of its own)
+    _kept: dict[int, RawDoc] = field(default_factory=dict)
 
     @property
     def buildbot_url(self) -> str | None:
@@ -150,10 +153,18 @@ class JsonRequest:
     def _load_uncached(self, found: list[BuildInfo]) -> None:
         """Details of the builds whose document is not kept (one batch)."""
         cache = self.doc_cache
+        if cache is None:
+            queries.load_build_details(self.conn, found)
+            return
         url = self.buildbot_url
-        queries.load_build_details(
-            self.conn, found if cache is None else
-            [b for b in found if cache.get(b, url) is None])
+        todo = []
+        for b in found:
+            raw = cache.get(b, url)
+            if raw is None:
+                todo.append(b)
+            else:
+                self._kept[b.id] = raw
+        queries.load_build_details(self.conn, todo)
 
     def ensure_details(self) -> None:
         """Details of every build this request read and has not loaded (one batch): a path
@@ -167,7 +178,7 @@ class JsonRequest:
         if cache is None:
             return jsondocs.build_doc(build, self.buildbot_url)
         self.raw_docs = True
-        raw = cache.get(build, self.buildbot_url)
+        raw = self._kept.get(build.id) or cache.get(build, self.buildbot_url)
         if raw is not None:
             return raw
         if not build.details_loaded:

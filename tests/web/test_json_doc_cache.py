@@ -170,3 +170,26 @@ def test_a_select_below_kept_builds_reads_their_details_in_one_batch(make_master
         assert all(body[f"-{i}"]["steps"]["0"]["name"] == "hello" for i in range(1, 5))
     finally:
         app.extensions["bbweb"].db.dispose()
+
+
+def test_kept_documents_stay_within_their_bytes(make_master):
+    """The kept documents of a process are bounded in bytes (the least recently used
+    go first), and answers are the same whatever was dropped."""
+    master = make_master(OPEN_CFG)
+    app = master.app()
+    try:
+        for i in range(5):
+            force(master, "runtests", reason=f"r{i}")
+            run(master, claim(master, "slave1", 100.0 * (i + 1)).buildid, {}, 100.0 * i + 1)
+        client = app.test_client()
+        one = len(client.get(B + "/0").data)
+        kept = app.extensions["bbweb"].build_docs
+        kept.max_bytes = 2 * one + one // 2  # room for two documents
+        url = B + "?" + "&".join(f"select={n}" for n in range(5))
+        first = client.get(url).get_json()
+        assert len(kept) == 2
+        assert client.get(url).get_json() == first
+        assert [first[str(n)]["number"] for n in range(5)] == list(range(5))
+        assert first["3"]["reason"].endswith(": r3")
+    finally:
+        app.extensions["bbweb"].db.dispose()
