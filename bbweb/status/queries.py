@@ -16,6 +16,7 @@ depend on what the caller asked for, never on how much history exists.**
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -180,16 +181,12 @@ def _builder(row: Any) -> BuilderInfo:
 
 # the statements every builder summary runs, built once (see _BUILDS_BY_NUMBER)
 _BUILDER_NAMED = sa.select(builders).where(builders.c.name == sa.bindparam("name"))
-_PENDING_COUNTS = (sa.select(buildrequests.c.builderid, sa.func.count())
-                   .where(buildrequests.c.builderid.in_(sa.bindparam("ids", expanding=True)),
-                          buildrequests.c.complete.is_(False),
-                          buildrequests.c.claimed_at.is_(None))
-                   .group_by(buildrequests.c.builderid))
 _RUNNING_NUMBERS = (sa.select(builds.c.builderid, builds.c.number)
                     .where(builds.c.finished_at.is_(None))
                     .order_by(builds.c.builderid, builds.c.number))
 _CONNECTED = sa.select(slaves.c.name).where(slaves.c.connected.is_(True))
-_ALL_BUILDERS = sa.select(builders)
+_ALL_BUILDERS = sa.select(builders.c.id, builders.c.name, builders.c.category,
+                          builders.c.builddir, builders.c.next_number, builders.c.active)
 
 
 def builder_rows(conn: Connection, names: Iterable[str] | None = None
@@ -207,7 +204,11 @@ def builder_rows(conn: Connection, names: Iterable[str] | None = None
         # (an expanding IN of one name costs twice what the statement does)
         return {r.name: _builder(r) for r in conn.execute(_BUILDER_NAMED, {"name": names[0]})}
     wanted = set(names)
-    return {r.name: _builder(r) for r in conn.execute(_ALL_BUILDERS) if r.name in wanted}
+    # plain tuples: a Row's attributes cost more than the rest of building the object
+    return {name: BuilderInfo(id=bid, name=name, category=category, builddir=builddir,
+                              next_number=next_number, active=bool(active))
+            for bid, name, category, builddir, next_number, active
+            in conn.execute(_ALL_BUILDERS) if name in wanted}
 
 
 def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
@@ -216,11 +217,22 @@ def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
 
 def pending_counts(conn: Connection, builderids: Iterable[int]) -> dict[int, int]:
     """builderid -> number of unclaimed, incomplete build requests. One query."""
-    ids = list(builderids)
+    ids = sorted(set(builderids))
     if not ids:
         return {}
-    rows = conn.execute(_PENDING_COUNTS, {"ids": ids})
-    return {r[0]: int(r[1]) for r in rows}
+    # one statement per number of builders, its ids plain parameters: an expanding IN is
+    # rewritten at every execution, which cost more than counting
+    rows = conn.execute(_pending_counts_of(len(ids)), {f"b{i}": b for i, b in enumerate(ids)})
+    return {builderid: int(count) for builderid, count in rows}
+
+
+@functools.lru_cache(maxsize=32)
+def _pending_counts_of(n: int) -> sa.Select[Any]:
+    return (sa.select(buildrequests.c.builderid, sa.func.count())
+            .where(buildrequests.c.builderid.in_([sa.bindparam(f"b{i}") for i in range(n)]),
+                   buildrequests.c.complete.is_(False),
+                   buildrequests.c.claimed_at.is_(None))
+            .group_by(buildrequests.c.builderid))
 
 
 def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[int, list[int]]:
