@@ -248,6 +248,9 @@ builds = sa.Table(
     # ends the ones it no longer lists
     sa.Column("worker_session", sa.String(64)),
     sa.Column("worker_seq", sa.Integer),
+    # raised by database triggers whenever the build's steps, logs or properties change
+    # (0009): with the row's own columns it tells a cached JSON document is still current
+    sa.Column("doc_version", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("builderid", "number"),
     sa.Index("ix_builds_slave", "slaveid", "finished_at"),
     sa.Index("ix_builds_request", "buildrequestid"),

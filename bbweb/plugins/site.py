@@ -2,7 +2,7 @@
 dialect may ask during a request, with :func:`site`.
 
 :func:`bbweb.app.create_app` builds one :class:`Site` per process before serving; nothing
-in it changes while requests are served.
+in it changes while requests are served, except what the per-process caches keep.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from flask import current_app
 from bbweb.db.connection import Database
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.registry import PluginSettings
+from bbweb.status.jsoncache import BuildDocCache
+from bbweb.status.queries import FinishedBuildSlaves
 
 
 @dataclass
@@ -29,6 +31,10 @@ class Site:
     pages: dict[str, Any] = field(default_factory=dict)  # name -> Blueprint (bbweb.pages)
     auth: Any = None  # the authentication back end plugins.toml's [auth] enables, if any
     plugin_failures: dict[str, str] = field(default_factory=dict)
+    # this process's encoded /json build documents, each checked against its build's row
+    build_docs: BuildDocCache = field(default_factory=BuildDocCache)
+    # this process's finished builds' slaves, for /json slave documents
+    finished_slaves: FinishedBuildSlaves = field(default_factory=FinishedBuildSlaves)
 
 
 def site() -> Site:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import jsondocs, queries
+from bbweb.status.jsoncache import BuildDocCache, RawDoc
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo, SourceStampInfo
 
 NOT_AVAILABLE: dict[str, str] = {"error": "Not available"}
@@ -30,17 +31,28 @@ class JsonRequest:
     """Everything one ``/json`` request reads, fetched in batches and cached.
 
     ``max_builds`` and ``numbuilds`` are the parsed query arguments (None when absent).
+    ``doc_cache`` is the process's kept build documents: a build whose document is kept
+    (and still current, by its row) has its steps, properties and sourcestamps read only
+    when a path goes below it (all such builds of the request in one batch).
     """
 
     conn: Connection
     cfg: MasterConfig
     max_builds: int | None = None
     numbuilds: int | None = None
+    doc_cache: BuildDocCache | None = None
+    # the process's finished builds' slaves (slave documents' recent builds)
+    finished_slaves: queries.FinishedBuildSlaves | None = None
+    # whether a kept (encoded) document was handed out: the answer must splice it in
+    raw_docs: bool = False
     _builders: dict[str, BuilderInfo] | None = None
     _one_builder: dict[str, BuilderInfo] = field(default_factory=dict)
     _summaries: dict[str, BuilderSummary] = field(default_factory=dict)
     _builds: dict[tuple[int, int], BuildInfo | None] = field(default_factory=dict)
     _slave_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # kept documents found when the builds were read (so that one dropped from the cache
+    # meanwhile by another thread does not cost a batch of its own)
+    _kept: dict[int, RawDoc] = field(default_factory=dict)
 
     @property
     def buildbot_url(self) -> str | None:
@@ -117,7 +129,8 @@ class JsonRequest:
                 absolute[n] = resolved
         missing = sorted({a for a in absolute.values() if (builder.id, a) not in self._builds})
         if missing:
-            found = queries.get_builds(self.conn, builder, missing)
+            found = queries.get_builds(self.conn, builder, missing, details=False)
+            self._load_uncached(list(found.values()))
             for a in missing:
                 self._builds[(builder.id, a)] = found.get(a)
         out = {}
@@ -131,13 +144,46 @@ class JsonRequest:
         return self.builds(builder, [number]).get(number)
 
     def latest_builds(self, builder: BuilderInfo, count: int) -> list[BuildInfo]:
-        found = queries.latest_builds(self.conn, builder, count)
+        found = queries.latest_builds(self.conn, builder, count, details=False)
+        self._load_uncached(found)
         for b in found:
             self._builds[(builder.id, b.number)] = b
         return found
 
-    def build_doc(self, build: BuildInfo) -> dict[str, Any]:
-        return jsondocs.build_doc(build, self.buildbot_url)
+    def _load_uncached(self, found: list[BuildInfo]) -> None:
+        """Details of the builds whose document is not kept (one batch)."""
+        cache = self.doc_cache
+        if cache is None:
+            queries.load_build_details(self.conn, found)
+            return
+        url = self.buildbot_url
+        todo = []
+        for b in found:
+            raw = cache.get(b, url)
+            if raw is None:
+                todo.append(b)
+            else:
+                self._kept[b.id] = raw
+        queries.load_build_details(self.conn, todo)
+
+    def ensure_details(self) -> None:
+        """Details of every build this request read and has not loaded (one batch): a path
+        below a build (its steps, its source stamp) needs them."""
+        queries.load_build_details(
+            self.conn, [b for b in self._builds.values() if b is not None])
+
+    def build_doc(self, build: BuildInfo) -> dict[str, Any] | RawDoc:
+        """The build's document, as its kept encoded text where the process has it."""
+        cache = self.doc_cache
+        if cache is None:
+            return jsondocs.build_doc(build, self.buildbot_url)
+        self.raw_docs = True
+        raw = self._kept.get(build.id) or cache.get(build, self.buildbot_url)
+        if raw is not None:
+            return raw
+        if not build.details_loaded:
+            queries.load_build_details(self.conn, [build])
+        return cache.put(build, self.buildbot_url, jsondocs.build_doc(build, self.buildbot_url))
 
     # -- slaves -------------------------------------------------------------------------------
 
@@ -159,7 +205,7 @@ class JsonRequest:
             used = {b for lst in builder_names.values() for b in lst}
             recent = queries.recent_builds_by_slave(
                 self.conn, [all_builders[b] for b in used if all_builders[b].id >= 0],
-                ids, self.numbuilds_value)
+                ids, self.numbuilds_value, known=self.finished_slaves)
             for name in missing:
                 info = infos[name]
                 self._slave_docs[name] = jsondocs.slave_doc(
@@ -355,6 +401,8 @@ class BuildNode(Node):
         self.title = f"Build {build.builder} #{build.number}"
 
     def child(self, req: JsonRequest, segment: str) -> Node | None:
+        if segment in ("steps", "source_stamp") and not self.build.details_loaded:
+            req.ensure_details()
         if segment == "steps":
             return StepsNode(self.build)
         if segment == "source_stamp":
@@ -561,12 +609,17 @@ def prefetch_paths(req: JsonRequest, node: Node, paths: list[list[str]]) -> None
 
 def _merge(target: dict[str, Any], doc: Any) -> None:
     """Merge a document into an output object without losing what more specific selects
-    (processed first) put there."""
+    (processed first) put there. A kept (encoded) document is decoded where something
+    must be merged into it, never changed in place."""
+    if isinstance(doc, RawDoc):
+        doc = doc.value()
     if not isinstance(doc, dict):
         return
     for key, value in doc.items():
         existing = target.get(key)
-        if isinstance(existing, dict) and isinstance(value, dict):
+        if isinstance(existing, RawDoc) and isinstance(value, dict | RawDoc):
+            existing = target[key] = existing.value()
+        if isinstance(existing, dict) and isinstance(value, dict | RawDoc):
             _merge(existing, value)
         elif key not in target:
             target[key] = value
@@ -585,6 +638,8 @@ def select_document(req: JsonRequest, node: Node, values: list[str]) -> dict[str
         for segment in segments:
             current = current.child(req, segment) if current is not None else None
             nested = target.get(segment)
+            if isinstance(nested, RawDoc):
+                nested = target[segment] = nested.value()
             if not isinstance(nested, dict):
                 nested = {}
                 target[segment] = nested
@@ -596,7 +651,10 @@ def select_document(req: JsonRequest, node: Node, values: list[str]) -> dict[str
             target.update(NOT_AVAILABLE)
         else:
             doc = current.document(req)
-            if isinstance(doc, dict):
+            if isinstance(doc, RawDoc) and target is not data and not target:
+                # nothing to merge with: the kept document goes in as it is
+                _replace(data, segments, doc)
+            elif isinstance(doc, dict | RawDoc):
                 _merge(target, doc)
             elif target is not data and not target:
                 # a list (pendingBuilds) or null: replace the empty placeholder

@@ -16,8 +16,10 @@ depend on what the caller asked for, never on how much history exists.**
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -178,31 +180,35 @@ def _builder(row: Any) -> BuilderInfo:
 
 
 # the statements every builder summary runs, built once (see _BUILDS_BY_NUMBER)
-_BUILDERS_NAMED = sa.select(builders).where(
-    builders.c.name.in_(sa.bindparam("names", expanding=True)))
-_PENDING_COUNTS = (sa.select(buildrequests.c.builderid, sa.func.count())
-                   .where(buildrequests.c.builderid.in_(sa.bindparam("ids", expanding=True)),
-                          buildrequests.c.complete.is_(False),
-                          buildrequests.c.claimed_at.is_(None))
-                   .group_by(buildrequests.c.builderid))
+_BUILDER_NAMED = sa.select(builders).where(builders.c.name == sa.bindparam("name"))
 _RUNNING_NUMBERS = (sa.select(builds.c.builderid, builds.c.number)
                     .where(builds.c.finished_at.is_(None))
                     .order_by(builds.c.builderid, builds.c.number))
-_CONNECTED_NAMED = sa.select(slaves.c.name).where(
-    slaves.c.name.in_(sa.bindparam("names", expanding=True)), slaves.c.connected.is_(True))
+_CONNECTED = sa.select(slaves.c.name).where(slaves.c.connected.is_(True))
+_ALL_BUILDERS = sa.select(builders.c.id, builders.c.name, builders.c.category,
+                          builders.c.builddir, builders.c.next_number, builders.c.active)
 
 
 def builder_rows(conn: Connection, names: Iterable[str] | None = None
                  ) -> dict[str, BuilderInfo]:
-    """Builder rows by name (all rows when ``names`` is None). One query."""
+    """Builder rows by name (all rows when ``names`` is None). One query.
+
+    Several names read the whole (small: one row per builder ever configured) table and
+    pick here: binding a list of names cost more than reading the rows it leaves out."""
     if names is None:
-        rows = conn.execute(sa.select(builders))
-    else:
-        names = list(names)
-        if not names:
-            return {}
-        rows = conn.execute(_BUILDERS_NAMED, {"names": names})
-    return {r.name: _builder(r) for r in rows}
+        return {r.name: _builder(r) for r in conn.execute(_ALL_BUILDERS)}
+    names = list(names)
+    if not names:
+        return {}
+    if len(names) == 1:
+        # (an expanding IN of one name costs twice what the statement does)
+        return {r.name: _builder(r) for r in conn.execute(_BUILDER_NAMED, {"name": names[0]})}
+    wanted = set(names)
+    # plain tuples: a Row's attributes cost more than the rest of building the object
+    return {name: BuilderInfo(id=bid, name=name, category=category, builddir=builddir,
+                              next_number=next_number, active=bool(active))
+            for bid, name, category, builddir, next_number, active
+            in conn.execute(_ALL_BUILDERS) if name in wanted}
 
 
 def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
@@ -211,11 +217,22 @@ def get_builder(conn: Connection, name: str) -> BuilderInfo | None:
 
 def pending_counts(conn: Connection, builderids: Iterable[int]) -> dict[int, int]:
     """builderid -> number of unclaimed, incomplete build requests. One query."""
-    ids = list(builderids)
+    ids = sorted(set(builderids))
     if not ids:
         return {}
-    rows = conn.execute(_PENDING_COUNTS, {"ids": ids})
-    return {r[0]: int(r[1]) for r in rows}
+    # one statement per number of builders, its ids plain parameters: an expanding IN is
+    # rewritten at every execution, which cost more than counting
+    rows = conn.execute(_pending_counts_of(len(ids)), {f"b{i}": b for i, b in enumerate(ids)})
+    return {builderid: int(count) for builderid, count in rows}
+
+
+@functools.lru_cache(maxsize=32)
+def _pending_counts_of(n: int) -> sa.Select[Any]:
+    return (sa.select(buildrequests.c.builderid, sa.func.count())
+            .where(buildrequests.c.builderid.in_([sa.bindparam(f"b{i}") for i in range(n)]),
+                   buildrequests.c.complete.is_(False),
+                   buildrequests.c.claimed_at.is_(None))
+            .group_by(buildrequests.c.builderid))
 
 
 def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[int, list[int]]:
@@ -235,10 +252,12 @@ def current_build_numbers(conn: Connection, builderids: Iterable[int]) -> dict[i
 
 
 def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
-    names = list(names)
-    if not names:
+    """Which of ``names`` are connected: the connected slaves are few (one row per worker
+    process that runs), so they are all read and picked here."""
+    wanted = set(names)
+    if not wanted:
         return set()
-    return {name for (name,) in conn.execute(_CONNECTED_NAMED, {"names": names})}
+    return {name for (name,) in conn.execute(_CONNECTED) if name in wanted}
 
 
 def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,
@@ -292,6 +311,8 @@ def _build_query() -> sa.Select[Any]:
 _BUILDS_BY_NUMBER = _build_query().where(
     builds.c.builderid == sa.bindparam("builderid"),
     builds.c.number.in_(sa.bindparam("numbers", expanding=True)))
+_BUILD_BY_NUMBER = _build_query().where(builds.c.builderid == sa.bindparam("builderid"),
+                                        builds.c.number == sa.bindparam("number"))
 _STEPS_OF = (sa.select(steps.c.id, steps.c.buildid, steps.c.number, steps.c.name,
                        steps.c.started_at, steps.c.finished_at, steps.c.results, steps.c.text,
                        steps.c.urls, steps.c.statistics, steps.c.hidden)
@@ -330,6 +351,7 @@ _BUILD_STAMPS = (sa.select(sourcestamps, builds.c.id.label("buildid"))
 _RUNNING_BUILDS = (_build_query().where(builds.c.finished_at.is_(None))
                    .order_by(builds.c.started_at, builds.c.id))
 _SLAVES_NAMED = sa.select(slaves).where(slaves.c.name.in_(sa.bindparam("names", expanding=True)))
+_ALL_SLAVES = sa.select(slaves)
 # one memo per JSON column read (see JsonColumn)
 _build_text = JsonColumn([])
 _step_text = JsonColumn([])
@@ -337,6 +359,7 @@ _step_urls = JsonColumn({})
 _step_statistics = JsonColumn({})
 _build_property = JsonColumn(None)
 _change_property = JsonColumn(None)
+_slave_info = JsonColumn({})
 
 
 def _build(row: Any) -> BuildInfo:
@@ -344,7 +367,8 @@ def _build(row: Any) -> BuildInfo:
         id=row.id, builderid=row.builderid, builder=row.builder_name, number=row.number,
         buildrequestid=row.buildrequestid, slave=row.slave_name, reason=row.reason or "",
         started_at=row.started_at, finished_at=row.finished_at, results=row.results,
-        text=_build_text(row.text, "build %s text", row.id), stop_requested=row.stop_requested)
+        text=_build_text(row.text, "build %s text", row.id), stop_requested=row.stop_requested,
+        doc_version=row.doc_version)
 
 
 def build_numbers(conn: Connection, builderid: int) -> list[int]:
@@ -367,8 +391,11 @@ def get_builds(conn: Connection, builder: BuilderInfo, numbers: Iterable[int], *
             wanted[n] = absolute
     if not wanted:
         return {}
-    rows = conn.execute(_BUILDS_BY_NUMBER, {"builderid": builder.id,
-                                            "numbers": sorted(set(wanted.values()))})
+    numbers = sorted(set(wanted.values()))
+    if len(numbers) == 1:
+        rows = conn.execute(_BUILD_BY_NUMBER, {"builderid": builder.id, "number": numbers[0]})
+    else:
+        rows = conn.execute(_BUILDS_BY_NUMBER, {"builderid": builder.id, "numbers": numbers})
     by_number = {r.number: _build(r) for r in rows}
     if details:
         load_build_details(conn, list(by_number.values()))
@@ -597,7 +624,11 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
     wanted = [n for n in (cfg.slaves if names is None else names) if n in cfg.slaves]
     if not wanted:
         return {}
-    rows = {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
+    if len(wanted) == 1:
+        rows = {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
+    else:  # the table is small (a row per slave ever seen): read it whole, pick here
+        want = set(wanted)
+        rows = {r.name: r for r in conn.execute(_ALL_SLAVES) if r.name in want}
     out: dict[str, SlaveInfo] = {}
     for name in wanted:
         r = rows.get(name)
@@ -606,7 +637,7 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
                                   last_seen=None, connected_at=None, paused=False,
                                   graceful=False)
         else:
-            info = _json(r.info, {}, f"slave {name!r} info")
+            info = _slave_info(r.info, "slave %r info", name)
             out[name] = SlaveInfo(id=r.id, name=name,
                                   info=info if isinstance(info, dict) else {},
                                   connected=bool(r.connected), last_seen=r.last_seen,
@@ -615,13 +646,55 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
     return out
 
 
+class FinishedBuildSlaves:
+    """Per process: (builder id, build number) -> slave id of finished builds, for the
+    recent windows :func:`recent_builds_by_slave` reads.
+
+    A finished build's slave and its being finished never change (the engine sets both
+    once: the slave when the build is claimed, ``finished_at`` when it ends), so once
+    read they need not be read again; each request reads only the builds its windows
+    hold that were not finished (or not there) when last read: none, on a quiet master.
+    Numbers that fall out of a builder's window are forgotten."""
+
+    def __init__(self) -> None:
+        self._slaves: dict[int, dict[int, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def window_rows(self, conn: Connection, windows: list[tuple[int, int, int]]
+                    ) -> list[tuple[int, int, int | None]]:
+        """(builderid, number, slaveid) of the finished builds numbered ``lowest`` and up
+        of each ``(builderid, lowest, next_number)``, newest first per builder."""
+        todo = []
+        for bid, lowest, top in windows:
+            known = self._slaves.get(bid, {})
+            first = next((n for n in range(max(lowest, 0), top) if n not in known), None)
+            if first is not None:
+                todo.append((bid, first))
+        rows = batching.rows_in_windows(conn, todo, _RECENT_BY_SLAVE) if todo else []
+        out: list[tuple[int, int, int | None]] = []
+        with self._lock:
+            for builderid, number, slaveid, finished_at in rows:
+                if finished_at is not None:
+                    self._slaves.setdefault(builderid, {})[number] = slaveid
+            for bid, lowest, _top in windows:
+                kept = self._slaves.get(bid)
+                if not kept:
+                    continue
+                for number in [n for n in kept if n < lowest]:
+                    del kept[number]
+                out.extend((bid, n, kept[n]) for n in sorted(kept, reverse=True))
+        return out
+
+
 def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo],
-                           slaveids: Iterable[int], window: int
+                           slaveids: Iterable[int], window: int,
+                           known: FinishedBuildSlaves | None = None
                            ) -> dict[int, dict[str, list[int]]]:
     """slaveid -> {builder name: numbers of its finished builds among the builder's
     ``window`` most recent builds}, numbers newest first. One query (per
     :data:`~bbweb.status.batching.GROUP` builders); rows read are bounded
-    by ``window`` × builders (an index range per builder), never by history."""
+    by ``window`` × builders (an index range per builder), never by history. With
+    ``known`` (the process's finished builds), only the builds not known finished."""
     blist = list(builder_list)
     sids = sorted(set(slaveids))
     if window <= 0 or not blist or not sids:
@@ -632,9 +705,16 @@ def recent_builds_by_slave(conn: Connection, builder_list: Iterable[BuilderInfo]
     ranges = [(b.id, b.next_number - window) for b in blist if b.next_number > 0]
     if not ranges:
         return {}
-    rows = batching.rows_in_windows(conn, ranges, _RECENT_BY_SLAVE)
     wanted = set(sids)
     out: dict[int, dict[str, list[int]]] = {}
+    if known is not None:
+        tops = {b.id: b.next_number for b in blist}
+        for builderid, number, slaveid in known.window_rows(
+                conn, [(bid, lowest, tops[bid]) for bid, lowest in ranges]):
+            if slaveid in wanted:
+                out.setdefault(slaveid, {}).setdefault(names[builderid], []).append(number)
+        return out
+    rows = batching.rows_in_windows(conn, ranges, _RECENT_BY_SLAVE)
     for builderid, number, slaveid, finished_at in rows:
         if finished_at is not None and slaveid in wanted:
             out.setdefault(slaveid, {}).setdefault(names[builderid], []).append(number)

@@ -143,6 +143,8 @@ class BuildInfo:
     results: int | None
     text: list[str]
     stop_requested: str | None
+    # raised by the database whenever the build's steps, logs or properties change
+    doc_version: int = 0
     steps: list[StepInfo] = field(default_factory=list)
     properties: list[Property] = field(default_factory=list)  # sorted by name
     sourcestamps: list[SourceStampInfo] = field(default_factory=list)

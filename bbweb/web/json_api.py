@@ -9,7 +9,6 @@ Deliberate differences from 0.8 are listed in ``docs/compat.md`` (JSON API secti
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from flask import Blueprint, Response, render_template, request
 from werkzeug.http import http_date
 
 from bbweb.plugins.site import site
-from bbweb.status import jsondocs
+from bbweb.status import jsoncache, jsondocs
 from bbweb.status.jsontree import (
     NOT_AVAILABLE,
     JsonRequest,
@@ -76,8 +75,18 @@ class Flags:
     callback: str | None = None
 
 
+def _args() -> dict[str, str]:
+    """The query's first value of each argument, read once: werkzeug's ``args.get``
+    builds (and catches) an exception for each argument that is absent, most of them."""
+    args: dict[str, str] | None = getattr(request, "bbweb_json_args", None)
+    if args is None:
+        args = dict(request.args.items())
+        request.bbweb_json_args = args  # type: ignore[attr-defined]
+    return args
+
+
 def _bool_arg(name: str, default: bool) -> bool:
-    value = request.args.get(name)
+    value = _args().get(name)
     if value is None:
         return default
     value = value.strip().lower()
@@ -89,7 +98,7 @@ def _bool_arg(name: str, default: bool) -> bool:
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name)
+    value = _args().get(name)
     if value is None or value.strip() == "":
         return None
     if not _INTEGER.fullmatch(value):
@@ -99,7 +108,7 @@ def _int_arg(name: str) -> int | None:
 
 def _flags() -> Flags:
     as_text = _bool_arg("as_text", False)
-    callback = request.args.get("callback")
+    callback = _args().get("callback")
     return Flags(as_text=as_text, compact=_bool_arg("compact", not as_text),
                  filter=_bool_arg("filter", as_text),
                  callback=callback if callback and CALLBACK.fullmatch(callback) else None)
@@ -114,7 +123,7 @@ def refuse_private_jsonp(flags: Flags) -> None:
     restricted, ``callback=`` is refused with 400 (rather than answered without the
     wrapper: a script that silently gets something else is harder to diagnose than a
     message). Plain JSON is unaffected; browsers keep it from other sites' pages."""
-    if not request.args.get("callback"):
+    if not _args().get("callback"):
         return
     if site_authz().value("view") is True:
         return
@@ -152,15 +161,15 @@ def _download_name(segments: list[str]) -> str:
 
 
 def _render(data: Any, flags: Flags, status: int = 200,
-            segments: list[str] | None = None) -> Response:
+            segments: list[str] | None = None, spliced: bool = False) -> Response:
+    """``spliced``: ``data`` may hold kept build documents (encoded text)."""
     if flags.filter:
+        if spliced:
+            data = jsoncache.plain(data)
         data = jsondocs.filter_empty(data)
-    # documents are trees made from database rows, never cyclic: no need to check (a
-    # quarter of the encoding time of a page of builds)
-    if flags.compact:
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), check_circular=False)
-    else:
-        body = json.dumps(data, sort_keys=True, indent=2, check_circular=False)
+        spliced = False
+    # kept build documents are spliced in as the text they were encoded to
+    body = jsoncache.dumps(data, compact=flags.compact, spliced=spliced)
     if flags.as_text:
         content_type = "text/plain; charset=utf-8"
     elif flags.callback:
@@ -208,16 +217,17 @@ def json_resource(_subpath: str = "") -> Response:
         numbuilds = _int_arg("numbuilds")
         with s.db.read() as conn:
             req = JsonRequest(conn=conn, cfg=s.config, max_builds=max_builds,
-                              numbuilds=numbuilds)
+                              numbuilds=numbuilds, doc_cache=s.build_docs,
+                              finished_slaves=s.finished_slaves)
             if segments and segments[-1] == "help":
                 node = _resolve_or_404(req, segments[:-1])
                 return help_page(req, node, segments[:-1], trailing)
             node = _resolve_or_404(req, segments)
-            selects = request.args.getlist("select")
+            selects = request.args.getlist("select") if "select" in _args() else []
             data = select_document(req, node, selects) if selects else node.document(req)
     except JsonError as exc:
         return _error(exc, flags)
-    return _render(data, flags, segments=segments)
+    return _render(data, flags, segments=segments, spliced=req.raw_docs)
 
 
 # -- help pages ------------------------------------------------------------------------------
