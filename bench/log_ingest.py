@@ -204,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             worker_pid = procs.procs[f"worker-{WORKER}"].pid
             with RssSampler(procs) as sampler:
                 cpu0 = (cpu_seconds(sampler.pids), cpu_seconds([worker_pid]))
+                each0 = {pid: cpu_seconds([pid]) for pid in sampler.pids}
                 buildid = wait_for(finished, args.deadline, "the build to finish",
                                    interval=0.05, procs=procs)
                 cpu1 = (cpu_seconds(sampler.pids), cpu_seconds([worker_pid]))
+                cpu_each = {pid: cpu_seconds([pid]) - each0[pid] for pid in sampler.pids}
             wall = time.perf_counter() - t0
             peak_each = {pid: kib for pid, kib in sampler.peak_each.items()}
 
@@ -228,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         growth = (sampler.peak - idle) / 1024
         print(f"step: {stored_out} bytes of stdout in {seconds:.2f} s = {rate:.1f} MB/s "
               f"(force -> build finished: {wall:.2f} s); {log.num_chunks} chunks")
-        print(f"CPU during the build: master processes {cpu1[0] - cpu0[0]:.2f} s, the "
-              f"worker {cpu1[1] - cpu0[1]:.2f} s (the step's own program not counted)")
+        master_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        mib = stored_out / MIB
+        print(f"CPU during the build: master processes {master_cpu:.2f} s "
+              f"({master_cpu / mib * 1000:.1f} ms/MiB), the worker {worker_cpu:.2f} s "
+              f"({worker_cpu / mib * 1000:.1f} ms/MiB) (the step's own program not counted)")
+        print("  CPU per master process: " + ", ".join(
+            f"{pid} {sec:.2f} s" for pid, sec in sorted(cpu_each.items())))
         print(f"stored stdout byte-identical to what the step printed: {'yes' if same else 'NO'}")
         print(f"master RSS (arbiter + web workers + daemon): idle {idle / 1024:.1f} MiB, "
               f"peak during ingest {sampler.peak / 1024:.1f} MiB (+{growth:.1f} MiB)")
@@ -243,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             "ingest_idle_mib": round(idle / 1024, 1),
             "ingest_peak_mib": round(sampler.peak / 1024, 1),
             "ingest_growth_mib": round(growth, 1),
-            "ingest_master_cpu_s": round(cpu1[0] - cpu0[0], 2)})
+            "ingest_master_cpu_s": round(master_cpu, 2),
+            "ingest_master_cpu_ms_per_mib": round(master_cpu / mib * 1000, 2),
+            "ingest_worker_cpu_s": round(worker_cpu, 2),
+            "ingest_worker_cpu_ms_per_mib": round(worker_cpu / mib * 1000, 2)})
         return 0 if same else 1
     finally:
         master.close()
