@@ -43,6 +43,7 @@ PIPE_BYTES = 1024 * 1024  # the pipes' capacity we ask the kernel for (it may gi
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for the process group
 DRAIN_AFTER_EXIT = 2.0  # how long a finished command's descendants may hold its pipes
 
+_SETPIPE_SZ: int | None = getattr(fcntl, "F_SETPIPE_SZ", None)
 _ENV_REF = re.compile(r"\$\{([0-9A-Za-z_]*)\}")
 
 
@@ -256,10 +257,11 @@ def _pump(proc: subprocess.Popen[bytes], output: StepOutput, activity: list[floa
     utf8 = {}
     for stream, pipe in (("o", proc.stdout), ("e", proc.stderr)):
         assert pipe is not None
-        try:  # fewer, larger reads, and fewer stalls of a command that prints fast
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:
-            pass
+        if _SETPIPE_SZ is not None:  # fewer, larger reads (Linux only)
+            try:
+                fcntl.fcntl(pipe.fileno(), _SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass  # over the system's limit: the default size does too
         sel.register(pipe, selectors.EVENT_READ, stream)
         utf8[stream] = Utf8Pipe()
     open_pipes = 2
