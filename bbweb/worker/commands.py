@@ -34,7 +34,7 @@ from bbweb.worker import logframes
 from bbweb.worker.logframes import Frame
 
 FLUSH_INTERVAL = 0.5  # seconds output may wait for more before it is sent
-POST_BYTES = 4 * 1024 * 1024  # compressed bytes per request at most (a fast command's
+POST_BYTES = 1024 * 1024  # compressed bytes per request at most (a fast command's
 # backlog goes in several requests, so neither side holds a whole log in one body)
 MAX_HELD = 8 * 1024 * 1024  # bytes held (compressed chunks not yet stored, and the
 # chunk being filled) before the command's pipes wait for the master
