@@ -311,27 +311,33 @@ def run_command(command: str | list[str], cwd: str, env: dict[str, str],
         output.header(f"program finished with exit code {rc}")
         output.flush()
         return CommandResult(rc, None, time.monotonic() - started)
-    try:
-        return _supervise(proc, output, stop, started, timeout, max_time)
-    except BaseException:
-        output.abandon()
-        _kill_group(proc)
-        raise
-    finally:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-def _supervise(proc: subprocess.Popen[bytes], output: StepOutput, stop: threading.Event,
-               started: float, timeout: float | None, max_time: float | None
-               ) -> CommandResult:
-    """Send the output of a running command until it ends; kill it when it must be."""
     activity = [started]
     ended = threading.Event()
     reader = threading.Thread(target=_pump, args=(proc, output, activity, ended),
                               daemon=True, name="output-pump")
     reader.start()
+    try:
+        result = _supervise(proc, output, stop, reader, ended, activity, started, timeout,
+                            max_time)
+    except BaseException:
+        # the output cannot be sent: the command must not wait for a master that is gone
+        output.abandon()
+        _kill_group(proc)
+        reader.join(5)
+        raise
+    finally:
+        if not reader.is_alive():
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+    return result
+
+
+def _supervise(proc: subprocess.Popen[bytes], output: StepOutput, stop: threading.Event,
+               reader: threading.Thread, ended: threading.Event, activity: list[float],
+               started: float, timeout: float | None, max_time: float | None
+               ) -> CommandResult:
+    """Send the output of a running command until it ends; kill it when it must be."""
     interrupted: str | None = None
     details: list[str] = []
     exited_at: float | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bbweb.worker import logframes
+from bbweb.worker.client import MasterGone
 from bbweb.worker.commands import StepOutput, build_env, run_command
 from bbweb.worker.git import run_git_checkout
 
@@ -146,6 +147,23 @@ def test_a_command_printing_faster_than_the_master_takes_waits_and_loses_nothing
     assert got.text("o") == expected
     # the bound, a chunk being filled and one read more, not the 4 MiB printed
     assert max(most_held) < 256 * 1024 + 256 * 1024 + 2 * (1 << 20)
+
+
+def test_a_command_whose_output_cannot_be_sent_is_killed_not_left_blocked(tmp_path):
+    def gone(_frames: list[logframes.Frame]) -> bool:
+        raise MasterGone("cannot reach the master")
+
+    pidfile = tmp_path / "yes.pid"
+    stop = threading.Event()
+    out = StepOutput(gone, stop, max_held=64 * 1024)
+    with pytest.raises(MasterGone):
+        run_command(["sh", "-c", f"echo $$ > {pidfile}; exec yes"], str(tmp_path / "wd"),
+                    build_env({}), out, stop)
+    printer = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while alive(printer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(printer)
 
 
 def test_stop_answer_from_the_master_kills_the_command(tmp_path):
