@@ -282,11 +282,13 @@ def _step_log_frames(stepid: int) -> Answer:
 
 
 def _read_body(limit: int) -> bytes:
-    """The request body, ``limit`` bytes of it at most."""
+    """The request body, ``limit`` bytes of it at most, in reads of its length (or of
+    1 MiB without one): a read is given a buffer of the size asked for."""
     parts = []
     left = limit
+    step = request.content_length or 1024 * 1024
     while left > 0:
-        data = request.stream.read(left)
+        data = request.stream.read(min(step, left))
         if not data:
             break
         parts.append(data)

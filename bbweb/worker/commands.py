@@ -34,6 +34,8 @@ from bbweb.worker import logframes
 from bbweb.worker.logframes import Frame
 
 FLUSH_INTERVAL = 0.5  # seconds output may wait for more before it is sent
+BATCH_BYTES = 1024 * 1024  # bytes of text in full chunks that are sent at once (less
+# waits for more, up to FLUSH_INTERVAL: each request costs the master a transaction)
 POST_BYTES = 1024 * 1024  # compressed bytes per request at most (a fast command's
 # backlog goes in several requests, so neither side holds a whole log in one body)
 MAX_HELD = 8 * 1024 * 1024  # bytes held (compressed chunks not yet stored, and the
@@ -60,6 +62,7 @@ class StepOutput:
         self._max_held = max_held
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()  # compressed, waiting to be sent
+        self._ready = 0  # bytes of text in them
         self._stream = "o"  # of the chunk being filled
         self._filling: list[bytes] = []
         self._filling_bytes = 0
@@ -102,6 +105,7 @@ class StepOutput:
         data = self._filling[0] if len(self._filling) == 1 else b"".join(self._filling)
         frame = logframes.compress(self._stream, data)
         self._frames.append(frame)
+        self._ready += frame.size
         self._held += len(frame.compressed) - frame.size
         self._filling, self._filling_bytes = [], 0
         self.wake.set()
@@ -113,6 +117,7 @@ class StepOutput:
             if self._held < self._max_held or self._abandoned:
                 return
             self.waiting_for_room = True
+            self.wake.set()  # what is held is due now
             try:
                 while self._held >= self._max_held and not self._abandoned:
                     self._cond.wait()
@@ -125,16 +130,21 @@ class StepOutput:
         with self._cond:
             self._abandoned = True
             self._frames.clear()
+            self._ready = 0
             self._filling, self._filling_bytes = [], 0
             self._cond.notify_all()
 
     def _take(self, everything: bool) -> list[Frame]:
-        """The frames of the next request: ready ones, up to POST_BYTES of zlib data; the chunk
-        being filled too when ``everything`` is wanted or it has waited long enough."""
+        """The frames of the next request, up to POST_BYTES of zlib data: when BATCH_BYTES
+        are ready or the reader waits for room, anything once output waited FLUSH_INTERVAL
+        (the chunk being filled too, when no full one is ready), or everything when
+        ``everything`` is wanted."""
         with self._cond:
-            if self._filling_bytes and (everything or (
-                    not self._frames
-                    and time.monotonic() - self._last_flush >= FLUSH_INTERVAL)):
+            waited = time.monotonic() - self._last_flush >= FLUSH_INTERVAL
+            if not (everything or waited or self._ready >= BATCH_BYTES
+                    or self.waiting_for_room):
+                return []
+            if self._filling_bytes and (everything or not self._frames):
                 self._seal()
             frames: list[Frame] = []
             size = 0
@@ -143,6 +153,7 @@ class StepOutput:
                 frame = self._frames.popleft()
                 frames.append(frame)
                 size += len(frame.compressed)
+                self._ready -= frame.size
             if self._frames:
                 self.wake.set()  # more is ready: the loop comes straight back
             return frames
