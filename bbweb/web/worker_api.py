@@ -34,7 +34,7 @@ bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
 
 MAX_CLAIM_WAIT = protocol.MAX_CLAIM_WAIT
-# The largest compressed log body (a worker sends at most 1 MiB of zlib data per request).
+# The largest compressed log body (a worker sends at most 512 KiB of zlib data per request).
 MAX_LOG_BODY = 32 * 1024 * 1024
 
 

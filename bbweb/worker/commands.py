@@ -36,7 +36,7 @@ from bbweb.worker.logframes import Frame
 FLUSH_INTERVAL = 0.5  # seconds output may wait for more before it is sent
 BATCH_BYTES = 1024 * 1024  # bytes of text in full chunks that are sent at once (less
 # waits for more, up to FLUSH_INTERVAL: each request costs the master a transaction)
-POST_BYTES = 1024 * 1024  # compressed bytes per request at most (a fast command's
+POST_BYTES = 512 * 1024  # compressed bytes per request at most (a fast command's
 # backlog goes in several requests, so neither side holds a whole log in one body)
 MAX_HELD = 8 * 1024 * 1024  # bytes held (compressed chunks not yet stored, and the
 # chunk being filled) before the command's pipes wait for the master
