@@ -9,8 +9,10 @@ and the master processes' resident memory (gunicorn's arbiter and workers, the d
 
 Prints the step's bytes and seconds (the step's ``started_at`` → ``finished_at``, the
 master's clock) as MB/s, the master processes' idle RSS and their peak during the ingest
-(the growth over idle is the figure that matters), and checks that the stored stdout is
-byte-identical to what the program printed (SHA-256 of both). The last line is ``RESULT``
+(the growth over idle is the figure that matters), the worker's RSS before and at its peak,
+the CPU seconds the master processes and the worker used (also per MiB: a steadier figure
+than MB/s on a shared machine), and checks that the stored stdout is byte-identical to what
+the program printed (SHA-256 of both). The last line is ``RESULT``
 and a JSON object of the figures (``bench/perf.py`` reads it).
 
     .venv/bin/python bench/log_ingest.py                  # 50 MiB on SQLite
@@ -119,8 +121,9 @@ def master_pids(procs: Processes) -> list[int]:
 class RssSampler:
     """The sum of the master processes' RSS every ``interval`` seconds, in a thread."""
 
-    def __init__(self, procs: Processes, interval: float = 0.02) -> None:
-        self.pids = master_pids(procs)
+    def __init__(self, procs: Processes, pids: list[int] | None = None,
+                 interval: float = 0.02) -> None:
+        self.pids = master_pids(procs) if pids is None else pids
         self.interval = interval
         self.peak = 0
         self.peak_each: dict[int, int] = {}
@@ -202,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.perf_counter()
             worker_pid = procs.procs[f"worker-{WORKER}"].pid
-            with RssSampler(procs) as sampler:
+            worker_idle = rss_kib(worker_pid)
+            with RssSampler(procs) as sampler, RssSampler(procs, [worker_pid]) as wsampler:
                 cpu0 = (cpu_seconds(sampler.pids), cpu_seconds([worker_pid]))
+                each0 = {pid: cpu_seconds([pid]) for pid in sampler.pids}
                 buildid = wait_for(finished, args.deadline, "the build to finish",
                                    interval=0.05, procs=procs)
                 cpu1 = (cpu_seconds(sampler.pids), cpu_seconds([worker_pid]))
+                cpu_each = {pid: cpu_seconds([pid]) - each0[pid] for pid in sampler.pids}
             wall = time.perf_counter() - t0
             peak_each = {pid: kib for pid, kib in sampler.peak_each.items()}
 
@@ -228,11 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         growth = (sampler.peak - idle) / 1024
         print(f"step: {stored_out} bytes of stdout in {seconds:.2f} s = {rate:.1f} MB/s "
               f"(force -> build finished: {wall:.2f} s); {log.num_chunks} chunks")
-        print(f"CPU during the build: master processes {cpu1[0] - cpu0[0]:.2f} s, the "
-              f"worker {cpu1[1] - cpu0[1]:.2f} s (the step's own program not counted)")
+        master_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        mib = stored_out / MIB
+        print(f"CPU during the build: master processes {master_cpu:.2f} s "
+              f"({master_cpu / mib * 1000:.1f} ms/MiB), the worker {worker_cpu:.2f} s "
+              f"({worker_cpu / mib * 1000:.1f} ms/MiB) (the step's own program not counted)")
+        print("  CPU per master process: " + ", ".join(
+            f"{pid} {sec:.2f} s" for pid, sec in sorted(cpu_each.items())))
         print(f"stored stdout byte-identical to what the step printed: {'yes' if same else 'NO'}")
         print(f"master RSS (arbiter + web workers + daemon): idle {idle / 1024:.1f} MiB, "
               f"peak during ingest {sampler.peak / 1024:.1f} MiB (+{growth:.1f} MiB)")
+        worker_growth = (wsampler.peak - worker_idle) / 1024
+        print(f"worker RSS: before the build {worker_idle / 1024:.1f} MiB, peak "
+              f"{wsampler.peak / 1024:.1f} MiB (+{worker_growth:.1f} MiB)")
         print("  peak per process: " + ", ".join(f"{pid} {kib / 1024:.1f} MiB"
                                                  for pid, kib in sorted(peak_each.items())))
         if not master.temporary:
@@ -243,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             "ingest_idle_mib": round(idle / 1024, 1),
             "ingest_peak_mib": round(sampler.peak / 1024, 1),
             "ingest_growth_mib": round(growth, 1),
-            "ingest_master_cpu_s": round(cpu1[0] - cpu0[0], 2)})
+            "ingest_master_cpu_s": round(master_cpu, 2),
+            "ingest_master_cpu_ms_per_mib": round(master_cpu / mib * 1000, 2),
+            "ingest_worker_cpu_s": round(worker_cpu, 2),
+            "ingest_worker_growth_mib": round(worker_growth, 1),
+            "ingest_worker_cpu_ms_per_mib": round(worker_cpu / mib * 1000, 2)})
         return 0 if same else 1
     finally:
         master.close()

@@ -10,6 +10,7 @@ can serve any worker.
 from __future__ import annotations
 
 import concurrent.futures.thread
+import io
 import logging
 import select
 import socket
@@ -33,7 +34,7 @@ bp = Blueprint("worker_api", __name__)
 log = logging.getLogger("bbweb.worker_api")
 
 MAX_CLAIM_WAIT = protocol.MAX_CLAIM_WAIT
-# The largest compressed log body (a worker sends at most a few MiB of text per request).
+# The largest compressed log body (a worker sends at most 512 KiB of zlib data per request).
 MAX_LOG_BODY = 32 * 1024 * 1024
 
 
@@ -260,21 +261,39 @@ def step_log(stepid: int) -> Answer:
 
 
 def _step_log_frames(stepid: int) -> Answer:
-    """Output a worker compressed (:mod:`bbweb.worker.logframes`), read from the request
-    a frame at a time and checked before the write transaction starts."""
+    """Output a worker compressed (:mod:`bbweb.worker.logframes`), checked frame by frame
+    before the write transaction starts."""
     logname = request.args.get("log", "stdio")
     if not logname or len(logname) > 255:
         raise ProtocolError(400, "log must be a log name")
     length = request.content_length
     if length is not None and length > MAX_LOG_BODY:
         raise ProtocolError(413, f"a log body may hold at most {MAX_LOG_BODY} bytes")
+    # the body is read whole (it is compressed and bounded): read a frame header at a time,
+    # the server's buffering copied what it had read ahead on every small read
+    body = _read_body(MAX_LOG_BODY + 1)
     try:
-        frames = list(logframes.decode(request.stream.read, MAX_LOG_BODY))
+        frames = list(logframes.decode(io.BytesIO(body).read, MAX_LOG_BODY))
     except logframes.FrameError as exc:
         raise ProtocolError(400, str(exc)) from None
     s = site()
     return protocol.append_log(s.db, s.config, g.worker_name, g.request_key, stepid,
                                logname, [], frames)
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, ``limit`` bytes of it at most, in reads of its length (or of
+    1 MiB without one): a read is given a buffer of the size asked for."""
+    parts = []
+    left = limit
+    step = request.content_length or 1024 * 1024
+    while left > 0:
+        data = request.stream.read(min(step, left))
+        if not data:
+            break
+        parts.append(data)
+        left -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @bp.post("/steps/<int:stepid>/finish")

@@ -27,6 +27,7 @@ log = logging.getLogger("bbweb.worker")
 
 RETRY_FOR = 120.0  # seconds a call keeps retrying while the master is unreachable
 MAX_BACKOFF = 5.0
+JSON_TEXT_BYTES = 4 * 1024 * 1024  # text per request to a master that takes JSON only
 
 
 class AuthenticationError(Exception):
@@ -173,16 +174,16 @@ class MasterClient:
     def next_step(self, buildid: int) -> dict[str, Any] | None:
         return (self.call(f"/builds/{buildid}/next_step") or {}).get("step")
 
-    def send_log(self, stepid: int, chunks: list[tuple[str, str]], logname: str = "stdio"
+    def send_log(self, stepid: int, frames: list[logframes.Frame], logname: str = "stdio"
                  ) -> bool:
-        """Append output; True when the master wants this build stopped. The output
-        goes compressed (:mod:`bbweb.worker.logframes`), as JSON to a master that does not
-        take that."""
+        """Append output (frames compressed already, :mod:`bbweb.worker.logframes`); True
+        when the master wants this build stopped. A master that does not take frames gets
+        the text as JSON."""
         if self.log_frames:
-            body = logframes.encode(logframes.chunk(chunks))
             try:
                 resp = self.post(f"/steps/{stepid}/log?log={quote(logname, safe='')}",
-                                 data=body, content_type=logframes.MEDIA_TYPE)
+                                 data=logframes.body(frames),
+                                 content_type=logframes.MEDIA_TYPE)
             except Refused as exc:
                 if exc.status not in (400, 415):
                     raise
@@ -191,9 +192,12 @@ class MasterClient:
                 self.log_frames = False
             else:
                 return bool((resp.json() or {}).get("stop"))
-        answer = self.call(f"/steps/{stepid}/log", {"log": logname,
-                                                     "chunks": [list(c) for c in chunks]})
-        return bool((answer or {}).get("stop"))
+        stop = False
+        for group in _text_groups(frames, JSON_TEXT_BYTES):
+            answer = self.call(f"/steps/{stepid}/log", {
+                "log": logname, "chunks": [[f.stream, logframes.text(f)] for f in group]})
+            stop = stop or bool((answer or {}).get("stop"))
+        return stop
 
     def finish_step(self, stepid: int, rc: int | None, interrupted: str | None = None,
                     properties: dict[str, Any] | None = None, error: str | None = None
@@ -207,6 +211,19 @@ class MasterClient:
         """Tell the master we are leaving, so our unfinished builds are retried now
         instead of after the heartbeat timeout."""
         self.call("/goodbye", timeout=10)
+
+
+def _text_groups(frames: list[logframes.Frame], limit: int) -> list[list[logframes.Frame]]:
+    """``frames`` in order, in groups of at most ``limit`` bytes of text (or one frame)."""
+    groups: list[list[logframes.Frame]] = []
+    size = 0
+    for frame in frames:
+        if not groups or size + frame.size > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(frame)
+        size += frame.size
+    return groups
 
 
 def _message(resp: requests.Response) -> str:

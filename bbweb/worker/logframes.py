@@ -64,7 +64,7 @@ def chunk(pieces: Iterable[tuple[str, str]], limit: int = MAX_CHUNK_BYTES
                 held.append(data)
                 size += len(data)
                 break
-            cut = _cut(data, room)
+            cut = cut_point(data, room)
             if cut:
                 held.append(data[:cut])
                 data = data[cut:]
@@ -74,7 +74,7 @@ def chunk(pieces: Iterable[tuple[str, str]], limit: int = MAX_CHUNK_BYTES
         yield stream, b"".join(held)
 
 
-def _cut(data: bytes, at: int) -> int:
+def cut_point(data: bytes, at: int) -> int:
     """The largest index <= ``at`` that does not split a UTF-8 sequence."""
     at = min(at, len(data))
     while 0 < at < len(data) and (data[at] & 0xC0) == 0x80:
@@ -82,14 +82,29 @@ def _cut(data: bytes, at: int) -> int:
     return at
 
 
+def compress(stream: str, data: bytes, level: int = LEVEL) -> Frame:
+    """One frame: ``data`` (whole UTF-8, at most MAX_CHUNK_BYTES) of ``stream``."""
+    return Frame(stream, len(data), zlib.compress(data, level))
+
+
 def encode(chunks: Iterable[tuple[str, bytes]], level: int = LEVEL) -> bytes:
     """A body of frames for ``(stream, utf-8)`` chunks (each at most MAX_CHUNK_BYTES)."""
+    return body(compress(stream, data, level) for stream, data in chunks)
+
+
+def body(frames: Iterable[Frame]) -> bytes:
+    """The request body of frames compressed already."""
     out = []
-    for stream, data in chunks:
-        packed = zlib.compress(data, level)
-        out.append(_HEAD.pack(stream.encode("ascii"), len(data), len(packed)))
-        out.append(packed)
+    for frame in frames:
+        out.append(_HEAD.pack(frame.stream.encode("ascii"), frame.size,
+                              len(frame.compressed)))
+        out.append(frame.compressed)
     return b"".join(out)
+
+
+def text(frame: Frame) -> str:
+    """A frame's text (for a master that takes JSON only)."""
+    return zlib.decompress(frame.compressed).decode("utf-8")
 
 
 def decode(read: Callable[[int], bytes], max_body: int) -> Iterator[Frame]:

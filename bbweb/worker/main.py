@@ -271,7 +271,7 @@ class Worker:
 
     def _run_step(self, step: dict[str, Any], builddir: Path) -> None:
         stepid = step["id"]
-        output = StepOutput(lambda chunks: self.client.send_log(stepid, chunks),
+        output = StepOutput(lambda frames: self.client.send_log(stepid, frames),
                             self.stop_build)
         workdir = os.path.normpath(os.path.join(builddir, step.get("workdir") or "build"))
         env = build_env(step.get("env") or {})

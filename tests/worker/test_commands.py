@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from bbweb.worker import logframes
+from bbweb.worker.client import MasterGone
 from bbweb.worker.commands import StepOutput, build_env, run_command
 from bbweb.worker.git import run_git_checkout
 
@@ -22,7 +25,9 @@ class Collected:
         self.times: list[tuple[float, str]] = []  # (when sent, what)
         self.stop_after = stop_after
 
-    def send(self, chunks: list[tuple[str, str]]) -> bool:
+    def send(self, frames: list[logframes.Frame]) -> bool:
+        chunks = [(f.stream, logframes.text(f)) for f in frames]
+        assert all(len(t.encode()) == f.size for f, (_s, t) in zip(frames, chunks, strict=True))
         self.chunks.extend(chunks)
         self.times.append((time.monotonic(), "".join(t for _s, t in chunks)))
         return self.stop_after is not None and self.stop_after in self.text()
@@ -114,6 +119,51 @@ def test_output_resets_the_timeout_but_max_time_does_not(tmp_path):
     result, got = run(["sh", "-c", "for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done"],
                       tmp_path, timeout=1, max_time=1)
     assert result.interrupted == "timeout" and "1 seconds elapsed" in got.text("h")
+
+
+def test_a_command_printing_faster_than_the_master_takes_waits_and_loses_nothing(tmp_path):
+    """The master takes nothing for 2.5 s (longer than the step's timeout): the command
+    blocks on its writes once the bound is held, is not killed for silence, and every byte
+    arrives."""
+    printer = ("import base64, random, sys; sys.stdout.buffer.write(base64.encodebytes("
+               "random.Random(3).randbytes(3 << 20)))")
+    expected = subprocess.run([sys.executable, "-c", printer], capture_output=True,
+                              check=True).stdout.decode()
+    got = Collected()
+    paused_until = time.monotonic() + 2.5
+    most_held: list[int] = []
+
+    def slow_send(frames: list[logframes.Frame]) -> bool:
+        most_held.append(out._held)  # what the worker holds while the master is away
+        if time.monotonic() < paused_until:
+            time.sleep(paused_until - time.monotonic())
+        return got.send(frames)
+
+    stop = threading.Event()
+    out = StepOutput(slow_send, stop, max_held=256 * 1024)
+    result = run_command([sys.executable, "-c", printer], str(tmp_path / "wd"),
+                         build_env({}), out, stop, timeout=1)
+    assert result.rc == 0 and result.interrupted is None
+    assert got.text("o") == expected
+    # the bound, a chunk being filled and one read more, not the 4 MiB printed
+    assert max(most_held) < 256 * 1024 + 256 * 1024 + 2 * (1 << 20)
+
+
+def test_a_command_whose_output_cannot_be_sent_is_killed_not_left_blocked(tmp_path):
+    def gone(_frames: list[logframes.Frame]) -> bool:
+        raise MasterGone("cannot reach the master")
+
+    pidfile = tmp_path / "yes.pid"
+    stop = threading.Event()
+    out = StepOutput(gone, stop, max_held=64 * 1024)
+    with pytest.raises(MasterGone):
+        run_command(["sh", "-c", f"echo $$ > {pidfile}; exec yes"], str(tmp_path / "wd"),
+                    build_env({}), out, stop)
+    printer = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while alive(printer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(printer)
 
 
 def test_stop_answer_from_the_master_kills_the_command(tmp_path):
