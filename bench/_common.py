@@ -285,6 +285,25 @@ def drop_pg_database(admin_url: str, name: str) -> None:
 
 # -- processes ----------------------------------------------------------------------------------
 
+def rss_pss_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of one process in MiB, from ``/proc/PID/smaps_rollup`` (PSS shares the
+    pages a process shares with others, so PSS figures of several processes add up)."""
+    values = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                values[key] = int(rest.split()[0]) / 1024
+    return values["Rss"], values["Pss"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds one process has used so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
-from _common import engine_master, free_port, play_build  # noqa: E402
+from _common import cpu_seconds, engine_master, free_port, play_build  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from bbweb.db.connection import Database  # noqa: E402
@@ -128,11 +128,6 @@ def mails_per_second(workdir: Path, builds: int, tls_dir: Path | None) -> None:
     print(f"{label:>10}: {counter.count} mails in {elapsed:.2f}s = "
           f"{counter.count / elapsed:.1f} mails/s, {1000 * elapsed / counter.count:.1f} ms "
           "per mail")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def daemon_cpu(workdir: Path, builds: int, with_mail: bool) -> tuple[float, int]:

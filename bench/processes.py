@@ -46,7 +46,6 @@ from bbweb.db.schema import builders, builds  # noqa: E402
 from bbweb.mastercfg.master import load_master_config  # noqa: E402
 
 MARK = "# --- added by bench/processes.py ---"
-TICKS = os.sysconf("SC_CLK_TCK")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -137,28 +136,11 @@ def _ppid(pid: int) -> int:
         return int(fh.read().rsplit(")", 1)[1].split()[1])
 
 
-def memory(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) in MiB."""
-    values = {}
-    with open(f"/proc/{pid}/smaps_rollup") as fh:
-        for line in fh:
-            key, _, rest = line.partition(":")
-            if key in ("Rss", "Pss"):
-                values[key] = int(rest.split()[0]) / 1024
-    return values["Rss"], values["Pss"]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def snapshot(root: int) -> dict[int, tuple[str, float, float]]:
     out = {}
     for pid in tree(root):
         try:
-            out[pid] = (role(pid, root), *memory(pid))
+            out[pid] = (role(pid, root), *_common.rss_pss_mib(pid))
         except OSError:
             continue
     return out
@@ -180,12 +162,12 @@ def print_memory(title: str, snap: dict[int, tuple[str, float, float]]) -> tuple
 def idle_cpu(root: int, seconds: float) -> tuple[float, dict[str, float]]:
     """Percent of one core the master processes used over ``seconds``."""
     pids = {p: role(p, root) for p in tree(root)}
-    before = {p: cpu_seconds(p) for p in pids}
+    before = {p: _common.cpu_seconds(p) for p in pids}
     time.sleep(seconds)
     per: dict[str, float] = {}
     for pid, name in pids.items():
         try:
-            used = cpu_seconds(pid) - before[pid]
+            used = _common.cpu_seconds(pid) - before[pid]
         except OSError:
             continue
         per[name] = per.get(name, 0.0) + used / seconds * 100

@@ -19,7 +19,6 @@ logic in one process).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -33,8 +32,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import _common  # noqa: E402
 import requests  # noqa: E402
 from _common import Processes, free_port, wait_for  # noqa: E402
+
+# the row scripts measure a Buildbot master as the bbweb benches measure bbweb's processes
+rss_pss_mib = _common.rss_pss_mib
+cpu_seconds = _common.cpu_seconds
 
 GITHUB_SECRET = "bench-github-secret"  # the same secret bench/github_hook.py gives bbweb
 WORKER_PASSWORD = "bench-pw"
@@ -313,22 +317,6 @@ class Master:
             yield conn
         finally:
             conn.close()
-
-
-def rss_pss_mib(pid: int) -> tuple[float, float]:
-    values = {}
-    with open(f"/proc/{pid}/smaps_rollup") as fh:
-        for line in fh:
-            key, _, rest = line.partition(":")
-            if key in ("Rss", "Pss"):
-                values[key] = int(rest.split()[0]) / 1024
-    return values["Rss"], values["Pss"]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_requests_complete(master: Master, first_brid: int, count: int, timeout: float,
