@@ -148,20 +148,25 @@ class DaemonLock:
         """Extend our lease. False means it is lost (released by force, or taken over
         after it expired); the caller must stop dispatching. A lease that expired while
         nobody took it is still ours and is renewed."""
+        renewed = self._lease_from(self.holder)
+        if not renewed:
+            self.mark_lost()
+        return renewed
+
+    def _lease_from(self, holder: str) -> bool:
+        """Make the row ``holder``'s (ours, or a killed daemon's) ours with a fresh lease;
+        False when the row is not ``holder``'s."""
         started = time.monotonic()
         with self.db.write() as conn:
             now = db_time(conn)
-            renewed = conn.execute(
+            got = conn.execute(
                 master_locks.update()
-                .where(master_locks.c.name == self.name,
-                       master_locks.c.holder == self.holder)
-                .values(expires_at=now + self.lease)
+                .where(master_locks.c.name == self.name, master_locks.c.holder == holder)
+                .values(holder=self.holder, expires_at=now + self.lease)
             ).rowcount == 1
-        if renewed:
+        if got:
             self._mark_held(started)
-        else:
-            self.mark_lost()
-        return renewed
+        return got
 
     def holds(self, conn: Connection) -> bool:
         """Fence for work done in ``conn``'s write transaction: True if the lease row is
@@ -196,18 +201,7 @@ class DaemonLock:
         """Take the lease from ``dead_holder``, known to be a process that died without
         releasing it (killed), instead of waiting for its lease to expire. False if the row
         is not (any more) that holder's."""
-        started = time.monotonic()
-        with self.db.write() as conn:
-            now = db_time(conn)
-            got = conn.execute(
-                master_locks.update()
-                .where(master_locks.c.name == self.name,
-                       master_locks.c.holder == dead_holder)
-                .values(holder=self.holder, expires_at=now + self.lease)
-            ).rowcount == 1
-        if got:
-            self._mark_held(started)
-        return got
+        return self._lease_from(dead_holder)
 
     def current(self) -> LeaseInfo | None:
         """Who holds the lease now (whoever it is), or None when nobody does."""
