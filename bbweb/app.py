@@ -124,10 +124,16 @@ def security_headers(resp: Any) -> Any:
     """Headers every answer carries (docs/security.md): ``X-Content-Type-Options: nosniff``
     (a browser never guesses HTML or script from user text in a log, a feed, a badge or
     a JSON document), and the frame policy (kept where an answer sets its own)."""
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    for name, value in FRAME_POLICY.items():
-        resp.headers.setdefault(name, value)
+    headers = resp.headers
+    present = {name.lower() for name, _ in headers.items()}
+    # (werkzeug's ``setdefault`` raises and catches an exception for each header it sets)
+    for name, value in _SECURITY_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
     return resp
+
+
+_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), *FRAME_POLICY.items())
 
 
 def _sync_builders_once(db: Database, cfg: MasterConfig) -> None:

@@ -15,7 +15,7 @@ from flask import current_app
 from bbweb.db.connection import Database
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.plugins.registry import PluginSettings
-from bbweb.status.jsoncache import BuildDocCache
+from bbweb.status.jsoncache import BuildDocCache, MadeDocCache
 from bbweb.status.queries import FinishedBuildSlaves
 
 
@@ -33,6 +33,8 @@ class Site:
     plugin_failures: dict[str, str] = field(default_factory=dict)
     # this process's encoded /json build documents, each checked against its build's row
     build_docs: BuildDocCache = field(default_factory=BuildDocCache)
+    # this process's encoded /json documents made from a few rows (builders, slaves)
+    made_docs: MadeDocCache = field(default_factory=MadeDocCache)
     # this process's finished builds' slaves, for /json slave documents
     finished_slaves: FinishedBuildSlaves = field(default_factory=FinishedBuildSlaves)
 

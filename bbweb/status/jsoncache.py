@@ -144,3 +144,39 @@ class BuildDocCache:
                 _, (_, dropped) = self._docs.popitem(last=False)
                 self._bytes -= len(dropped.text)
         return raw
+
+
+class MadeDocCache:
+    """Documents of ``/json`` made from a few rows (the builders' list, the slaves'),
+    kept encoded per process with the rows they were made from: kind -> (inputs, text).
+
+    A request still reads the rows (so it sees every writer's change, in any process),
+    and compares them with the kept inputs: equal inputs make the same document, so its
+    kept text is answered instead of building the document and encoding it again.
+    ``inputs`` must be everything the document depends on besides the process's
+    configuration (which a process never changes)."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._docs: OrderedDict[Any, tuple[Any, RawDoc]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def get(self, kind: Any, inputs: Any) -> RawDoc | None:
+        """The kept document of ``kind`` if it was made from equal ``inputs``."""
+        entry = self._docs.get(kind)
+        if entry is None or entry[0] != inputs:
+            return None
+        return entry[1]
+
+    def put(self, kind: Any, inputs: Any, doc: Any) -> RawDoc:
+        """Encode ``doc``, made from ``inputs``, and keep it as the document of ``kind``."""
+        raw = RawDoc(_COMPACT.encode(doc))
+        with self._lock:
+            self._docs.pop(kind, None)
+            self._docs[kind] = (inputs, raw)
+            while len(self._docs) > self.max_entries:
+                self._docs.popitem(last=False)
+        return raw

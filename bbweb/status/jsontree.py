@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.status import jsondocs, queries
-from bbweb.status.jsoncache import BuildDocCache, RawDoc
+from bbweb.status.jsoncache import BuildDocCache, MadeDocCache, RawDoc, build_stamp
 from bbweb.status.records import BuilderInfo, BuilderSummary, BuildInfo, ChangeInfo, SourceStampInfo
 
 NOT_AVAILABLE: dict[str, str] = {"error": "Not available"}
@@ -41,6 +41,8 @@ class JsonRequest:
     max_builds: int | None = None
     numbuilds: int | None = None
     doc_cache: BuildDocCache | None = None
+    # the process's encoded documents of all builders / all slaves, by the rows read
+    made_docs: MadeDocCache | None = None
     # the process's finished builds' slaves (slave documents' recent builds)
     finished_slaves: queries.FinishedBuildSlaves | None = None
     # whether a kept (encoded) document was handed out: the answer must splice it in
@@ -118,6 +120,25 @@ class JsonRequest:
         return {n: jsondocs.builder_doc(s, self.cache_size)
                 for n, s in self.summaries(names).items()}
 
+    def all_builder_docs(self) -> dict[str, Any] | RawDoc:
+        """Every configured builder's document (``/json/builders``): the same queries as
+        :meth:`builder_docs`, and the process's kept text when they read what it was made
+        from."""
+        cache = self.made_docs
+        if cache is None or self._summaries:
+            return self.builder_docs(self.cfg.builders)
+        names = list(self.cfg.builders)
+        rows = self.builders()
+        activity = queries.builder_activity(self.conn, self.cfg, names, rows)
+        inputs = (self.cache_size, [rows[n] for n in names], activity)
+        raw = cache.get("builders", inputs)
+        if raw is None:
+            summaries = queries.summarize_builders(self.cfg, names, rows, activity)
+            raw = cache.put("builders", inputs, {n: jsondocs.builder_doc(s, self.cache_size)
+                                                 for n, s in summaries.items()})
+        self.raw_docs = True
+        return raw
+
     # -- builds -------------------------------------------------------------------------------
 
     def builds(self, builder: BuilderInfo, numbers: Iterable[int]) -> dict[int, BuildInfo]:
@@ -194,25 +215,57 @@ class JsonRequest:
         wanted = [n for n in names if n in self.cfg.slaves]
         missing = [n for n in dict.fromkeys(wanted) if n not in self._slave_docs]
         if missing:
-            infos = queries.get_slaves(self.conn, self.cfg, missing)
-            ids = {s.id: s.name for s in infos.values() if s.id is not None}
-            running: dict[str, list[BuildInfo]] = {}
-            for b in queries.running_builds(self.conn, slaveids=ids):
-                if b.slave is not None:
-                    running.setdefault(b.slave, []).append(b)
-            builder_names = {n: self.cfg.builders_for_slave(n) for n in missing}
-            all_builders = self.builders()
-            used = {b for lst in builder_names.values() for b in lst}
-            recent = queries.recent_builds_by_slave(
-                self.conn, [all_builders[b] for b in used if all_builders[b].id >= 0],
-                ids, self.numbuilds_value, known=self.finished_slaves)
-            for name in missing:
-                info = infos[name]
-                self._slave_docs[name] = jsondocs.slave_doc(
-                    info, running.get(name, []),
-                    recent.get(info.id, {}) if info.id is not None else {},
-                    builder_names[name], self.buildbot_url)
+            self._slave_docs.update(self._make_slave_docs(missing, *self._read_slaves(missing)))
         return {n: self._slave_docs[n] for n in wanted}
+
+    def all_slave_docs(self) -> dict[str, Any] | RawDoc:
+        """Every configured slave's document (``/json/slaves``): the same queries as
+        :meth:`slave_docs`, and the process's kept text when they read what it was made
+        from (running builds by their stamp: their details are read only to make it)."""
+        cache = self.made_docs
+        names = list(self.cfg.slaves)
+        if cache is None or self._slave_docs:
+            return self.slave_docs(names)
+        rows, running, recent = self._read_slaves(names)
+        url = self.buildbot_url
+        inputs = (self.numbuilds_value, url, rows, [build_stamp(b, url) for b in running],
+                  recent)
+        raw = cache.get("slaves", inputs)
+        if raw is None:
+            raw = cache.put("slaves", inputs,
+                            self._make_slave_docs(names, rows, running, recent))
+        self.raw_docs = True
+        return raw
+
+    def _read_slaves(self, names: list[str]
+                     ) -> tuple[dict[str, Any], list[BuildInfo], dict[int, dict[str, list[int]]]]:
+        """The rows slave documents are made of: the slaves' rows, their running builds
+        (without details) and the recent-builds map."""
+        rows = queries.slave_rows(self.conn, names)
+        ids = [r.id for r in rows.values()]
+        running = queries.running_builds(self.conn, slaveids=ids, details=False)
+        all_builders = self.builders()
+        used = {b for n in names for b in self.cfg.builders_for_slave(n)}
+        recent = queries.recent_builds_by_slave(
+            self.conn, [all_builders[b] for b in used if all_builders[b].id >= 0],
+            ids, self.numbuilds_value, known=self.finished_slaves)
+        return rows, running, recent
+
+    def _make_slave_docs(self, names: list[str], rows: dict[str, Any],
+                         running_builds: list[BuildInfo],
+                         recent: dict[int, dict[str, list[int]]]) -> dict[str, Any]:
+        queries.load_build_details(self.conn, running_builds)
+        running: dict[str, list[BuildInfo]] = {}
+        for b in running_builds:
+            if b.slave is not None:
+                running.setdefault(b.slave, []).append(b)
+        out = {}
+        for name, info in queries.slave_infos(names, rows).items():
+            out[name] = jsondocs.slave_doc(
+                info, running.get(name, []),
+                recent.get(info.id, {}) if info.id is not None else {},
+                self.cfg.builders_for_slave(name), self.buildbot_url)
+        return out
 
 
 # -- nodes ---------------------------------------------------------------------------------------
@@ -312,7 +365,7 @@ class BuildersNode(Node):
         req.summaries(segments)
 
     def document(self, req: JsonRequest) -> Any:
-        return req.builder_docs(req.cfg.builders)
+        return req.all_builder_docs()
 
 
 class BuilderNode(Node):
@@ -526,7 +579,7 @@ class SlavesNode(Node):
         req.slave_docs([s for s in segments if s in names])
 
     def document(self, req: JsonRequest) -> Any:
-        return req.slave_docs(self.names(req))
+        return req.all_slave_docs()
 
 
 class BuilderSlavesNode(SlavesNode):
@@ -539,6 +592,9 @@ class BuilderSlavesNode(SlavesNode):
 
     def names(self, req: JsonRequest) -> list[str]:
         return list(req.cfg.builders[self.builder.name].slavenames)
+
+    def document(self, req: JsonRequest) -> Any:
+        return req.slave_docs(self.names(req))
 
 
 class SlaveNode(Node):

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -260,6 +260,25 @@ def connected_slave_names(conn: Connection, names: Iterable[str]) -> set[str]:
     return {name for (name,) in conn.execute(_CONNECTED) if name in wanted}
 
 
+class BuilderActivity(NamedTuple):
+    """What the builders' summaries read besides their rows: builder id -> numbers of its
+    running builds and -> its unclaimed requests, and the connected slaves among theirs."""
+
+    current: dict[int, list[int]]
+    pending: dict[int, int]
+    connected: set[str]
+
+
+def builder_activity(conn: Connection, cfg: MasterConfig, names: list[str],
+                     rows: dict[str, BuilderInfo]) -> BuilderActivity:
+    """The activity of configured builders ``names`` whose ``rows`` were read. Three
+    queries however many builders."""
+    ids = [rows[n].id for n in names if n in rows]
+    return BuilderActivity(
+        current_build_numbers(conn, ids), pending_counts(conn, ids),
+        connected_slave_names(conn, {s for n in names for s in cfg.builders[n].slavenames}))
+
+
 def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None = None,
                       rows: dict[str, BuilderInfo] | None = None) -> dict[str, BuilderSummary]:
     """Summaries of configured builders (all of them when ``names`` is None), in config
@@ -271,13 +290,15 @@ def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] 
     wanted = [n for n in (cfg.builders if names is None else names) if n in cfg.builders]
     if rows is None:
         rows = builder_rows(conn, wanted)
-    ids = [rows[n].id for n in wanted if n in rows]
-    current = current_build_numbers(conn, ids)
-    pending = pending_counts(conn, ids)
-    connected = connected_slave_names(
-        conn, {s for n in wanted for s in cfg.builders[n].slavenames})
+    return summarize_builders(cfg, wanted, rows, builder_activity(conn, cfg, wanted, rows))
+
+
+def summarize_builders(cfg: MasterConfig, names: list[str], rows: dict[str, BuilderInfo],
+                       activity: BuilderActivity) -> dict[str, BuilderSummary]:
+    """:func:`builder_summaries` of what was read (configured ``names``, in that order)."""
+    current, pending, connected = activity
     out: dict[str, BuilderSummary] = {}
-    for name in wanted:
+    for name in names:
         bcfg = cfg.builders[name]
         row = rows.get(name)
         cur = current.get(row.id, []) if row else []
@@ -291,8 +312,9 @@ def builder_summaries(conn: Connection, cfg: MasterConfig, names: Iterable[str] 
         out[name] = BuilderSummary(
             name=name, category=bcfg.category, basedir=bcfg.builddir,
             slavenames=list(bcfg.slavenames), schedulers=cfg.schedulers_for_builder(name),
-            current_builds=cur, pending=pending.get(row.id, 0) if row else 0, state=state,
-            connected_slaves=conn_slaves, next_number=row.next_number if row else 0)
+            current_builds=list(cur), pending=pending.get(row.id, 0) if row else 0,
+            state=state, connected_slaves=conn_slaves,
+            next_number=row.next_number if row else 0)
     return out
 
 
@@ -622,13 +644,23 @@ def get_slaves(conn: Connection, cfg: MasterConfig, names: Iterable[str] | None 
     """Configured slaves (all when ``names`` is None; unknown names are dropped) with
     their database state, in config order. One query."""
     wanted = [n for n in (cfg.slaves if names is None else names) if n in cfg.slaves]
+    return slave_infos(wanted, slave_rows(conn, wanted))
+
+
+def slave_rows(conn: Connection, wanted: list[str]) -> dict[str, Any]:
+    """The slaves table's rows of the slaves named ``wanted`` that have one, by name. One
+    query (none for no names)."""
     if not wanted:
         return {}
     if len(wanted) == 1:
-        rows = {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
-    else:  # the table is small (a row per slave ever seen): read it whole, pick here
-        want = set(wanted)
-        rows = {r.name: r for r in conn.execute(_ALL_SLAVES) if r.name in want}
+        return {r.name: r for r in conn.execute(_SLAVES_NAMED, {"names": wanted})}
+    # the table is small (a row per slave ever seen): read it whole, pick here
+    want = set(wanted)
+    return {r.name: r for r in conn.execute(_ALL_SLAVES) if r.name in want}
+
+
+def slave_infos(wanted: list[str], rows: dict[str, Any]) -> dict[str, SlaveInfo]:
+    """:func:`get_slaves` of the ``rows`` read (a slave without one never connected)."""
     out: dict[str, SlaveInfo] = {}
     for name in wanted:
         r = rows.get(name)

@@ -180,13 +180,28 @@ def _render(data: Any, flags: Flags, status: int = 200,
         body = f"{flags.callback}({body});"
     resp = Response(body, status=status, content_type=content_type)
     resp.headers["Access-Control-Allow-Origin"] = "*"
-    resp.headers["Expires"] = http_date(time.time() + EXPIRES_SECONDS)
+    resp.headers["Expires"] = _expires()
     resp.headers["Pragma"] = "no-cache"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     if segments is not None and not flags.as_text:
         resp.headers["Content-Disposition"] = \
             f'attachment; filename="{_download_name(segments)}"'
     return resp
+
+
+_expires_memo: tuple[int, str] = (-1, "")
+
+
+def _expires() -> str:
+    """``Expires``: a minute from now, in whole seconds (made once a second: the date's
+    formatting cost more than the rest of the headers)."""
+    global _expires_memo
+    now = int(time.time())
+    second, text = _expires_memo
+    if second != now:
+        text = http_date(now + EXPIRES_SECONDS)
+        _expires_memo = (now, text)
+    return text
 
 
 def _error(exc: JsonError, flags: Flags) -> Response:
@@ -217,7 +232,7 @@ def json_resource(_subpath: str = "") -> Response:
         numbuilds = _int_arg("numbuilds")
         with s.db.read() as conn:
             req = JsonRequest(conn=conn, cfg=s.config, max_builds=max_builds,
-                              numbuilds=numbuilds, doc_cache=s.build_docs,
+                              numbuilds=numbuilds, doc_cache=s.build_docs, made_docs=s.made_docs,
                               finished_slaves=s.finished_slaves)
             if segments and segments[-1] == "help":
                 node = _resolve_or_404(req, segments[:-1])

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from bbweb.db.schema import steps
+from bbweb.db.schema import slaves, steps
 from bbweb.engine import builds as eb
+from bbweb.engine import slaves as es
 from bbweb.engine.logs import create_log
 from tests.actions.conftest import OPEN_CFG, post
 from tests.support.history import claim, force, run
@@ -24,10 +25,10 @@ URLS = [B + "/0", B + "/-1", SELECT, B + "/_all?max=5", B + "/-1?filter=1",
         "/json/builders/runtests"]
 
 
-def answers(app) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+def answers(app, urls: list[str] = URLS) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     client = app.test_client()
     out = {}
-    for url in URLS:
+    for url in urls:
         resp = client.get(url)
         assert resp.status_code in (200, 404), (url, resp.data[:200])
         out[url] = resp.data
@@ -37,18 +38,19 @@ def answers(app) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
 class Web:
     """Two long-lived web processes and the check that both answer as a fresh one."""
 
-    def __init__(self, master) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, master, urls: list[str] = URLS) -> None:  # type: ignore[no-untyped-def]
         self.master = master
+        self.urls = urls
         self.apps = [master.app(), master.app()]
 
     def same_as_fresh(self) -> dict[str, bytes]:
         fresh = self.master.app()
         try:
-            expected = answers(fresh)
+            expected = answers(fresh, self.urls)
         finally:
             fresh.extensions["bbweb"].db.dispose()
         for app in self.apps:
-            assert answers(app) == expected
+            assert answers(app, self.urls) == expected
         return expected
 
     def close(self) -> None:
@@ -193,3 +195,63 @@ def test_kept_documents_stay_within_their_bytes(make_master):
         assert first["3"]["reason"].endswith(": r3")
     finally:
         app.extensions["bbweb"].db.dispose()
+
+
+# the lists a process keeps encoded by the rows they were made from
+LISTS = ["/json/builders", "/json/slaves", "/json/slaves?numbuilds=1", "/json/builders?filter=1",
+         "/json/slaves?as_text=1", "/json?select=builders&select=slaves",
+         "/json/builders/runtests/slaves", "/json/builders/runtests", "/json/slaves/slave1"]
+
+
+def test_kept_builder_and_slave_lists_follow_every_change(make_master):
+    master = make_master(OPEN_CFG)
+    web = Web(master, LISTS)
+    try:
+        web.same_as_fresh()
+        assert doc(web.apps[0], "/json/builders")["runtests"]["state"] == "offline"
+
+        # a request waits; a slave connects; it claims the request
+        force(master, "runtests", reason="first")
+        web.same_as_fresh()
+        assert doc(web.apps[1], "/json/builders")["runtests"]["pendingBuilds"] == 1
+        with master.db.write() as conn:
+            es.slave_connected(conn, "slave1", {"host": "box1", "version": "0.8.5"}, now=90.0)
+        web.same_as_fresh()
+        assert doc(web.apps[0], "/json/builders")["runtests"]["state"] == "idle"
+        first = claim(master, "slave1", 100.0)
+        web.same_as_fresh()
+        builders_doc = doc(web.apps[0], "/json/builders")["runtests"]
+        assert builders_doc["state"] == "building" and builders_doc["currentBuilds"] == [0]
+        assert builders_doc["pendingBuilds"] == 0
+
+        # the running build's steps change its document inside the slave's
+        with master.db.write() as conn:
+            spec = eb.next_step(conn, master.config, first.buildid, now=100.0)
+        assert spec is not None
+        web.same_as_fresh()
+        with master.db.write() as conn:
+            eb.finish_step(conn, master.config, spec["id"], 0, properties={"got": "r1"},
+                           now=101.0)
+        web.same_as_fresh()
+        running = doc(web.apps[1], "/json/slaves")["slave1"]["runningBuilds"]
+        assert len(running) == 1 and running[0]["steps"][0]["isFinished"] is True
+
+        # it finishes: in the slave's recent builds, no longer running
+        run(master, first.buildid, {}, 102.0)
+        web.same_as_fresh()
+        slave1 = doc(web.apps[0], "/json/slaves")["slave1"]
+        assert slave1["runningBuilds"] == [] and slave1["builders"]["runtests"] == [0]
+
+        # the slave's row changed by hand: its info, then it goes away
+        with master.db.write() as conn:
+            conn.execute(slaves.update().where(slaves.c.name == "slave1")
+                         .values(info='{"host": "box2"}'))
+        web.same_as_fresh()
+        assert doc(web.apps[1], "/json/slaves")["slave1"]["host"] == "box2"
+        with master.db.write() as conn:
+            es.mark_disconnected(conn, es.slave_id(conn, "slave1") or -1, "slave1")
+        web.same_as_fresh()
+        assert doc(web.apps[0], "/json/builders")["runtests"]["state"] == "offline"
+        assert doc(web.apps[1], "/json/slaves")["slave1"]["connected"] is False
+    finally:
+        web.close()
