@@ -98,7 +98,10 @@ class JsonRequest:
     def _rows(self, names: Collection[str]) -> dict[str, BuilderInfo]:
         """Rows of configured builders (one query); a builder not synced yet, without
         history, as an empty row."""
-        rows = queries.builder_rows(self.conn, names)
+        return self._missing_rows(names, queries.builder_rows(self.conn, names))
+
+    def _missing_rows(self, names: Collection[str], rows: dict[str, BuilderInfo]
+                      ) -> dict[str, BuilderInfo]:
         for name in names:
             if name not in rows:
                 bcfg = self.cfg.builders[name]
@@ -128,8 +131,13 @@ class JsonRequest:
         if cache is None or self._summaries:
             return self.builder_docs(self.cfg.builders)
         names = list(self.cfg.builders)
-        rows = self.builders()
-        activity = queries.builder_activity(self.conn, self.cfg, names, rows)
+        activity: queries.BuilderActivity | None = None
+        if self._builders is None:
+            found, activity = queries.all_builders_activity(self.conn, self.cfg, names)
+            self._builders = self._missing_rows(names, found)
+        rows = self._builders
+        if activity is None:
+            activity = queries.builder_activity(self.conn, self.cfg, names, rows)
         inputs = (self.cache_size, [rows[n] for n in names], activity)
         raw = cache.get("builders", inputs)
         if raw is None:
