@@ -229,17 +229,33 @@ class JsonRequest:
     def all_slave_docs(self) -> dict[str, Any] | RawDoc:
         """Every configured slave's document (``/json/slaves``): the same queries as
         :meth:`slave_docs`, and the process's kept text when they read what it was made
-        from (running builds by their stamp: their details are read only to make it)."""
+        from (running builds by their stamp: their details are read only to make it).
+        When every build of the builders' recent windows is known finished, the windows
+        themselves stand for the recent-builds map (which they then settle)."""
         cache = self.made_docs
         names = list(self.cfg.slaves)
         if cache is None or self._slave_docs:
             return self.slave_docs(names)
-        rows, running, recent = self._read_slaves(names)
+        rows, running, used = self._read_slave_rows(names)
+        ids = [r.id for r in rows.values()]
+        window = self.numbuilds_value
+        known = self.finished_slaves
+        windows = sorted((b.id, b.next_number - window, b.next_number, b.name)
+                         for b in used if b.next_number > 0)
+        recent: dict[int, dict[str, list[int]]] | None = None
+        if known is not None and window > 0 and ids and \
+                known.knows_all([w[:3] for w in windows]):
+            recent_inputs: Any = windows
+        else:
+            recent = recent_inputs = queries.recent_builds_by_slave(
+                self.conn, used, ids, window, known=known)
         url = self.buildbot_url
-        inputs = (self.numbuilds_value, url, rows, [build_stamp(b, url) for b in running],
-                  recent)
+        inputs = (window, url, rows, [build_stamp(b, url) for b in running], recent_inputs)
         raw = cache.get("slaves", inputs)
         if raw is None:
+            if recent is None:
+                recent = queries.recent_builds_by_slave(self.conn, used, ids, window,
+                                                        known=known)
             raw = cache.put("slaves", inputs,
                             self._make_slave_docs(names, rows, running, recent))
         self.raw_docs = True
@@ -249,15 +265,22 @@ class JsonRequest:
                      ) -> tuple[dict[str, Any], list[BuildInfo], dict[int, dict[str, list[int]]]]:
         """The rows slave documents are made of: the slaves' rows, their running builds
         (without details) and the recent-builds map."""
+        rows, running, used = self._read_slave_rows(names)
+        recent = queries.recent_builds_by_slave(
+            self.conn, used, [r.id for r in rows.values()], self.numbuilds_value,
+            known=self.finished_slaves)
+        return rows, running, recent
+
+    def _read_slave_rows(self, names: list[str]
+                         ) -> tuple[dict[str, Any], list[BuildInfo], list[BuilderInfo]]:
+        """The slaves' rows, their running builds (without details) and the rows of the
+        builders they serve."""
         rows = queries.slave_rows(self.conn, names)
-        ids = [r.id for r in rows.values()]
-        running = queries.running_builds(self.conn, slaveids=ids, details=False)
+        running = queries.running_builds(self.conn, slaveids=[r.id for r in rows.values()],
+                                         details=False)
         all_builders = self.builders()
         used = {b for n in names for b in self.cfg.builders_for_slave(n)}
-        recent = queries.recent_builds_by_slave(
-            self.conn, [all_builders[b] for b in used if all_builders[b].id >= 0],
-            ids, self.numbuilds_value, known=self.finished_slaves)
-        return rows, running, recent
+        return rows, running, [all_builders[b] for b in used if all_builders[b].id >= 0]
 
     def _make_slave_docs(self, names: list[str], rows: dict[str, Any],
                          running_builds: list[BuildInfo],

@@ -737,6 +737,17 @@ class FinishedBuildSlaves:
         self._slaves: dict[int, dict[int, int | None]] = {}
         self._lock = threading.Lock()
 
+    def knows_all(self, windows: list[tuple[int, int, int]]) -> bool:
+        """Whether every build of the windows (``(builderid, lowest, next_number)``) is
+        known finished: then what :meth:`window_rows` returns for them is settled (it
+        reads nothing, and the same windows give the same rows in any later request)."""
+        for bid, lowest, top in windows:
+            known = self._slaves.get(bid, {})
+            for n in range(max(lowest, 0), top):
+                if n not in known:
+                    return False
+        return True
+
     def window_rows(self, conn: Connection, windows: list[tuple[int, int, int]]
                     ) -> list[tuple[int, int, int | None]]:
         """(builderid, number, slaveid) of the finished builds numbered ``lowest`` and up

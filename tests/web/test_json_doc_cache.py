@@ -241,6 +241,15 @@ def test_kept_builder_and_slave_lists_follow_every_change(make_master):
         web.same_as_fresh()
         slave1 = doc(web.apps[0], "/json/slaves")["slave1"]
         assert slave1["runningBuilds"] == [] and slave1["builders"]["runtests"] == [0]
+        web.same_as_fresh()  # all recent builds known finished: the same windows again
+
+        # another build moves the windows (numbuilds=1 keeps only the newest)
+        force(master, "runtests", reason="second")
+        run(master, claim(master, "slave1", 200.0).buildid, {}, 201.0)
+        web.same_as_fresh()
+        assert doc(web.apps[1], "/json/slaves")["slave1"]["builders"]["runtests"] == [1, 0]
+        assert doc(web.apps[0], "/json/slaves?numbuilds=1")["slave1"]["builders"]["runtests"] \
+            == [1]
 
         # the slave's row changed by hand: its info, then it goes away
         with master.db.write() as conn:
