@@ -311,6 +311,15 @@ def _json_cell(f: dict[str, Any]) -> str | None:
     return out + (f", {size / 1024:.0f} KiB)" if isinstance(size, int) else ")")
 
 
+def _json_reads_cell(f: dict[str, Any]) -> str | None:
+    names = ("builders", "slaves", "build")
+    if not all(f"json_{n}_c8_rps" in f for n in names):
+        return None
+    rates = " / ".join(_num(f.get(f"json_{n}_c8_rps")) for n in names)
+    cpu = " / ".join(_num(f.get(f"json_{n}_c8_server_cpu_ms"), 2) for n in names)
+    return f"{rates} req/s (server CPU {cpu} ms/req)"
+
+
 def _views_cell(f: dict[str, Any]) -> str | None:
     if "view_grid_ms" not in f:
         return None
@@ -351,6 +360,9 @@ ROWS: list[Row] = [
     ("last 20 builds of a builder, c=1 / c=8 (bbweb: `/json/builders/B/builds?select=-1…-20`;"
      " Buildbot: `/api/v2/builders/N/builds?order=-number&limit=20`)", ("json_builds",),
      _json_cell, ("json_select20_c1_rps", "json_select20_c8_rps"), "rate"),
+    ("`/json/builders`, `/json/slaves`, `/json/builders/B/builds/-1`, c=8", ("json_builds",),
+     _json_reads_cell, ("json_builders_c8_rps", "json_slaves_c8_rps", "json_build_c8_rps"),
+     "rate"),
     ("build log ingest (a step printing 50 MiB; master peak over idle)", ("log_ingest",),
      lambda f: f"{_num(f.get('ingest_mb_s'), 1)} MB/s (+{_num(f.get('ingest_growth_mib'), 1)} "
                f"MiB; master CPU {_num(f.get('ingest_master_cpu_s'), 1)} s)"
