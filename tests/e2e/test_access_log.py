@@ -181,3 +181,44 @@ def test_distrib_port_serves_the_site_on_a_unix_socket(live):
     assert resp.status == 200, body
     assert resp.getheader("Content-Type", "").startswith("application/json")
     assert requests.get(live.url + "/json/project", timeout=10).content == body
+
+
+def test_access_line_written_directly_is_the_line_logging_writes(tmp_path):
+    """The logger writes the access line straight to http.log; the line is the one
+    Python's logging would have written, and an operator's own handler still gets it."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from bbweb.web.accesslog import AccessLogger
+
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "http.log"))
+    log = AccessLogger(cfg)
+    resp = SimpleNamespace(status="200 OK", sent=5120, headers=())
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": '/json?q="x"', "PATH_INFO": "/json",
+               "QUERY_STRING": 'q="x"', "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "10.0.0.7", "HTTP_USER_AGENT": "curl/8.0",
+               "HTTP_AUTHORIZATION": "Basic d29ya2VyMTpwdw=="}
+    took = timedelta(microseconds=1500)
+    assert log._direct is not None
+    log.access(resp, SimpleNamespace(headers=[]), environ, took)  # directly
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    extra = Collect()
+    log.access_log.addHandler(extra)  # an operator's handler: through logging
+    try:
+        log.access(resp, SimpleNamespace(headers=[]), environ, took)
+    finally:
+        log.access_log.removeHandler(extra)
+    direct, through_logging = (tmp_path / "http.log").read_text().splitlines()
+    assert seen == [through_logging]
+    without_time = [re.sub(r"\[[^\]]+\]", "[]", line) for line in (direct, through_logging)]
+    assert without_time[0] == without_time[1]
+    assert without_time[0] == '10.0.0.7 - worker1 [] "GET /json?q=\\"x\\" HTTP/1.1" 200 5120 ' \
+                              '"-" "curl/8.0"'
