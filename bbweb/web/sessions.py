@@ -138,6 +138,15 @@ class _SessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        """Nothing to set or delete for an empty session nobody changed (every /json
+        client): answered before Flask works out the cookie's attributes."""
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def _load_user(name: str) -> SiteUser | None:
     """flask-login's user loader: the session's user, unless the session has expired,
