@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.db.connection import inserted_id, insert_ids
+from bbweb.db.connection import insert_ids, inserted_id
 from bbweb.db.schema import (
     buildrequests,
     buildset_properties,

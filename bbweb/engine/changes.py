@@ -92,9 +92,10 @@ def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
 
     All of it happens in the caller's transaction and is written in bulk: one insert for
     the changes, one for all their files, one for all their properties, one per table for
-    the buildsets the schedulers make, and the events in one block. The schedulers see each change as if it had come alone (each stored change
-    is visible to them, and a change that triggers a build does so before the next one is
-    looked at), so a push of N commits schedules exactly what N single changes would.
+    the buildsets the schedulers make, and the events in one block. The schedulers see
+    each change as if it had come alone (each stored change is visible to them, and what
+    they keep waiting or take for a build is settled before the next one is looked at),
+    so a push of N commits schedules exactly what N single changes would.
     ``validated``: the caller has run each change's ``validate()`` already (outside the
     transaction), so it is not run again while the write lock is held."""
     if not new:
