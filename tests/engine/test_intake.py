@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from bbweb.db.schema import buildrequests, changes, event_counter, events
-from bbweb.engine.changes import ChangeError, ChangeInput
+from bbweb.engine.changes import ChangeError, ChangeInput, add_changes
 from bbweb.engine.hook_deliveries import AlreadyProcessed
 from bbweb.engine.intake import ChangeIntake
 from bbweb.mastercfg.schedulers import ChangeFilter
+from tests.conftest import DEFAULT_CFG
 from tests.support.polling import wait_for
 
 
@@ -147,3 +148,60 @@ def test_an_invalid_change_is_refused_before_it_can_join_a_group(make_master):
         intake.store(master.config, "base", [ChangeInput(author=" ")], None)
     assert intake.transactions == 0
     assert stored(master)["changes"] == []
+
+
+SCHEDULERS_CFG = DEFAULT_CFG.replace(
+    "c['schedulers'] = [SingleBranchScheduler(name='all', branch=None,\n"
+    "                                         builderNames=['runtests', 'docs'])]",
+    "c['schedulers'] = [\n"
+    "    SingleBranchScheduler(name='all', branch=None, builderNames=['runtests', 'docs'],\n"
+    "                          fileIsImportant=lambda ch: 'minor' not in ch.comments),\n"
+    "    SingleBranchScheduler(name='docs-only', change_filter=ChangeFilter(project='docs'),\n"
+    "                          builderNames=['docs', 'docs'], properties={'flavour': 'docs'}),\n"
+    "    SingleBranchScheduler(name='stable', branch='stable', treeStableTimer=60,\n"
+    "                          builderNames=['runtests']),\n"
+    "]")
+
+# every table the schedulers write, in full (times included: both masters get one `now`)
+SCHEDULED_TABLES = ("changes", "sourcestamps", "sourcestamp_changes", "buildsets",
+                    "buildset_sourcestamps", "buildset_properties", "buildrequests",
+                    "scheduler_changes", "events", "event_counter")
+
+
+def dump(master: Any) -> dict[str, list[tuple[Any, ...]]]:
+    with master.db.read() as conn:
+        return {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}")).all()]
+                for t in SCHEDULED_TABLES}
+
+
+def test_changes_stored_together_schedule_exactly_what_they_would_one_by_one(make_master):
+    # minor changes wait for the next important one of their branch; a project's own
+    # scheduler names one builder twice; another waits for a stable tree; several codebases
+    new = [ChangeInput(author="dev", comments=comments, branch=branch, project=project,
+                       codebase=codebase, revision=f"r{i}", files=[f"f{i}.c"],
+                       properties={"n": i})
+           for i, (comments, branch, project, codebase) in enumerate([
+               ("one", "main", "", ""), ("minor two", "main", "docs", "lib"),
+               ("minor three", "main", "", ""), ("four", "main", "docs", ""),
+               ("five", "stable", "", "lib"), ("minor six", "stable", "", ""),
+               ("seven", "main", "", "lib")])]
+    warm = ChangeInput(author="dev", comments="warm-up")  # builder rows made, both alike
+    together, alone = make_master(SCHEDULERS_CFG, "together"), make_master(SCHEDULERS_CFG,
+                                                                           "alone")
+    now = 1_700_000_000.0
+    for master in (together, alone):
+        with master.db.write() as conn:
+            add_changes(conn, master.config, [warm], now=now)
+    with together.db.write() as conn:
+        add_changes(conn, together.config, new, now=now)
+    for change in new:
+        with alone.db.write() as conn:
+            add_changes(conn, alone.config, [change], now=now)
+
+    want, got = dump(alone), dump(together)
+    for table in SCHEDULED_TABLES:
+        if table == "events":  # their creation time is the time they were written
+            assert [r[:2] + r[3:] for r in got[table]] == [r[:2] + r[3:] for r in want[table]]
+        else:
+            assert got[table] == want[table], table
+    assert len(want["buildsets"]) > 4 and want["scheduler_changes"]  # it did something
