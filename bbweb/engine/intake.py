@@ -24,7 +24,8 @@ What each request still gets, exactly as if it had been stored alone:
 
 No request waits for a group to fill up: a request that finds nobody writing writes at
 once (alone, at concurrency 1); the group is whatever arrived while the previous leader
-was writing. ``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does
+was writing, or while this one waited for the database's write lock (held by another
+process, on SQLite): the group is taken from the queue once the lock is held. ``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does
 not hold the database's write lock much longer than a few single requests would.
 """
 
@@ -113,10 +114,8 @@ class ChangeIntake:
             assert req.wake is not None
             req.wake.acquire()  # released by the writer: done, or our turn to write
         if not req.done:
-            group: list[_Request] = []
+            group: list[_Request] = []  # filled once the write lock is ours
             try:
-                with self._lock:
-                    group = self._take_group()  # ours is the oldest request: the first
                 self._write(group)
             finally:
                 with self._lock:
@@ -146,14 +145,25 @@ class ChangeIntake:
         del self._queue[:len(group)]
         return group
 
+    def _group(self, group: list[_Request]) -> None:
+        """Fill the empty ``group`` with the oldest waiting requests (the leader's own is
+        the oldest)."""
+        if not group:
+            with self._lock:
+                group.extend(self._take_group())
+
     def _write(self, group: list[_Request]) -> None:
-        """Store the group in one transaction; if that fails, each request alone. Every
+        """Store a group in one transaction; if that fails, each request alone. The group
+        (``group``, empty on entry) is taken from the queue only once the transaction
+        holds the database's write lock: the requests that arrived while this one waited
+        for another writer (another process, on SQLite) are stored with it. Every
         request of the group is done when this returns (or raises: an interrupted
         leader's requests get its exception, since nobody else would store them)."""
         try:
             try:
                 self._transaction(group)
             except Exception:
+                self._group(group)  # (a failure before it was taken: they all get it)
                 if len(group) == 1:
                     raise
                 for req in group:
@@ -163,6 +173,7 @@ class ChangeIntake:
                         req.error = alone
                         req.done = True
         except BaseException as exc:
+            self._group(group)
             for req in group:
                 if not req.done:
                     req.error = exc
@@ -171,9 +182,12 @@ class ChangeIntake:
                 raise
 
     def _transaction(self, group: list[_Request]) -> None:
-        for req in group:
-            req.ids, req.error, req._rowid = [], None, None
+        """Store ``group`` in one transaction (an empty one: the oldest waiting requests,
+        taken once the write lock is held)."""
         with self.db.write() as conn, events.batch(conn):
+            self._group(group)
+            for req in group:
+                req.ids, req.error, req._rowid = [], None, None
             claiming = [req for req in group if req.delivery is not None]
             if claiming:
                 prune(conn)
