@@ -25,8 +25,9 @@ What each request still gets, exactly as if it had been stored alone:
 No request waits for a group to fill up: a request that finds nobody writing writes at
 once (alone, at concurrency 1); the group is whatever arrived while the previous leader
 was writing, or while this one waited for the database's write lock (held by another
-process, on SQLite): the group is taken from the queue once the lock is held. ``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does
-not hold the database's write lock much longer than a few single requests would.
+process, on SQLite): the group is taken from the queue once the lock is held.
+``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does not hold the
+database's write lock much longer than a few single requests would.
 """
 
 from __future__ import annotations
