@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from bbweb.db.connection import Database
+from bbweb.db.migrate import upgrade
 from bbweb.db.schema import buildrequests, changes, event_counter, events
 from bbweb.engine.changes import ChangeError, ChangeInput, add_changes
 from bbweb.engine.hook_deliveries import AlreadyProcessed
 from bbweb.engine.intake import ChangeIntake
+from bbweb.mastercfg.master import load_master_config
 from bbweb.mastercfg.schedulers import ChangeFilter
-from tests.conftest import DEFAULT_CFG
+from tests.conftest import (
+    DEFAULT_CFG,
+    Master,
+    _drop_pg_database,
+    _fresh_pg_database,
+    write_master_cfg,
+)
 from tests.support.polling import wait_for
 
 
@@ -174,20 +184,53 @@ def dump(master: Any) -> dict[str, list[tuple[Any, ...]]]:
                 for t in SCHEDULED_TABLES}
 
 
-def test_changes_stored_together_schedule_exactly_what_they_would_one_by_one(make_master):
-    # minor changes wait for the next important one of their branch; a project's own
+@pytest.fixture
+def other_master(db_url: str, tmp_path: Any, pg_admin_url: str | None,
+                 migrated_templates: dict[str, str]) -> Any:
+    """Factory: a master on a database of its own (``make_master``'s all share one), on
+    the same backend."""
+    made: list[tuple[Master, str | None]] = []
+
+    def factory(cfg_text: str, name: str) -> Master:
+        pg_name = None
+        if db_url.startswith("sqlite"):
+            path = tmp_path / f"{name}.sqlite"
+            path.write_bytes(Path(migrated_templates["sqlite"]).read_bytes())
+            url = "sqlite:///" + str(path)
+        else:
+            assert pg_admin_url is not None
+            url, pg_name = _fresh_pg_database(pg_admin_url, migrated_templates["postgresql"])
+        basedir = tmp_path / name
+        write_master_cfg(basedir, cfg_text, url)
+        cfg = load_master_config(basedir)
+        upgrade(cfg.db_url)
+        master = Master(basedir, url, cfg, Database(cfg.db_url))
+        made.append((master, pg_name))
+        return master
+
+    yield factory
+    for master, pg_name in made:
+        master.db.dispose()
+        if pg_name is not None and pg_admin_url is not None:
+            _drop_pg_database(pg_admin_url, pg_name)
+
+
+def test_changes_stored_together_schedule_exactly_what_they_would_one_by_one(make_master,
+                                                                             other_master):
+    # minor changes wait for the next important one of the default branch; a project's own
     # scheduler names one builder twice; another waits for a stable tree; several codebases
     new = [ChangeInput(author="dev", comments=comments, branch=branch, project=project,
                        codebase=codebase, revision=f"r{i}", files=[f"f{i}.c"],
                        properties={"n": i})
            for i, (comments, branch, project, codebase) in enumerate([
-               ("one", "main", "", ""), ("minor two", "main", "docs", "lib"),
-               ("minor three", "main", "", ""), ("four", "main", "docs", ""),
+               ("one", None, "", ""), ("minor two", None, "docs", "lib"),
+               ("minor three", None, "", ""), ("four", None, "docs", ""),
                ("five", "stable", "", "lib"), ("minor six", "stable", "", ""),
-               ("seven", "main", "", "lib")])]
+               ("seven", None, "", "lib"), ("eight", None, "docs", "")])]
     warm = ChangeInput(author="dev", comments="warm-up")  # builder rows made, both alike
-    together, alone = make_master(SCHEDULERS_CFG, "together"), make_master(SCHEDULERS_CFG,
-                                                                           "alone")
+    together, alone = make_master(SCHEDULERS_CFG, "together"), other_master(SCHEDULERS_CFG,
+                                                                            "alone")
+    assert together.db.url != alone.db.url
     now = 1_700_000_000.0
     for master in (together, alone):
         with master.db.write() as conn:
@@ -200,8 +243,18 @@ def test_changes_stored_together_schedule_exactly_what_they_would_one_by_one(mak
 
     want, got = dump(alone), dump(together)
     for table in SCHEDULED_TABLES:
-        if table == "events":  # their creation time is the time they were written
-            assert [r[:2] + r[3:] for r in got[table]] == [r[:2] + r[3:] for r in want[table]]
+        if table == "events":
+            # the same events (their creation time is when they were written); stored
+            # together, every change.new comes before the buildsets' events
+            assert sorted((r[1], r[3]) for r in got[table]) == sorted(
+                (r[1], r[3]) for r in want[table])
         else:
             assert got[table] == want[table], table
-    assert len(want["buildsets"]) > 4 and want["scheduler_changes"]  # it did something
+    # it did something: buildsets of both immediate schedulers, changes waiting
+    assert {r.scheduler for r in dump_rows(alone, "buildsets")} == {"all", "docs-only"}
+    assert len(want["buildsets"]) >= 5 and want["scheduler_changes"]
+
+
+def dump_rows(master: Any, table: str) -> list[Any]:
+    with master.db.read() as conn:
+        return list(conn.execute(sa.text(f"SELECT * FROM {table}")).all())
