@@ -290,3 +290,40 @@ def inserted_id(result: sa.CursorResult[Any]) -> int:
     if key is None:  # SQLAlchemy gives none for anything but a single-row INSERT
         raise ValueError("the statement was not a single-row INSERT")
     return int(key[0])
+
+
+def insert_ids(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``table`` (whose primary key is one integer column) with as few
+    statements as the database allows; returns their keys in the order of ``rows``.
+
+    SQLAlchemy can only match the keys of a multi-row ``INSERT … RETURNING`` to its rows on
+    SQLite one row per statement. SQLite gives each new row of a table the next key above
+    the largest one (the rows of one ``INSERT`` in the order of its ``VALUES``, none of
+    another writer's in between, since one writer holds the database at a time), so there
+    the keys returned, in increasing order, are the rows' keys in order; one statement
+    stores them all."""
+    if not rows:
+        return []
+    plain, returning, ordered = _insert_statements(table)
+    if len(rows) == 1:
+        return [inserted_id(conn.execute(plain, rows[0]))]
+    if conn.dialect.name == "sqlite":
+        ids = sorted(int(i) for i in conn.execute(returning, rows).scalars())
+    else:
+        ids = [int(i) for i in conn.execute(ordered, rows).scalars()]
+    if len(ids) != len(rows):
+        raise RuntimeError(f"{table.name}: {len(rows)} rows inserted, {len(ids)} keys returned")
+    return ids
+
+
+# table -> its three INSERTs of insert_ids (built once: building one costs more than running it)
+_INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
+
+
+def _insert_statements(table: sa.Table) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
+    found = _INSERTS.get(table)
+    if found is None:
+        (key,) = table.primary_key.columns
+        found = _INSERTS[table] = (table.insert(), table.insert().returning(key),
+                                   table.insert().returning(key, sort_by_parameter_order=True))
+    return found

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bbweb.db.connection import inserted_id
+from bbweb.db.connection import insert_ids, inserted_id
 from bbweb.db.schema import (
     buildrequests,
     buildset_properties,
@@ -66,11 +67,7 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
 
     ``properties`` maps name -> (value, source). Returns (buildsetid, {builder: brid}).
     """
-    if not builder_names:
-        raise BuildsetError("a buildset needs at least one builder")
-    unknown = [b for b in builder_names if b not in cfg.builders]
-    if unknown:
-        raise BuildsetError(f"unknown builder(s): {', '.join(unknown)}")
+    _check_builders(cfg, builder_names)
     now = time.time() if now is None else now
     bsid = inserted_id(conn.execute(_INSERT_BUILDSET, {
         "external_idstring": external_idstring, "reason": reason or "",
@@ -82,13 +79,7 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
         conn.execute(_INSERT_BUILDSET_PROPERTIES, [
             {"buildsetid": bsid, "name": k, "value": json.dumps(v), "source": src}
             for k, (v, src) in properties.items()])
-    memory = txcache.of(conn)
-    ids = memory.get(_BUILDER_IDS)
-    if ids is None or any(name not in ids for name in builder_names):
-        ids = builder_ids(conn, cfg)
-        if any(name not in ids for name in builder_names):
-            ids = sync_builders(conn, cfg)
-        memory[_BUILDER_IDS] = ids
+    ids = _builder_row_ids(conn, cfg, builder_names)
     brids: dict[str, int] = {}
     seen: set[str] = set()
     for name in builder_names:
@@ -104,6 +95,103 @@ def create_buildset(conn: Connection, cfg: MasterConfig, *, sourcestampids: list
     events.emit(conn, "buildset.new", buildsetid=int(bsid), builders=sorted(brids),
                 reason=reason, scheduler=scheduler)
     return int(bsid), brids
+
+
+def _check_builders(cfg: MasterConfig, builder_names: list[str]) -> None:
+    if not builder_names:
+        raise BuildsetError("a buildset needs at least one builder")
+    unknown = [b for b in builder_names if b not in cfg.builders]
+    if unknown:
+        raise BuildsetError(f"unknown builder(s): {', '.join(unknown)}")
+
+
+def _builder_row_ids(conn: Connection, cfg: MasterConfig, names: list[str]) -> dict[str, int]:
+    """name -> builder row id, read once per transaction (rows for configured builders
+    that have none yet are made)."""
+    memory = txcache.of(conn)
+    ids = memory.get(_BUILDER_IDS)
+    if ids is None or any(name not in ids for name in names):
+        ids = builder_ids(conn, cfg)
+        if any(name not in ids for name in names):
+            ids = sync_builders(conn, cfg)
+        memory[_BUILDER_IDS] = ids
+    return ids
+
+
+@dataclass
+class SourceStampPlan:
+    """A source stamp to store, and the changes it is made from."""
+
+    branch: str | None
+    revision: str | None
+    repository: str
+    project: str
+    codebase: str
+    changeids: list[int]
+
+
+@dataclass
+class BuildsetPlan:
+    """A buildset to store with :func:`create_buildsets` (see :func:`create_buildset`)."""
+
+    sourcestamps: list[SourceStampPlan]
+    builder_names: list[str]
+    reason: str
+    scheduler: str | None
+    properties: dict[str, tuple[Any, str]]
+
+
+def create_buildsets(conn: Connection, cfg: MasterConfig, plans: list[BuildsetPlan],
+                     now: float) -> list[int]:
+    """Store the buildsets with their source stamps and build requests, and emit their
+    events, exactly as :func:`create_sourcestamp` and :func:`create_buildset` called for
+    each plan in turn would (the same rows, ids and events in the same order), with one
+    statement per table for all of them; returns the buildsets' ids."""
+    if not plans:
+        return []
+    for plan in plans:
+        _check_builders(cfg, plan.builder_names)
+    stamps = [stamp for plan in plans for stamp in plan.sourcestamps]
+    ssids = insert_ids(conn, sourcestamps, [{
+        "branch": st.branch, "revision": st.revision, "repository": st.repository or "",
+        "project": st.project or "", "codebase": st.codebase or "", "patch_level": None,
+        "patch_body": None, "patch_subdir": None, "patch_author": None,
+        "patch_comment": None} for st in stamps])
+    links = [{"sourcestampid": ssid, "changeid": c}
+             for ssid, st in zip(ssids, stamps, strict=True) for c in sorted(set(st.changeids))]
+    if links:
+        conn.execute(_INSERT_SOURCESTAMP_CHANGES, links)
+    bsids = insert_ids(conn, buildsets, [{
+        "external_idstring": None, "reason": plan.reason or "", "scheduler": plan.scheduler,
+        "submitted_at": now, "complete": False} for plan in plans])
+    plan_ssids: list[list[int]] = []
+    start = 0
+    for plan in plans:
+        plan_ssids.append(ssids[start:start + len(plan.sourcestamps)])
+        start += len(plan.sourcestamps)
+    conn.execute(_INSERT_BUILDSET_SOURCESTAMPS, [
+        {"buildsetid": bsid, "sourcestampid": s}
+        for bsid, own in zip(bsids, plan_ssids, strict=True) for s in own])
+    props = [{"buildsetid": bsid, "name": k, "value": json.dumps(v), "source": src}
+             for bsid, plan in zip(bsids, plans, strict=True)
+             for k, (v, src) in plan.properties.items()]
+    if props:
+        conn.execute(_INSERT_BUILDSET_PROPERTIES, props)
+    ids = _builder_row_ids(conn, cfg, [n for plan in plans for n in plan.builder_names])
+    wanted = [(bsid, list(dict.fromkeys(plan.builder_names)))
+              for bsid, plan in zip(bsids, plans, strict=True)]
+    brids = insert_ids(conn, buildrequests, [
+        {"buildsetid": bsid, "builderid": ids[name], "priority": 0, "submitted_at": now}
+        for bsid, names in wanted for name in names])
+    position = 0
+    for (bsid, names), plan in zip(wanted, plans, strict=True):
+        for name in names:
+            events.emit(conn, "buildrequest.new", brid=brids[position], buildsetid=bsid,
+                        builder=name)
+            position += 1
+        events.emit(conn, "buildset.new", buildsetid=bsid, builders=sorted(names),
+                    reason=plan.reason, scheduler=plan.scheduler)
+    return bsids
 
 
 def maybe_complete_buildset(conn: Connection, buildsetid: int,

@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from bbweb.db.connection import inserted_id
+from bbweb.db.connection import insert_ids
 from bbweb.db.schema import change_files, change_properties, changes
 from bbweb.engine import events
 from bbweb.engine.change_rows import change_dict
-from bbweb.engine.schedulers import on_new_change
+from bbweb.engine.schedulers import on_new_changes
 from bbweb.mastercfg.master import MasterConfig
 from bbweb.values.validation import ValueRefused, check_change
 
@@ -75,8 +75,6 @@ class ChangeInput:
             raise ChangeError(str(exc)) from None
 
 
-_INSERT_CHANGE = changes.insert()
-_INSERT_CHANGES = changes.insert().returning(changes.c.changeid, sort_by_parameter_order=True)
 _INSERT_FILES = change_files.insert()
 _INSERT_PROPERTIES = change_properties.insert()
 
@@ -93,10 +91,11 @@ def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
     ``change.new`` for each and let the schedulers see each in turn; returns their ids.
 
     All of it happens in the caller's transaction and is written in bulk: one insert for
-    the changes, one for all their files, one for all their properties, and the events in
-    one block. The schedulers see each change as if it had come alone (each stored change
-    is visible to them, and a change that triggers a build does so before the next one is
-    looked at), so a push of N commits schedules exactly what N single changes would.
+    the changes, one for all their files, one for all their properties, one per table for
+    the buildsets the schedulers make, and the events in one block. The schedulers see
+    each change as if it had come alone (each stored change is visible to them, and what
+    they keep waiting or take for a build is settled before the next one is looked at),
+    so a push of N commits schedules exactly what N single changes would.
     ``validated``: the caller has run each change's ``validate()`` already (outside the
     transaction), so it is not run again while the write lock is held."""
     if not new:
@@ -115,10 +114,7 @@ def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
         "src": change.src,
     } for change in new]
     with events.batch(conn):
-        if len(rows) == 1:
-            ids = [inserted_id(conn.execute(_INSERT_CHANGE, rows[0]))]
-        else:
-            ids = [int(i) for i in conn.execute(_INSERT_CHANGES, rows).scalars()]
+        ids = insert_ids(conn, changes, rows)
         files = [{"changeid": changeid, "filename": f}
                  for changeid, change in zip(ids, new, strict=True) for f in change.files]
         if files:
@@ -131,8 +127,8 @@ def add_changes(conn: Connection, cfg: MasterConfig, new: list[ChangeInput],
         for changeid, row, change in zip(ids, rows, new, strict=True):
             events.emit(conn, "change.new", changeid=changeid, branch=row["branch"],
                         revision=row["revision"], author=change.author)
-        for changeid, row, change in zip(ids, rows, new, strict=True):
-            on_new_change(conn, cfg, change_dict(SimpleNamespace(changeid=changeid, **row),
-                                                 list(change.files), dict(change.properties)),
-                          now=now)
+        on_new_changes(conn, cfg, [
+            change_dict(SimpleNamespace(changeid=changeid, **row), list(change.files),
+                        dict(change.properties))
+            for changeid, row, change in zip(ids, rows, new, strict=True)], now=now)
     return ids

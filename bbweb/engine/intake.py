@@ -20,12 +20,14 @@ What each request still gets, exactly as if it had been stored alone:
   is stored again in a transaction of its own, so a bad request gets its own error and
   the others are stored;
 * a redelivered delivery id is answered "already processed" without disturbing the
-  others (it is claimed in a savepoint, which alone is undone).
+  others (the group's claims are one insert that skips the ids claimed before).
 
 No request waits for a group to fill up: a request that finds nobody writing writes at
 once (alone, at concurrency 1); the group is whatever arrived while the previous leader
-was writing. ``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does
-not hold the database's write lock much longer than a few single requests would.
+was writing, or while this one waited for the database's write lock (held by another
+process, on SQLite): the group is taken from the queue once the lock is held.
+``MAX_GROUP`` bounds how many changes one transaction takes, so a burst does not hold the
+database's write lock much longer than a few single requests would.
 """
 
 from __future__ import annotations
@@ -35,16 +37,14 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Connection
-
 from bbweb.db.connection import Database
 from bbweb.engine import events
 from bbweb.engine.changes import ChangeInput, add_changes
 from bbweb.engine.hook_deliveries import (
     AlreadyProcessed,
+    claim_deliveries,
     prune,
-    record_delivery,
-    set_changeids,
+    set_many_changeids,
 )
 from bbweb.mastercfg.master import MasterConfig
 
@@ -64,6 +64,9 @@ class _Request:
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
+    # released once by the writer when this request is done or is to write next (None for
+    # a request that wrote at once)
+    wake: threading.Lock | None = None
     # set in the group's transaction, kept only if it commits
     _rowid: int | None = None
 
@@ -74,7 +77,7 @@ class ChangeIntake:
     def __init__(self, db: Database, max_group: int = MAX_GROUP) -> None:
         self.db = db
         self.max_group = max_group
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Request] = []
         self._writing = False
         # how many transactions and requests, for the curious (tests, benches)
@@ -84,7 +87,7 @@ class ChangeIntake:
     @property
     def waiting(self) -> int:
         """Requests queued behind the one writing (not yet taken into a group)."""
-        with self._cond:
+        with self._lock:
             return len(self._queue)
 
     def store(self, cfg: MasterConfig, dialect: str, changes: list[ChangeInput],
@@ -92,25 +95,40 @@ class ChangeIntake:
         """Store ``changes`` (and claim ``delivery``) once committed; returns their ids.
         Raises what storing them alone would: ``ChangeError`` (a ``ValueError``) for a
         change that cannot be stored, ``AlreadyProcessed`` for a delivery seen before,
-        the database's error."""
+        the database's error.
+
+        A request that finds another writing sleeps on a lock of its own, which is
+        released exactly once: when its group has committed (it returns), or when it is
+        the oldest one left waiting as the writer finishes (it writes next, with the ones
+        queued behind it). Nobody else is woken only to sleep again."""
         for change in changes:  # refused before it can disturb a group
             change.validate()
         req = _Request(cfg, dialect, changes, delivery)
-        with self._cond:
+        with self._lock:
             self._queue.append(req)
-            while not req.done:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                group = self._take_group()
-                self._writing = True
-                self._cond.release()
-                try:
-                    self._write(group)
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    self._cond.notify_all()
+            leader = not self._writing
+            self._writing = True
+            if not leader:
+                req.wake = threading.Lock()
+                req.wake.acquire()
+        if not leader:
+            assert req.wake is not None
+            req.wake.acquire()  # released by the writer: done, or our turn to write
+        if not req.done:
+            group: list[_Request] = []  # filled once the write lock is ours
+            try:
+                self._write(group)
+            finally:
+                with self._lock:
+                    for other in group:
+                        if other is not req and other.wake is not None:
+                            other.wake.release()
+                    if self._queue:
+                        nxt = self._queue[0]
+                        assert nxt.wake is not None
+                        nxt.wake.release()  # the writing passes on; _writing stays set
+                    else:
+                        self._writing = False
         if req.error is not None:
             raise req.error
         return req.ids
@@ -128,14 +146,25 @@ class ChangeIntake:
         del self._queue[:len(group)]
         return group
 
+    def _group(self, group: list[_Request]) -> None:
+        """Fill the empty ``group`` with the oldest waiting requests (the leader's own is
+        the oldest)."""
+        if not group:
+            with self._lock:
+                group.extend(self._take_group())
+
     def _write(self, group: list[_Request]) -> None:
-        """Store the group in one transaction; if that fails, each request alone. Every
+        """Store a group in one transaction; if that fails, each request alone. The group
+        (``group``, empty on entry) is taken from the queue only once the transaction
+        holds the database's write lock: the requests that arrived while this one waited
+        for another writer (another process, on SQLite) are stored with it. Every
         request of the group is done when this returns (or raises: an interrupted
         leader's requests get its exception, since nobody else would store them)."""
         try:
             try:
                 self._transaction(group)
             except Exception:
+                self._group(group)  # (a failure before it was taken: they all get it)
                 if len(group) == 1:
                     raise
                 for req in group:
@@ -145,6 +174,7 @@ class ChangeIntake:
                         req.error = alone
                         req.done = True
         except BaseException as exc:
+            self._group(group)
             for req in group:
                 if not req.done:
                     req.error = exc
@@ -153,37 +183,35 @@ class ChangeIntake:
                 raise
 
     def _transaction(self, group: list[_Request]) -> None:
-        for req in group:
-            req.ids, req.error, req._rowid = [], None, None
+        """Store ``group`` in one transaction (an empty one: the oldest waiting requests,
+        taken once the write lock is held)."""
         with self.db.write() as conn, events.batch(conn):
-            if any(req.delivery is not None for req in group):
+            self._group(group)
+            for req in group:
+                req.ids, req.error, req._rowid = [], None, None
+            claiming = [req for req in group if req.delivery is not None]
+            if claiming:
                 prune(conn)
-            stored = [req for req in group if self._claim(conn, req)]
+                rowids = claim_deliveries(conn, [(req.dialect, str(req.delivery))
+                                                 for req in claiming])
+                for req, rowid in zip(claiming, rowids, strict=True):
+                    if rowid is None:
+                        req.error = AlreadyProcessed(f"{req.dialect} delivery {req.delivery}")
+                    req._rowid = rowid
+            stored = [req for req in group if req.error is None]
             ids = add_changes(conn, group[0].cfg, [c for req in stored for c in req.changes],
                               validated=True)
             start = 0
             for req in stored:
                 req.ids = ids[start:start + len(req.changes)]
                 start += len(req.changes)
-                if req._rowid is not None and req.ids:
-                    set_changeids(conn, req._rowid, req.ids)
+            set_many_changeids(conn, [(req._rowid, req.ids) for req in stored
+                                      if req._rowid is not None and req.ids])
         # committed: now, and only now, the requests may be answered
         self.transactions += 1
         self.grouped += len(group)
         for req in group:
             req.done = True
-
-    @staticmethod
-    def _claim(conn: Connection, req: _Request) -> bool:
-        """Claim the request's delivery id (in a savepoint); False if it was seen before."""
-        if req.delivery is None:
-            return True
-        try:
-            req._rowid = record_delivery(conn, req.dialect, req.delivery, pruned=True)
-        except AlreadyProcessed as exc:
-            req.error = exc
-            return False
-        return True
 
 
 _intakes: weakref.WeakKeyDictionary[Database, ChangeIntake] = weakref.WeakKeyDictionary()

@@ -20,7 +20,13 @@ from sqlalchemy.engine import Connection
 
 from bbweb.db.schema import scheduler_changes, scheduler_state
 from bbweb.engine import txcache
-from bbweb.engine.buildsets import create_buildset, create_sourcestamp
+from bbweb.engine.buildsets import (
+    BuildsetPlan,
+    SourceStampPlan,
+    create_buildset,
+    create_buildsets,
+    create_sourcestamp,
+)
 from bbweb.engine.change_rows import load_changes
 from bbweb.mastercfg.firing import LAST_FIRED, nightly_due, nightly_minute_key, periodic_due
 from bbweb.mastercfg.master import MasterConfig
@@ -37,56 +43,71 @@ def buildset_for_changes(conn: Connection, cfg: MasterConfig, sched: BaseSchedul
                          change_list: list[dict[str, Any]], now: float) -> int:
     """One sourcestamp per codebase, at the newest change's revision, and a buildset for
     the scheduler's builders."""
+    return create_buildsets(conn, cfg, [_plan(sched, change_list)], now)[0]
+
+
+def _plan(sched: BaseScheduler, change_list: list[dict[str, Any]]) -> BuildsetPlan:
     by_codebase: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ch in sorted(change_list, key=lambda c: c["changeid"]):
         by_codebase[ch.get("codebase") or ""].append(ch)
-    ssids = []
+    stamps = []
     for codebase, chs in sorted(by_codebase.items()):
         last = chs[-1]
-        ssids.append(create_sourcestamp(
-            conn, branch=last["branch"], revision=last["revision"],
+        stamps.append(SourceStampPlan(
+            branch=last["branch"], revision=last["revision"],
             repository=last["repository"], project=last["project"], codebase=codebase,
             changeids=[c["changeid"] for c in chs]))
     reason = sched.reason or (f"The {type(sched).__name__} scheduler named "
                               f"'{sched.name}' triggered this build")
-    bsid, _ = create_buildset(conn, cfg, sourcestampids=ssids, builder_names=sched.builderNames,
-                              reason=reason, scheduler=sched.name,
-                              properties=_scheduler_properties(sched), now=now)
-    return bsid
+    return BuildsetPlan(sourcestamps=stamps, builder_names=sched.builderNames, reason=reason,
+                        scheduler=sched.name, properties=_scheduler_properties(sched))
 
 
 def on_new_change(conn: Connection, cfg: MasterConfig, change: dict[str, Any],
                   now: float | None = None) -> list[int]:
     """Let every change-driven scheduler see a new change; returns buildsets created."""
+    return on_new_changes(conn, cfg, [change], now)
+
+
+def on_new_changes(conn: Connection, cfg: MasterConfig, new: list[dict[str, Any]],
+                   now: float | None = None) -> list[int]:
+    """Let every change-driven scheduler see each new change in turn, as if each had come
+    alone; returns the buildsets created. What the schedulers decide for one change
+    depends on what they keep waiting from the earlier ones, never on the buildsets those
+    made, so the buildsets are stored together once all are decided (one statement per
+    table, :func:`~bbweb.engine.buildsets.create_buildsets`), in the order decided."""
     now = time.time() if now is None else now
-    created: list[int] = []
-    for sched in cfg.schedulers.values():
-        if isinstance(sched, Nightly):
-            if sched.onlyIfChanged and sched.wants_change(change):
-                important = sched.fileIsImportant is None or bool(
-                    sched.fileIsImportant(_View(change)))
+    plans: list[BuildsetPlan] = []
+    for change in new:
+        for sched in cfg.schedulers.values():
+            if isinstance(sched, Nightly):
+                if sched.onlyIfChanged and sched.wants_change(change):
+                    important = sched.fileIsImportant is None or bool(
+                        sched.fileIsImportant(_View(change)))
+                    _record(conn, sched.name, change["changeid"], important, now)
+                continue
+            if not isinstance(sched, _ChangeScheduler) or not sched.wants_change(change):
+                continue
+            important = sched.is_important(change)
+            if sched.treeStableTimer:
                 _record(conn, sched.name, change["changeid"], important, now)
-            continue
-        if not isinstance(sched, _ChangeScheduler) or not sched.wants_change(change):
-            continue
-        important = sched.is_important(change)
-        if sched.treeStableTimer:
-            _record(conn, sched.name, change["changeid"], important, now)
-            continue
-        if not important:
-            # kept until an important change arrives; built together with it
-            _record(conn, sched.name, change["changeid"], False, now)
-            continue
-        key = sched.group_key(change)
-        waiting = [c for c in _recorded_changes(conn, sched.name)
-                   if sched.group_key(c) == key]
-        created.append(buildset_for_changes(conn, cfg, sched, waiting + [change], now))
-        _forget(conn, sched.name, [c["changeid"] for c in waiting])
-    return created
+                continue
+            if not important:
+                # kept until an important change arrives; built together with it
+                _record(conn, sched.name, change["changeid"], False, now)
+                continue
+            key = sched.group_key(change)
+            waiting = [c for c in _recorded_changes(conn, sched.name)
+                       if sched.group_key(c) == key]
+            plans.append(_plan(sched, waiting + [change]))
+            _forget(conn, sched.name, [c["changeid"] for c in waiting])
+    return create_buildsets(conn, cfg, plans, now)
 
 
 _INSERT_RECORDED = scheduler_changes.insert()
-_NOTHING_RECORDED = "nothing recorded"  # (it, scheduler name) in the transaction's memory
+# the transaction's memory (txcache) of the schedulers with changes recorded
+_SCHEDULERS_WAITING = "schedulers with changes waiting"
+_SELECT_WAITING = sa.select(scheduler_changes.c.scheduler).distinct()
 _SELECT_RECORDED = (sa.select(scheduler_changes)
                     .where(scheduler_changes.c.scheduler == sa.bindparam("scheduler"))
                     .order_by(scheduler_changes.c.changeid))
@@ -102,7 +123,9 @@ class _View:
 
 def _record(conn: Connection, scheduler: str, changeid: int, important: bool,
             now: float) -> None:
-    txcache.of(conn).pop((_NOTHING_RECORDED, scheduler), None)
+    waiting = txcache.of(conn).get(_SCHEDULERS_WAITING)
+    if waiting is not None:
+        waiting.add(scheduler)
     conn.execute(_INSERT_RECORDED, {"scheduler": scheduler, "changeid": changeid,
                                     "important": important, "added_at": now})
 
@@ -112,16 +135,17 @@ def _recorded(conn: Connection, scheduler: str) -> Sequence[sa.Row[Any]]:
 
 
 def _recorded_changes(conn: Connection, scheduler: str) -> list[dict[str, Any]]:
-    """The changes ``scheduler`` has waiting. That it has none is remembered for the rest
-    of the transaction, until the transaction records one for it: a push of many
-    commits, or many hook requests stored together, read it once."""
+    """The changes ``scheduler`` has waiting. Which schedulers have any is read once per
+    transaction (one query, whatever the number of schedulers and changes) and kept up to
+    date by the transaction's own :func:`_record`: a push of many commits, or many hook
+    requests stored together, do not ask each scheduler in turn."""
     memory = txcache.of(conn)
-    if memory.get((_NOTHING_RECORDED, scheduler)):
+    waiting = memory.get(_SCHEDULERS_WAITING)
+    if waiting is None:
+        waiting = memory[_SCHEDULERS_WAITING] = set(conn.execute(_SELECT_WAITING).scalars())
+    if scheduler not in waiting:
         return []
-    changeids = [r.changeid for r in _recorded(conn, scheduler)]
-    if not changeids:
-        memory[(_NOTHING_RECORDED, scheduler)] = True
-    return load_changes(conn, changeids)
+    return load_changes(conn, [r.changeid for r in _recorded(conn, scheduler)])
 
 
 def _forget(conn: Connection, scheduler: str, changeids: list[int]) -> None:

@@ -18,10 +18,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bbweb.db.schema import buildrequests, changes, event_counter, events
+from bbweb.db.schema import buildrequests, changes, event_counter, events, hook_deliveries
 from bbweb.launcher import gunicorn_command
 from bbweb.mastercfg.webstatus import ListenAddress
 from tests.e2e.conftest import LiveMaster, start_live_master, stop_live_master, wait_for
+from tests.plugins.hooks import sign
+from tests.web.test_change_intake import push
 
 CFG = """
 from bbweb.config import *
@@ -35,8 +37,10 @@ def refuse_boom(change):
     return True
 c['schedulers'] = [SingleBranchScheduler(name='all', builderNames=['b'],
                                          change_filter=ChangeFilter(filter_fn=refuse_boom))]
-c['status'] = [WebStatus(http_port=PORT, change_hook_dialects={'base': True})]
+c['status'] = [WebStatus(http_port=PORT, change_hook_dialects={
+    'base': True, 'github': {'secret': 'live-intake-secret'}})]
 """
+SECRET = "live-intake-secret"
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +144,48 @@ def test_refused_requests_among_valid_ones_get_their_own_answer(live):
             changes.c.comments.in_(["boom-7", "boom-23", "nul-41"]))).scalar_one()
     assert refused == 0
     assert db["outbox_whole"]
+
+
+def deliver(live: LiveMaster, delivery: str, body: bytes) -> requests.Response:
+    """One signed GitHub push delivery, on this thread's keep-alive session."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session.post(live.url + "/change_hook/github", data=body, timeout=60, headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + sign(SECRET, body, "sha256")})
+
+
+def test_concurrent_deliveries_and_redeliveries_are_each_stored_once(live):
+    # each delivery (two commits) is sent three times, the copies interleaved with the
+    # other deliveries, so that copies of one delivery and other deliveries meet in one
+    # group; one copy stores it, the others are told it was processed already
+    bodies = {f"live-{i}": push([f"live-{i}-a", f"live-{i}-b"]) for i in range(40)}
+    sends = [(d, body) for _ in range(3) for d, body in bodies.items()]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda job: (job[0], deliver(live, *job)), sends))
+    stored_by: dict[str, list[int]] = {}
+    for delivery, resp in answers:
+        if resp.status_code == 202:
+            assert delivery not in stored_by, f"{delivery} stored twice"
+            stored_by[delivery] = answered_ids(resp)
+        else:
+            assert (resp.status_code, resp.text) == (200, "already processed\n")
+    assert sorted(stored_by) == sorted(bodies)
+    flat = sorted(i for ids in stored_by.values() for i in ids)
+    assert len(flat) == 2 * len(bodies) == len(set(flat))
+    db = stored(live, flat)
+    assert db["comments"] == {ids[k]: f"{d}-{'ab'[k]}"
+                              for d, ids in stored_by.items() for k in (0, 1)}
+    assert db["requests"] == len(flat)  # each change scheduled once
+    assert in_outbox_in_order(live, db["event_ids"], flat)
+    assert db["outbox_whole"]
+    with live.db.read() as conn:
+        claimed = dict(conn.execute(sa.select(hook_deliveries.c.delivery_id,
+                                              hook_deliveries.c.changeids).where(
+            hook_deliveries.c.dialect == "github")).all())
+    assert {d: json.loads(ids) for d, ids in claimed.items()} == stored_by
 
 
 def test_killing_the_web_server_during_intake_loses_nothing_answered(live):

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from bbweb.db.connection import Database
+from bbweb.db.migrate import upgrade
 from bbweb.db.schema import buildrequests, changes, event_counter, events
-from bbweb.engine.changes import ChangeError, ChangeInput
+from bbweb.engine.changes import ChangeError, ChangeInput, add_changes
 from bbweb.engine.hook_deliveries import AlreadyProcessed
 from bbweb.engine.intake import ChangeIntake
+from bbweb.mastercfg.master import load_master_config
 from bbweb.mastercfg.schedulers import ChangeFilter
+from tests.conftest import (
+    DEFAULT_CFG,
+    Master,
+    _drop_pg_database,
+    _fresh_pg_database,
+    write_master_cfg,
+)
 from tests.support.polling import wait_for
 
 
@@ -147,3 +158,103 @@ def test_an_invalid_change_is_refused_before_it_can_join_a_group(make_master):
         intake.store(master.config, "base", [ChangeInput(author=" ")], None)
     assert intake.transactions == 0
     assert stored(master)["changes"] == []
+
+
+SCHEDULERS_CFG = DEFAULT_CFG.replace(
+    "c['schedulers'] = [SingleBranchScheduler(name='all', branch=None,\n"
+    "                                         builderNames=['runtests', 'docs'])]",
+    "c['schedulers'] = [\n"
+    "    SingleBranchScheduler(name='all', branch=None, builderNames=['runtests', 'docs'],\n"
+    "                          fileIsImportant=lambda ch: 'minor' not in ch.comments),\n"
+    "    SingleBranchScheduler(name='docs-only', change_filter=ChangeFilter(project='docs'),\n"
+    "                          builderNames=['docs', 'docs'], properties={'flavour': 'docs'}),\n"
+    "    SingleBranchScheduler(name='stable', branch='stable', treeStableTimer=60,\n"
+    "                          builderNames=['runtests']),\n"
+    "]")
+
+# every table the schedulers write, in full (times included: both masters get one `now`)
+SCHEDULED_TABLES = ("changes", "sourcestamps", "sourcestamp_changes", "buildsets",
+                    "buildset_sourcestamps", "buildset_properties", "buildrequests",
+                    "scheduler_changes", "events", "event_counter")
+
+
+def dump(master: Any) -> dict[str, list[tuple[Any, ...]]]:
+    with master.db.read() as conn:
+        return {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}")).all()]
+                for t in SCHEDULED_TABLES}
+
+
+@pytest.fixture
+def other_master(db_url: str, tmp_path: Any, pg_admin_url: str | None,
+                 migrated_templates: dict[str, str]) -> Any:
+    """Factory: a master on a database of its own (``make_master``'s all share one), on
+    the same backend."""
+    made: list[tuple[Master, str | None]] = []
+
+    def factory(cfg_text: str, name: str) -> Master:
+        pg_name = None
+        if db_url.startswith("sqlite"):
+            path = tmp_path / f"{name}.sqlite"
+            path.write_bytes(Path(migrated_templates["sqlite"]).read_bytes())
+            url = "sqlite:///" + str(path)
+        else:
+            assert pg_admin_url is not None
+            url, pg_name = _fresh_pg_database(pg_admin_url, migrated_templates["postgresql"])
+        basedir = tmp_path / name
+        write_master_cfg(basedir, cfg_text, url)
+        cfg = load_master_config(basedir)
+        upgrade(cfg.db_url)
+        master = Master(basedir, url, cfg, Database(cfg.db_url))
+        made.append((master, pg_name))
+        return master
+
+    yield factory
+    for master, pg_name in made:
+        master.db.dispose()
+        if pg_name is not None and pg_admin_url is not None:
+            _drop_pg_database(pg_admin_url, pg_name)
+
+
+def test_changes_stored_together_schedule_exactly_what_they_would_one_by_one(make_master,
+                                                                             other_master):
+    # minor changes wait for the next important one of the default branch; a project's own
+    # scheduler names one builder twice; another waits for a stable tree; several codebases
+    new = [ChangeInput(author="dev", comments=comments, branch=branch, project=project,
+                       codebase=codebase, revision=f"r{i}", files=[f"f{i}.c"],
+                       properties={"n": i})
+           for i, (comments, branch, project, codebase) in enumerate([
+               ("one", None, "", ""), ("minor two", None, "docs", "lib"),
+               ("minor three", None, "", ""), ("four", None, "docs", ""),
+               ("five", "stable", "", "lib"), ("minor six", "stable", "", ""),
+               ("seven", None, "", "lib"), ("eight", None, "docs", "")])]
+    warm = ChangeInput(author="dev", comments="warm-up")  # builder rows made, both alike
+    together, alone = make_master(SCHEDULERS_CFG, "together"), other_master(SCHEDULERS_CFG,
+                                                                            "alone")
+    assert together.db.url != alone.db.url
+    now = 1_700_000_000.0
+    for master in (together, alone):
+        with master.db.write() as conn:
+            add_changes(conn, master.config, [warm], now=now)
+    with together.db.write() as conn:
+        add_changes(conn, together.config, new, now=now)
+    for change in new:
+        with alone.db.write() as conn:
+            add_changes(conn, alone.config, [change], now=now)
+
+    want, got = dump(alone), dump(together)
+    for table in SCHEDULED_TABLES:
+        if table == "events":
+            # the same events (their creation time is when they were written); stored
+            # together, every change.new comes before the buildsets' events
+            assert sorted((r[1], r[3]) for r in got[table]) == sorted(
+                (r[1], r[3]) for r in want[table])
+        else:
+            assert got[table] == want[table], table
+    # it did something: buildsets of both immediate schedulers, changes waiting
+    assert {r.scheduler for r in dump_rows(alone, "buildsets")} == {"all", "docs-only"}
+    assert len(want["buildsets"]) >= 5 and want["scheduler_changes"]
+
+
+def dump_rows(master: Any, table: str) -> list[Any]:
+    with master.db.read() as conn:
+        return list(conn.execute(sa.text(f"SELECT * FROM {table}")).all())
