@@ -304,6 +304,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_runs(pid: int) -> dict[int, tuple[int, int]]:
+    """Thread id -> (nanoseconds on a CPU, times it was put on a CPU) for every thread of
+    one process, from ``/proc/PID/task/TID/schedstat``: exact where ``cpu_seconds`` counts
+    clock ticks (10 ms each), and the second figure counts wake-ups (a sleeping thread
+    put back on a CPU)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                ran, _wait, slices = fh.read().split()[:3]
+        except (OSError, ValueError):
+            continue
+        out[int(tid)] = (int(ran), int(slices))
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

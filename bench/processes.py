@@ -159,20 +159,38 @@ def print_memory(title: str, snap: dict[int, tuple[str, float, float]]) -> tuple
     return rss, pss
 
 
-def idle_cpu(root: int, seconds: float) -> tuple[float, dict[str, float]]:
-    """Percent of one core the master processes used over ``seconds``."""
+def idle_cpu(root: int, seconds: float) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """Percent of one core the master processes used over ``seconds``: from clock ticks
+    (``/proc/PID/stat``, 10 ms each: a few ticks make the figure), then per process the
+    exact time on a CPU and the wake-ups per second (``/proc/PID/task/*/schedstat``), with
+    the threads that woke most."""
     pids = {p: role(p, root) for p in tree(root)}
     before = {p: _common.cpu_seconds(p) for p in pids}
+    runs = {p: _common.thread_runs(p) for p in pids}
     time.sleep(seconds)
     per: dict[str, float] = {}
+    exact: dict[str, Any] = {}
     for pid, name in pids.items():
         try:
             used = _common.cpu_seconds(pid) - before[pid]
+            after = _common.thread_runs(pid)
         except OSError:
             continue
         per[name] = per.get(name, 0.0) + used / seconds * 100
+        ns = wakes = 0
+        threads = []
+        for tid, (ran, slices) in after.items():
+            ran0, slices0 = runs[pid].get(tid, (0, 0))
+            ns += ran - ran0
+            wakes += slices - slices0
+            if slices > slices0:
+                threads.append(((slices - slices0) / seconds, tid, (ran - ran0) / 1e3))
+        entry = exact.setdefault(name, {"cpu_percent": 0.0, "wakeups_s": 0.0, "threads": []})
+        entry["cpu_percent"] += ns / 1e9 / seconds * 100
+        entry["wakeups_s"] += wakes / seconds
+        entry["threads"] += sorted(threads, reverse=True)
     total = sum(v for k, v in per.items() if k != "local worker")
-    return total, per
+    return total, per, exact
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,10 +247,20 @@ def main(argv: list[str] | None = None) -> int:
         rss, pss = print_memory("idle after start-up", snapshot(proc.pid))
         results.update(idle_rss_mib=round(rss, 1), idle_pss_mib=round(pss, 1))
 
-        total, per = idle_cpu(proc.pid, args.idle_seconds)
+        total, per, exact = idle_cpu(proc.pid, args.idle_seconds)
         print(f"-- idle CPU over {args.idle_seconds:g} s: master {total:.3f} % of one core "
               f"({', '.join(f'{k} {v:.3f}' for k, v in sorted(per.items()))})")
         results["idle_cpu_percent"] = round(total, 3)
+        print("   exact (schedstat): " + ", ".join(
+            f"{k} {v['cpu_percent']:.4f} % {v['wakeups_s']:.2f} wake-ups/s"
+            for k, v in sorted(exact.items())))
+        for name, entry in sorted(exact.items()):
+            print(f"   {name:<14} threads (wake-ups/s, tid, us on CPU): " + ", ".join(
+                f"{w:.2f} {tid} {us:.0f}" for w, tid, us in entry["threads"][:6]))
+        master = [v for k, v in exact.items() if k != "local worker"]
+        results.update(
+            idle_cpu_exact_percent=round(sum(v["cpu_percent"] for v in master), 4),
+            idle_wakeups_s=round(sum(v["wakeups_s"] for v in master), 2))
 
         session = requests.Session()
         token = CSRF.search(session.get(url + "/builders/trivial", timeout=10).text)
@@ -293,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+    results["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    print(f"-- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("RESULT " + json.dumps(results, sort_keys=True))
     return 0
 

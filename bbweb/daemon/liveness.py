@@ -32,6 +32,11 @@ from bbweb.engine.builds import (
 from bbweb.engine.worker_protocol import REPLAY_KEEP, prune_answers
 from bbweb.mastercfg.master import MasterConfig
 
+# Kept answers are forgotten this long after the oldest one's time is up, so that those of
+# a burst of builds go in one pass rather than one pass each (they were made seconds apart;
+# keeping them a little longer changes nothing: no worker repeats a request that late).
+FORGET_TOGETHER = 300.0
+
 log = logging.getLogger("bbweb.daemon.liveness")
 
 
@@ -98,7 +103,8 @@ def next_due(db: Database, cfg: MasterConfig, *, heartbeat_timeout: float | None
              ) -> float | None:
     """When (epoch seconds) :func:`reap_lost_workers` could next find something to do: the
     earliest moment a connected worker's silence reaches its timeout, a claim lease runs
-    out, or a kept answer is old enough to forget; None when nothing is pending. A worker
+    out, or kept answers are due to be forgotten (:data:`FORGET_TOGETHER` after the oldest
+    is old enough); None when nothing is pending. A worker
     that connects or heartbeats later only moves its own moment later, so sleeping until
     then misses nothing but workers that connect meanwhile (the daemon's sleep is bounded
     by the shortest heartbeat timeout for them)."""
@@ -119,7 +125,7 @@ def next_due(db: Database, cfg: MasterConfig, *, heartbeat_timeout: float | None
     if lease is not None:
         moments.append(float(lease))
     if oldest is not None:
-        moments.append(float(oldest) + REPLAY_KEEP)
+        moments.append(float(oldest) + REPLAY_KEEP + FORGET_TOGETHER)
     return min(moments) if moments else None
 
 

@@ -230,10 +230,19 @@ class MasterDaemon:
                         self._guarded("scheduler timers", fire_timers, self.db, self.cfg,
                                       self.lock)
                 if now >= self._next_liveness:
-                    self._guarded("worker liveness", reap_lost_workers, self.db, self.cfg,
-                                  lock=self.lock, heartbeat_timeout=opts.heartbeat_timeout)
-                    self._next_liveness = now + self._liveness_sleep()
-                    new_events = True
+                    # a pass finds nothing before next_due: idle workers' claims keep
+                    # moving it on, and looking costs one read where a pass writes
+                    due = self._guarded("worker liveness schedule", next_due, self.db,
+                                        self.cfg, heartbeat_timeout=opts.heartbeat_timeout)
+                    if due is None or due <= time.time():
+                        self._guarded("worker liveness", reap_lost_workers, self.db,
+                                      self.cfg, lock=self.lock,
+                                      heartbeat_timeout=opts.heartbeat_timeout)
+                        due = self._guarded(
+                            "worker liveness schedule", next_due, self.db, self.cfg,
+                            heartbeat_timeout=opts.heartbeat_timeout)
+                        new_events = True
+                    self._next_liveness = now + self._liveness_sleep(due)
                 if new_events:
                     self.clean_shutdown_done = bool(self._guarded(
                         "clean shutdown check", clean_shutdown_due, self.db))
@@ -243,18 +252,17 @@ class MasterDaemon:
         dues = [self._next_renew, self._next_liveness]
         if self._has_timers:  # without timer schedulers nothing is due at a tick
             dues.append(self._next_tick)
-        next_due = min(dues)
-        return max(0.0, min(next_due - time.monotonic(), opts.renew_interval))
+        first = min(dues)
+        return max(0.0, min(first - time.monotonic(), opts.renew_interval))
 
-    def _liveness_sleep(self) -> float:
+    def _liveness_sleep(self, due: float | None) -> float:
         """Seconds until the next liveness pass: until a worker could next be found
-        silent, a lease run out or an answer be forgotten (:func:`next_due`), at least
-        ``liveness_interval`` and at most the shortest heartbeat timeout."""
+        silent, a lease run out or an answer be forgotten (``due``, from
+        :func:`next_due`), at least ``liveness_interval`` and at most the shortest
+        heartbeat timeout."""
         opts = self.options
         longest = max(opts.liveness_interval,
                       longest_sleep(self.cfg, opts.heartbeat_timeout))
-        due = self._guarded("worker liveness schedule", next_due, self.db, self.cfg,
-                            heartbeat_timeout=opts.heartbeat_timeout)
         if due is None:
             return longest
         return min(longest, max(opts.liveness_interval, float(due) - time.time()))

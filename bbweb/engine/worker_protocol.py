@@ -53,9 +53,11 @@ log = logging.getLogger("bbweb.worker_api")
 
 MAX_CLAIM_WAIT = 30.0  # the longest long-poll a worker may ask for
 # A waiting long-poll looks for work when woken (:mod:`bbweb.db.wakeup`: a build request,
-# a worker paused or pinged, anything that records an event) and, should a wake-up be lost,
-# this often anyway; also how soon it notices that its worker hung up.
-CLAIM_RECHECK = 10.0
+# a worker paused or pinged, anything that records an event); should a wake-up be lost, the
+# worker's next claim looks (an idle bbweb worker claims every 20 s), so the fallback is no
+# shorter than a claim. A worker that hung up is noticed at the next wake-up or the end of
+# its wait, whichever comes first, and is never given a build.
+CLAIM_RECHECK = MAX_CLAIM_WAIT
 POLL_AFTER = 1.0  # when the master cannot afford to wait: poll again after this long
 DEFAULT_LEASE = 10.0  # seconds a worker has to confirm a claim
 LEASE_VAR = "BBWEB_CLAIM_LEASE"

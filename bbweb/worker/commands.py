@@ -34,6 +34,7 @@ from bbweb.worker import logframes
 from bbweb.worker.logframes import Frame
 
 FLUSH_INTERVAL = 0.5  # seconds output may wait for more before it is sent
+SUPERVISE_INTERVAL = 0.05  # seconds between looks at a running command (stop, timeouts)
 BATCH_BYTES = 1024 * 1024  # bytes of text in full chunks that are sent at once (less
 # waits for more, up to FLUSH_INTERVAL: each request costs the master a transaction)
 POST_BYTES = 512 * 1024  # compressed bytes per request at most (a fast command's
@@ -353,11 +354,20 @@ def _supervise(proc: subprocess.Popen[bytes], output: StepOutput, stop: threadin
     details: list[str] = []
     exited_at: float | None = None
     while reader.is_alive() or proc.poll() is None:
-        # a poll interval, cut short when a chunk is ready or the output ends
-        if output.wake.wait(0.05):
-            output.wake.clear()
-            if ended.is_set():
-                reader.join()  # it is returning: the command's output is all read
+        if reader.is_alive():
+            # a poll interval, cut short when a chunk is ready or the output ends
+            if output.wake.wait(SUPERVISE_INTERVAL):
+                output.wake.clear()
+                if ended.is_set():
+                    reader.join()  # it is returning: the command's output is all read
+        else:
+            # the output is all read: the command closed it as it exited, but is often
+            # not yet reaped (about half the time for a quick one). Wait for its exit
+            # itself rather than a whole interval.
+            try:
+                proc.wait(SUPERVISE_INTERVAL)
+            except subprocess.TimeoutExpired:
+                pass
         output.send_due()
         now = time.monotonic()
         if output.waiting_for_room:

@@ -7,11 +7,13 @@ import time
 
 import sqlalchemy as sa
 
-from bbweb.db.schema import buildrequests, builds, events, slaves, steps
+from bbweb.daemon.liveness import FORGET_TOGETHER
+from bbweb.db.schema import buildrequests, builds, events, slaves, steps, worker_requests
 from bbweb.engine import slaves as eslaves
 from bbweb.engine.builders import sync_builders
 from bbweb.engine.builds import claim_build_request, next_step
 from bbweb.engine.changes import ChangeInput, add_change
+from bbweb.engine.worker_protocol import REPLAY_KEEP
 from bbweb.status.builder import EXCEPTION
 from tests.daemon.conftest import wait_for
 
@@ -96,3 +98,27 @@ def test_heartbeat_timeout_override(master, daemons):
     wait_for(lambda: not _slave(master, "slave1").connected, what="slave1 to be disconnected")
     assert d.stop() == 0
     assert _slave(master, "slave2").connected
+
+
+def test_kept_answers_are_forgotten_together_once_the_oldest_is_due(master, daemons):
+    """Answers kept for repeated worker requests are forgotten by the liveness pass: a
+    burst of them (made seconds apart) in one pass once the oldest has been kept
+    REPLAY_KEEP + FORGET_TOGETHER, while younger ones stay until then."""
+    with master.db.write() as conn:
+        sid = eslaves.slave_connected(conn, "slave1", {})
+    now = time.time()
+    ages = {"old-1": REPLAY_KEEP + FORGET_TOGETHER + 5, "old-2": REPLAY_KEEP + 10,
+            "young": REPLAY_KEEP - 60}
+    with master.db.write() as conn:
+        for key, age in ages.items():
+            conn.execute(worker_requests.insert().values(
+                slaveid=sid, request_key=key, path="/claim", created_at=now - age,
+                status=204, body=""))
+
+    def kept() -> list[str]:
+        with master.db.read() as conn:
+            return sorted(conn.execute(sa.select(worker_requests.c.request_key)).scalars())
+
+    d = daemons(master.basedir, holder="d")
+    wait_for(lambda: kept() == ["young"], what="the old answers to be forgotten")
+    assert d.stop() == 0

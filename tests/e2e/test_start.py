@@ -15,7 +15,9 @@ import sqlalchemy as sa
 
 from bbweb.db.connection import Database
 from bbweb.db.schema import builds
+from bbweb.launcher import DEFAULT_LISTEN, gunicorn_settings
 from bbweb.mastercfg.master import load_master_config
+from bbweb.supervisor import PLAN_VAR, Plan
 from tests.e2e.conftest import free_port, wait_for
 
 
@@ -371,3 +373,74 @@ def parent_of(pid: int) -> int | None:
             return int(fh.read().rsplit(")", 1)[1].split()[1])
     except OSError:
         return None
+
+
+def test_killing_bbweb_start_ends_its_one_web_process_and_releases_the_daemon_lock(tmp_path):
+    """kill -9 of ``bbweb start`` with its default single web process (which runs the
+    daemon): the web process, sleeping between heartbeats, sees its arbiter's end on the
+    pipe only the arbiter writes to, stops, and its daemon releases the lock."""
+    basedir = tmp_path / "orphan"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    proc = start(basedir, log, "--local-worker", "none")
+    try:
+        def probed() -> dict | None:
+            assert proc.poll() is None, log.read_text()
+            return probe_of(basedir)
+
+        web = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: state_of(web) in (None, "Z"), 30, what="the web process to end")
+        text = log.read_text()
+        assert "the arbiter has gone, shutting down" in text
+        assert "released the daemon lock" in text
+    finally:
+        for pid in processes_mentioning(str(basedir)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_hung_web_process_is_still_replaced_after_gunicorns_timeout(tmp_path):
+    """The arbiter no longer wakes every second, yet a web process that stops
+    heartbeating (stopped with SIGSTOP here) is killed once gunicorn's timeout has passed
+    since its last heartbeat, and another one serves. The timeout is cut to 3 s in the
+    plan ``bbweb start`` would pass (it gives 90)."""
+    basedir = tmp_path / "hung"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    subprocess.run([sys.executable, "-m", "bbweb.cli", "upgrade-master", str(basedir)],
+                   check=True, capture_output=True)
+    cfg = load_master_config(basedir)
+    web = gunicorn_settings(basedir, cfg.web.listen or DEFAULT_LISTEN, 1, cfg.web)
+    web["timeout"] = 3
+    plan = Plan(web, [], daemon=None)
+    env = dict(os.environ, BBWEB_BASEDIR=str(basedir), **{PLAN_VAR: plan.to_json()})
+    log = tmp_path / "start.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bbweb.supervisor", str(basedir)],
+                            env=env, cwd=basedir, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def serving() -> list[int] | None:
+            assert proc.poll() is None, log.read_text()
+            try:
+                ok = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
+            except requests.RequestException:
+                return None
+            return children_of(proc.pid) if ok else None
+
+        first = wait_for(serving, 60, what="the web process to serve")
+        assert len(first) == 1
+        time.sleep(4)  # idle: a heartbeat's deadline is now far away, not a second
+        os.kill(first[0], signal.SIGSTOP)
+        replaced = wait_for(lambda: (lambda c: c if c and c != first else None)(serving()),
+                            60, what="the hung web process to be replaced")
+        assert first[0] not in replaced
+        assert f"WORKER TIMEOUT (pid:{first[0]})" in log.read_text()
+    finally:
+        for pid in children_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait(timeout=30)
