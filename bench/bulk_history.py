@@ -35,7 +35,12 @@ builds) would take hours. This script makes it in minutes, in two phases:
    of copies per transaction, with SQLite's foreign keys enforced (``foreign_keys=ON``). On
    PostgreSQL a superuser skips the foreign-key triggers for the copies
    (``session_replication_role = replica``): every reference is shifted with its parent's
-   id, the tests check that none dangles, and each trigger is a lookup per row. Then the
+   id, the tests check that none dangles, and each trigger is a lookup per row. The
+   triggers that raise ``builds.doc_version`` are off while copying (each would update the
+   copied build once per step, log and property row) and back afterwards, also after an
+   error; a copy keeps its template build's ``doc_version``. On PostgreSQL the copied
+   tables' plain indexes (not primary keys or unique constraints) are dropped for the
+   copies and built again after them, and commits do not wait for their WAL flush. Then the
    id sequences are moved past the new rows and the tables are ANALYZEd at the end (as
    autovacuum would); SQLite is left without ``sqlite_stat1``, as an engine-made database
    is.
