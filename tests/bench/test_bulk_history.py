@@ -4,6 +4,7 @@ JSON API, exactly like one the engine made (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,78 @@ def test_same_seed_same_history_and_no_top_up(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="multiple"):
         bulk_history.run(["--basedir", str(tmp_path / "c"), "--builders", "2", "--builds",
                           "50", "--template-builds", "7"])
+
+
+def _migration_triggers() -> dict[str, list[str]]:
+    """The doc_version triggers the migration defines, per dialect."""
+    path = next((Path(schema.__file__).parent / "migrations" / "versions")
+                .glob("*_build_doc_versions.py"))
+    spec = importlib.util.spec_from_file_location("build_doc_versions_migration", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"sqlite": [f"build_doc_{n}" for n in module.SQLITE_TRIGGERS],
+            "postgresql": [f"build_doc_{n}" for n in module.PG_TRIGGERS]}
+
+
+def _doc_version(conn: sa.Connection, number: int) -> int:
+    return int(conn.execute(
+        sa.select(schema.builds.c.doc_version).join(
+            schema.builders, schema.builders.c.id == schema.builds.c.builderid)
+        .where(schema.builders.c.name == "builder-00", schema.builds.c.number == number))
+        .scalar_one())
+
+
+def test_doc_version_triggers_are_back_and_json_follows_changes(bulk: Any) -> None:
+    """The copy runs with the doc_version triggers off: afterwards they are all there and
+    enabled again, a copy carries its template build's version, and a change to a copied
+    build's steps, logs or properties reaches its /json document at once."""
+    master, _plan, app = bulk
+    dialect = master.db.engine.dialect.name
+    with master.db.read() as conn:
+        if dialect == "sqlite":
+            present = sorted(conn.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+        else:
+            rows = conn.execute(sa.text(
+                "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal")).all()
+            assert {enabled for _name, enabled in rows} == {"O"}
+            present = sorted(name for name, _enabled in rows)
+        assert present == sorted(_migration_triggers()[dialect])
+        template_number, copy_number = 3, 3 + 4 * TEMPLATE
+        assert _doc_version(conn, copy_number) == _doc_version(conn, template_number) > 0
+        buildid = conn.execute(
+            sa.select(schema.builds.c.id).join(
+                schema.builders, schema.builders.c.id == schema.builds.c.builderid)
+            .where(schema.builders.c.name == "builder-00",
+                   schema.builds.c.number == copy_number)).scalar_one()
+        stepid = conn.execute(sa.select(schema.steps.c.id).where(
+            schema.steps.c.buildid == buildid, schema.steps.c.name == "lint")).scalar_one()
+
+    client = app.test_client()
+    url = f"/json/builders/builder-00/builds/{copy_number}"
+    before = client.get(url).get_json()
+    assert client.get(url).get_json() == before  # the second answer comes from the cache
+    lint = before["steps"][bulk_history.STEPS.index("lint")]
+
+    with master.db.write() as conn:  # a hand-made fix, as any writer could make it
+        conn.execute(schema.steps.update().where(schema.steps.c.id == stepid)
+                     .values(text=json.dumps(["lint", "rechecked"])))
+    steps = client.get(url).get_json()["steps"]
+    assert steps[bulk_history.STEPS.index("lint")]["text"] == ["lint", "rechecked"]
+    assert steps[bulk_history.STEPS.index("lint")]["text"] != lint["text"]
+
+    with master.db.write() as conn:
+        conn.execute(schema.logs.update().where(schema.logs.c.stepid == stepid,
+                                                schema.logs.c.name == "stdio")
+                     .values(name="stdio-old"))
+    logs = client.get(url).get_json()["steps"][bulk_history.STEPS.index("lint")]["logs"]
+    assert "stdio-old" in [name for name, _url in logs]
+
+    with master.db.write() as conn:
+        conn.execute(schema.build_properties.delete().where(
+            schema.build_properties.c.buildid == buildid,
+            schema.build_properties.c.name == "buildnumber"))
+    props = client.get(url).get_json()["properties"]
+    assert "buildnumber" not in [name for name, _v, _src in props]
+    assert "buildnumber" in [name for name, _v, _src in before["properties"]]
