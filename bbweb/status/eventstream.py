@@ -459,12 +459,13 @@ def _events_wanted_after(db: Database, query: StreamQuery, after: int) -> bool:
 
 
 def stream(db: Database, query: StreamQuery, pos: Position,
-           max_seconds: float | None = None, heartbeat: float | None = None
-           ) -> Iterator[str]:
+           max_seconds: float | None = None, heartbeat: float | None = None,
+           gone: threading.Event | None = None) -> Iterator[str]:
     """The SSE text of the stream from ``pos`` on: every event the query wants, then new
     ones as they are committed, a comment line after ``heartbeat`` seconds of quiet, until
     ``max_seconds`` pass (or, for one build, until it finished and all was sent: then an
-    ``end`` event). Ending the iteration early (the client went away) leaves nothing
+    ``end`` event), or until ``gone`` is set (the client went away: whoever sets it calls
+    :func:`bbweb.status.eventwait.wake`). Ending the iteration early leaves nothing
     behind."""
     max_seconds = STREAM_MAX_SECONDS if max_seconds is None else max_seconds
     heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
@@ -510,7 +511,9 @@ def stream(db: Database, query: StreamQuery, pos: Position,
         wait = min(heartbeat - (now - quiet_since), deadline - now)
         if query.buildid is not None and with_logs:
             wait = min(wait, LOG_POLL_SECONDS)
-        newest = wait_for_events(db, pos.event, max(wait, 0.0))
+        newest = wait_for_events(db, pos.event, max(wait, 0.0), gone)
+        if gone is not None and gone.is_set():
+            return
 
 
 __all__ = ["HEARTBEAT_SECONDS", "KINDS", "PAGE", "Position", "STREAM_MAX_SECONDS",

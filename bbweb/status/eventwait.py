@@ -56,7 +56,7 @@ class _Watch:
         self._last_waiter_left = time.monotonic()
         self._thread: threading.Thread | None = None
 
-    def wait(self, after: int, timeout: float) -> int:
+    def wait(self, after: int, timeout: float, stop: threading.Event | None) -> int:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._waiters += 1
@@ -65,7 +65,7 @@ class _Watch:
                     self._thread = threading.Thread(target=self._run, daemon=True,
                                                     name="bbweb-event-watch")
                     self._thread.start()
-                while self._latest <= after:
+                while self._latest <= after and not (stop is not None and stop.is_set()):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -75,6 +75,10 @@ class _Watch:
                 self._waiters -= 1
                 if not self._waiters:
                     self._last_waiter_left = time.monotonic()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -107,14 +111,24 @@ _watches: weakref.WeakKeyDictionary[Database, _Watch] = weakref.WeakKeyDictionar
 _watches_lock = threading.Lock()
 
 
-def wait_for_events(db: Database, after: int, timeout: float) -> int:
-    """Block until an event with an id above ``after`` is committed, or ``timeout``
-    seconds pass; return the newest event id known then (-1 if none was read yet)."""
+def wait_for_events(db: Database, after: int, timeout: float,
+                    stop: threading.Event | None = None) -> int:
+    """Block until an event with an id above ``after`` is committed, ``timeout`` seconds
+    pass or ``stop`` is set (and :func:`wake` called); return the newest event id known
+    then (-1 if none was read yet)."""
     with _watches_lock:
         watch = _watches.get(db)
         if watch is None:
             watch = _watches[db] = _Watch(db)
-    return watch.wait(after, timeout)
+    return watch.wait(after, timeout, stop)
 
 
-__all__ = ["LINGER_SECONDS", "LOOK_SECONDS", "latest_event_id", "wait_for_events"]
+def wake(db: Database) -> None:
+    """Make every waiter of ``db`` look at its ``stop`` event now (a stream's client left)."""
+    with _watches_lock:
+        watch = _watches.get(db)
+    if watch is not None:
+        watch.wake()
+
+
+__all__ = ["LINGER_SECONDS", "LOOK_SECONDS", "latest_event_id", "wait_for_events", "wake"]

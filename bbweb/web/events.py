@@ -28,7 +28,8 @@ from flask import Blueprint, Response, request
 
 from bbweb.plugins.site import site
 from bbweb.status import eventstream
-from bbweb.status.eventwait import latest_event_id
+from bbweb.status.eventwait import latest_event_id, wake
+from bbweb.web import hangup
 from bbweb.web.worker_api import _serving_threads
 
 bp = Blueprint("live_events", __name__)
@@ -110,16 +111,27 @@ def events() -> Response:
         return _bad("every live stream slot of this web process is taken; try again later "
                     "(docs/deployment.md, 'The live status stream')", 503,
                     **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+    gone = threading.Event()
+
+    def client_left() -> None:
+        gone.set()
+        wake(db)
+
+    # the server's socket (gunicorn's), so that a client who leaves frees its slot at once
+    sock = request.environ.get("gunicorn.socket")
+    forget = hangup.watch.watch(sock, client_left) if sock is not None else None
     released = threading.Event()
 
     def release() -> None:
         if not released.is_set():
             released.set()
+            if forget is not None:
+                forget()
             slots.give_back()
 
     def body() -> Iterator[str]:
         try:
-            yield from eventstream.stream(db, query, pos)
+            yield from eventstream.stream(db, query, pos, gone=gone)
         except sa.exc.SQLAlchemyError as exc:  # the client reconnects and resumes
             log.warning("live stream ended: database error: %s", exc)
         finally:

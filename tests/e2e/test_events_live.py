@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from bbweb.launcher import gunicorn_command
+from bbweb.launcher import STREAM_SLOTS, gunicorn_command
 from bbweb.mastercfg.webstatus import ListenAddress
 from bbweb.statuslog import SseEvent, parse_sse
-from tests.e2e.conftest import LiveMaster, start_live_master, stop_live_master, wait_for
+from bbweb.web.events import STREAM_SLOTS_VAR
+from tests.e2e.conftest import LiveMaster, free_port, start_live_master, stop_live_master, wait_for
 
 CFG = r"""
 from bbweb.config import *
@@ -163,6 +164,49 @@ def test_200_idle_stream_clients_do_not_stop_pages(live: LiveMaster) -> None:
 
     wait_for(lambda: all(all_free() for _ in range(4)), 30, what="stream slots to be freed")
     wait_for(lambda: finished_builds(live) >= 3, 90, what="the build to finish")
+
+
+def test_a_client_who_leaves_frees_its_stream_slot_at_once(live: LiveMaster) -> None:
+    """One web process with one stream slot: while a client holds it the next gets 503;
+    when the first closes its connection (a browser tab closed, a page reloaded) the slot
+    is free again at once, not after the next heartbeat or two (15 s each) found the
+    socket dead."""
+    port = free_port()
+    command = gunicorn_command(live.basedir, ListenAddress("127.0.0.1", port), 1)
+    slots = f"{STREAM_SLOTS_VAR}={STREAM_SLOTS}"
+    assert slots in command
+    live.spawn("web-one-slot", [f"{STREAM_SLOTS_VAR}=1" if a == slots else a for a in command])
+    try:
+        wait_for(lambda: _health(port), 60, what="the one-slot web server")
+        first, head = _open_raw_stream(port)
+        assert " 200 " in head.split("\r\n")[0], head
+        second, head = _open_raw_stream(port)
+        second.close()
+        assert " 503 " in head.split("\r\n")[0], head
+        first.close()
+        freed_at: list[float] = []
+        closed = time.monotonic()
+
+        def slot_free() -> bool:
+            sock, head = _open_raw_stream(port)
+            sock.close()
+            if " 200 " in head.split("\r\n")[0]:
+                freed_at.append(time.monotonic())
+                return True
+            return False
+
+        wait_for(slot_free, 40, what="the stream slot to be freed")
+        # well inside the first heartbeat (15 s): the hang-up itself freed it
+        assert freed_at[0] - closed < 10, freed_at[0] - closed
+    finally:
+        live.stop("web-one-slot")
+
+
+def _health(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
 
 
 def _statuslog(live: LiveMaster, out: Path, *args: str) -> subprocess.Popen[bytes]:
