@@ -446,6 +446,15 @@ def bb4_ratio(now: dict[str, Any], bb: dict[str, Any], jobs: tuple[str, ...],
     return " / ".join(out)
 
 
+def _has_any(results: dict[str, Any], jobs: tuple[str, ...], keys: tuple[str, ...]) -> bool:
+    """Whether a run's ``results`` hold any figure of a row (or the reason one is missing)."""
+    for name in jobs:
+        value = results.get(name)
+        if isinstance(value, str) or (isinstance(value, dict) and any(k in value for k in keys)):
+            return True
+    return False
+
+
 def print_table(results: dict[str, Any], info: dict[str, Any], compare: dict[str, Any] | None,
                 compare_label: str, bb4: dict[str, Any] | None = None) -> None:
     print()
@@ -462,9 +471,11 @@ def print_table(results: dict[str, Any], info: dict[str, Any], compare: dict[str
     for label, jobs, fmt, keys, sense in ROWS:
         line = f"| {label} | {cell(results, jobs, fmt)} |"
         if bb4 is not None:
-            bb_cell = (cell(bb4, jobs, fmt) if any(j in bb4 for j in jobs)
-                       else "not measured on Buildbot")
-            line += f" {bb_cell} | {bb4_ratio(results, bb4, jobs, keys, sense)} |"
+            if _has_any(bb4, jobs, keys):
+                line += (f" {cell(bb4, jobs, fmt)} | "
+                         f"{bb4_ratio(results, bb4, jobs, keys, sense)} |")
+            else:  # (no such job there, or its Buildbot script measures other things)
+                line += " not measured on Buildbot |  |"
         if compare is not None:
             line += (f" {cell(compare.get('results', {}), jobs, fmt)} | "
                      f"{ratio(results, compare.get('results', {}), jobs, keys)} |")
@@ -506,7 +517,18 @@ def main(argv: list[str] | None = None) -> int:
                              "show the medians (default 1)")
     parser.add_argument("--no-buildbot", action="store_true",
                         help="bbweb's figures only, even with a Buildbot 4 installed")
+    parser.add_argument("--show", type=Path, default=None,
+                        help="print the table of a saved run (CACHE/last.json of it) and "
+                             "run nothing")
     args = parser.parse_args(argv)
+    if args.show is not None:
+        saved = json.loads(args.show.read_text())
+        compare = json.loads(args.compare.read_text()) if args.compare else None
+        bb_saved = saved.get("buildbot4_results") if saved["machine"].get("buildbot4") else None
+        print(f"figures of {saved.get('when', 'an earlier run')}")
+        print_table(saved["results"], saved["machine"], compare,
+                    args.label or (compare or {}).get("when", "earlier run"), bb_saved)
+        return 0
     only = set(args.only.split(",")) if args.only else None
     jobs = [j for j in JOBS if only is None or j.key in only]
     if args.no_pg:

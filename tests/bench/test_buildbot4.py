@@ -71,3 +71,33 @@ def test_ratio_in_words() -> None:
     assert perf.in_words(2219, 178, "rate") == "12.5 (12.5× faster)"
     assert perf.in_words(7.3, 2117, "time") == "0.0034 (290× faster)"
     assert perf.in_words(269, 83, "memory") == "3.24 (3.2× the memory)"
+
+
+def test_saved_run_is_shown_and_rows_buildbot_cannot_answer_say_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``perf.py --show`` prints a saved run's table without running anything; a row whose
+    Buildbot job measures other things (Buildbot 4 has no 0.8 ``/json/builders``) says it
+    was not measured there instead of listing that job's figures."""
+    json_figures = {"json_select20_c1_rps": 745.0, "json_select20_c8_rps": 1328.0,
+                    "json_builders_c8_rps": 2063.0, "json_slaves_c8_rps": 2028.0,
+                    "json_build_c8_rps": 2010.0}
+    saved = {"when": "2026-12-04 10:42 UTC",
+             "machine": {"cpu": "Some CPU", "cores": 2, "memory_mib": 1024, "system": "Linux",
+                         "python": "3.11", "sqlite": "3.40", "load_before": 0.0,
+                         "load_after": 0.1, "buildbot4": "4.3.0"},
+             "results": {"json_builds": json_figures},
+             "buildbot4_results": {"json_builds": {"json_select20_c1_rps": 169.0,
+                                                   "json_select20_c8_rps": 224.0}}}
+    path = tmp_path / "last.json"
+    path.write_text(json.dumps(saved))
+    assert perf.main(["--show", str(path), "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()  # nothing was run
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in out.splitlines()
+            if line.startswith("| ")}
+    last20 = next(v for k, v in rows.items() if k.startswith("last 20 builds"))
+    assert "169 / 224 req/s" in last20 and "4.41 (4.41× faster)" in last20
+    reads = rows["`/json/builders`, `/json/slaves`, `/json/builders/B/builds/-1`, c=8"]
+    assert "2,063 / 2,028 / 2,010 req/s" in reads
+    assert "not measured on Buildbot" in reads and "json_select20" not in reads
+    assert "not run" in rows["idle, all master processes (RSS / PSS)"]
