@@ -483,9 +483,10 @@ def print_table(results: dict[str, Any], info: dict[str, Any], compare: dict[str
     print()
     print(f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_mib']:,} MiB; "
           f"{info['system']}; Python {info['python']}, SQLite {info['sqlite']}. Load "
-          f"average {info['load_before']} before and {info.get('load_after', '?')} after"
-          + (" (the machine was shared while measuring)" if max(
-              info["load_before"], info.get("load_after", 0)) > 0.7 else "") + ".")
+          f"average {info['load_before']} before"
+          + (" (the machine was shared while measuring)" if info["load_before"] > 0.7
+             else "") + f" and {info.get('load_after', '?')} just after (the rows' own "
+          "load: the busiest keep both cores at work).")
     if bb4 is not None:
         print("bbweb / Buildbot: bbweb's figure over Buildbot's, the two run one after the "
               "other on the same history; for times below 1 is faster, for rates above 1.")
