@@ -594,15 +594,8 @@ def doc_triggers_off(db: Any) -> Iterator[None]:
             saved = conn.execute(sa.text(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
                 "AND name LIKE :pattern ORDER BY name"), pattern).all()
-        with db.write() as conn:
-            for name, _sql in saved:
-                conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-        try:
+        with dropped_meanwhile(db, "TRIGGER", saved):
             yield
-        finally:
-            with db.write() as conn:
-                for _name, sql in saved:
-                    conn.exec_driver_sql(sql)
         return
     with db.read() as conn:
         triggers = conn.execute(sa.text(
@@ -636,14 +629,26 @@ def pg_indexes_after(db: Any, tables: tuple[str, ...]) -> Iterator[None]:
             "AND c.connamespace = (SELECT oid FROM pg_namespace "
             "WHERE nspname = current_schema())) ORDER BY i.indexname"),
             {"tables": list(tables)}).all()
+    with dropped_meanwhile(db, "INDEX", saved,
+                           before_rebuild="SET LOCAL maintenance_work_mem = '512MB'"):
+        yield
+
+
+@contextmanager
+def dropped_meanwhile(db: Any, kind: str, saved: list[Any],
+                      before_rebuild: str | None = None) -> Iterator[None]:
+    """The database objects of ``kind`` (``TRIGGER``, ``INDEX``) in ``saved``, as (name,
+    the statement that made it) rows, dropped for the block and made again after it, in
+    one transaction each way (``before_rebuild`` first runs in the second)."""
     with db.write() as conn:
         for name, _sql in saved:
-            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            conn.exec_driver_sql(f'DROP {kind} "{name}"')
     try:
         yield
     finally:
         with db.write() as conn:
-            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            if before_rebuild is not None:
+                conn.exec_driver_sql(before_rebuild)
             for _name, sql in saved:
                 conn.exec_driver_sql(sql)
 

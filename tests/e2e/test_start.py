@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -115,6 +116,31 @@ def start(basedir, log_path, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@dataclass
+class Started:
+    """A master made from ``PROBED_CFG`` and started with ``bbweb start``."""
+
+    basedir: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen
+
+    def probed(self) -> dict | None:
+        """What the daemon's probe wrote once it opened its consumers (None before);
+        fails at once, with the output, if ``bbweb start`` has ended."""
+        assert self.proc.poll() is None, self.log.read_text()
+        return probe_of(self.basedir)
+
+
+def start_probed(tmp_path: Path, name: str, *args: str) -> Started:
+    basedir = tmp_path / name
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
+    log = tmp_path / "start.log"
+    return Started(basedir, port, log, start(basedir, log, *args))
+
+
 def children_of(pid: int) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_of(int(p)) == pid
             and state_of(int(p)) not in (None, "Z")]
@@ -166,17 +192,10 @@ def test_start_runs_two_master_processes_the_daemon_inside_the_web_one(tmp_path)
     """By default ``bbweb start`` becomes gunicorn's arbiter (same pid, a fresh interpreter
     holding neither the web's modules nor the database driver) and runs one web process,
     which also runs the daemon: two master processes, plus the local worker."""
-    basedir = tmp_path / "probed"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    proc = start(basedir, tmp_path / "start.log")
+    master = start_probed(tmp_path, "probed")
+    basedir, port, log, proc = master.basedir, master.port, master.log, master.proc
     try:
-        def probed() -> dict | None:
-            assert proc.poll() is None, (tmp_path / "start.log").read_text()
-            return probe_of(basedir)
-
-        found = wait_for(probed, 60, what="the daemon to open its consumers")
+        found = wait_for(master.probed, 60, what="the daemon to open its consumers")
         modules = set(found["modules"])
         assert "bbweb.daemon.main" in modules and "flask" in modules  # web and daemon
         web = found["pid"]
@@ -192,7 +211,7 @@ def test_start_runs_two_master_processes_the_daemon_inside_the_web_one(tmp_path)
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
     finally:
         code = stop(proc)
-    assert code == 0, (tmp_path / "start.log").read_text()
+    assert code == 0, log.read_text()
     wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
              what="every process of the master to exit")
 
@@ -200,18 +219,10 @@ def test_start_runs_two_master_processes_the_daemon_inside_the_web_one(tmp_path)
 def test_start_with_two_web_workers_runs_the_daemon_in_its_own_process(tmp_path):
     """With several web processes the daemon runs in a process of its own, without the
     web's modules, which no web process's replacement pauses; SIGTERM stops them all."""
-    basedir = tmp_path / "two"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    proc = start(basedir, tmp_path / "start.log", "--web-workers", "2",
-                 "--local-worker", "none")
+    master = start_probed(tmp_path, "two", "--web-workers", "2", "--local-worker", "none")
+    basedir, log, proc = master.basedir, master.log, master.proc
     try:
-        def probed() -> dict | None:
-            assert proc.poll() is None, (tmp_path / "start.log").read_text()
-            return probe_of(basedir)
-
-        found = wait_for(probed, 60, what="the daemon to open its consumers")
+        found = wait_for(master.probed, 60, what="the daemon to open its consumers")
         daemon = found["pid"]
         assert parent_of(daemon) == proc.pid and " --daemon " in cmdline(daemon)
         assert "bbweb.daemon.main" in found["modules"]
@@ -225,7 +236,7 @@ def test_start_with_two_web_workers_runs_the_daemon_in_its_own_process(tmp_path)
         assert sorted(children_of(proc.pid)) == sorted([daemon, *web()])
     finally:
         code = stop(proc, signal.SIGTERM)
-    assert code == 0, (tmp_path / "start.log").read_text()
+    assert code == 0, log.read_text()
     wait_for(lambda: processes_mentioning(str(basedir)) == [], 15,
              what="every process of the master to exit")
 
@@ -235,12 +246,8 @@ def test_killing_bbweb_start_ends_its_web_processes_and_daemon_process(tmp_path)
     their parent gone and the daemon's process its lifeline pipe closed; nothing of the
     master is left running (the local worker, on another host in production, is not
     started here)."""
-    basedir = tmp_path / "orphans"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log, "--web-workers", "2", "--local-worker", "none")
+    master = start_probed(tmp_path, "orphans", "--web-workers", "2", "--local-worker", "none")
+    basedir, log, proc = master.basedir, master.log, master.proc
     try:
         def running() -> bool:
             assert proc.poll() is None, log.read_text()
@@ -261,21 +268,13 @@ def test_killing_bbweb_start_ends_its_web_processes_and_daemon_process(tmp_path)
 def test_sighup_replaces_the_web_process_and_the_daemon_moves_with_it(tmp_path):
     """gunicorn's reload (SIGHUP to ``bbweb start``): a new web process starts, the old one
     stops gracefully and releases the daemon lock, and the new one's daemon takes it."""
-    basedir = tmp_path / "reload"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log, "--local-worker", "none")
+    master = start_probed(tmp_path, "reload", "--local-worker", "none")
+    basedir, port, log, proc = master.basedir, master.port, master.log, master.proc
     try:
-        def probed() -> dict | None:
-            assert proc.poll() is None, log.read_text()
-            return probe_of(basedir)
-
-        old = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        old = wait_for(master.probed, 60, what="the daemon to open its consumers")["pid"]
         (basedir / "daemon-modules.json").unlink()
         os.kill(proc.pid, signal.SIGHUP)
-        new = wait_for(probed, 60, what="the new web process's daemon")["pid"]
+        new = wait_for(master.probed, 60, what="the new web process's daemon")["pid"]
         assert new != old and parent_of(new) == proc.pid
         wait_for(lambda: children_of(proc.pid) == [new], 30, what="the old web process to end")
         assert "released the daemon lock" in log.read_text()
@@ -288,21 +287,13 @@ def test_sighup_replaces_the_web_process_and_the_daemon_moves_with_it(tmp_path):
 def test_a_killed_web_process_is_replaced_and_its_daemon_takes_over_at_once(tmp_path):
     """kill -9 of the web process: gunicorn starts another, whose daemon takes the lock the
     killed one held without waiting for its lease (30 s) to run out."""
-    basedir = tmp_path / "victim"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log, "--local-worker", "none")
+    master = start_probed(tmp_path, "victim", "--local-worker", "none")
+    basedir, port, log, proc = master.basedir, master.port, master.log, master.proc
     try:
-        def probed() -> dict | None:
-            assert proc.poll() is None, log.read_text()
-            return probe_of(basedir)
-
-        first = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        first = wait_for(master.probed, 60, what="the daemon to open its consumers")["pid"]
         (basedir / "daemon-modules.json").unlink()
         os.kill(first, signal.SIGKILL)
-        second = wait_for(probed, 20, what="a new web process's daemon to take the lock")
+        second = wait_for(master.probed, 20, what="a new web process's daemon to take the lock")
         assert second["pid"] != first and parent_of(second["pid"]) == proc.pid
         assert f":{first}:web-of-{proc.pid}, which was killed" in log.read_text()
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).ok
@@ -315,12 +306,8 @@ def test_ctrl_c_on_the_terminal_stops_the_local_worker_first(tmp_path):
     """Ctrl-C reaches every process of the terminal's group, the web process too: it
     leaves the stop to the arbiter, which stops the local worker while the web server is
     still up to hear its goodbye, then the web process and its daemon."""
-    basedir = tmp_path / "terminal"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log)
+    master = start_probed(tmp_path, "terminal")
+    basedir, log, proc = master.basedir, master.log, master.proc
     try:
         def ready() -> bool:
             assert proc.poll() is None, log.read_text()
@@ -344,12 +331,8 @@ def test_ctrl_c_on_the_terminal_stops_the_local_worker_first(tmp_path):
 def test_a_killed_local_worker_stops_the_master_with_an_error(tmp_path):
     """The local worker is part of what ``bbweb start`` runs: if it dies, everything stops
     and the command fails, naming it."""
-    basedir = tmp_path / "lost"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log)
+    master = start_probed(tmp_path, "lost")
+    basedir, log, proc = master.basedir, master.log, master.proc
     try:
         def worker() -> int | None:
             assert proc.poll() is None, log.read_text()
@@ -379,18 +362,10 @@ def test_killing_bbweb_start_ends_its_one_web_process_and_releases_the_daemon_lo
     """kill -9 of ``bbweb start`` with its default single web process (which runs the
     daemon): the web process, sleeping between heartbeats, sees its arbiter's end on the
     pipe only the arbiter writes to, stops, and its daemon releases the lock."""
-    basedir = tmp_path / "orphan"
-    basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(PROBED_CFG.replace("PORT", str(port)))
-    log = tmp_path / "start.log"
-    proc = start(basedir, log, "--local-worker", "none")
+    master = start_probed(tmp_path, "orphan", "--local-worker", "none")
+    basedir, log, proc = master.basedir, master.log, master.proc
     try:
-        def probed() -> dict | None:
-            assert proc.poll() is None, log.read_text()
-            return probe_of(basedir)
-
-        web = wait_for(probed, 60, what="the daemon to open its consumers")["pid"]
+        web = wait_for(master.probed, 60, what="the daemon to open its consumers")["pid"]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         wait_for(lambda: state_of(web) in (None, "Z"), 30, what="the web process to end")
