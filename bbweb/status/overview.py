@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -189,6 +189,27 @@ def finished_builds(conn: Connection, builder_list: Iterable[BuilderInfo], count
     return {bid: [by_id[i] for i in ids if i in by_id] for bid, ids in chosen.items() if ids}
 
 
+def finished_build_rows(conn: Connection, builder_list: Iterable[BuilderInfo], count: int
+                        ) -> list[Any]:
+    """The builds :func:`finished_builds` would return without filters, as light rows
+    (``id``, ``builderid``, ``number``, ``started_at``, ``finished_at``, ``results``) in
+    one list, newest first per builder. For a choice among many builders' builds of which
+    few are kept (a feed keeps 25 of 25 per builder): reading every candidate whole cost
+    more than everything else of such a page. Queries: the builds' windows (one per
+    :data:`~bbweb.status.batching.GROUP` builders) and the running counts."""
+    blist = [b for b in builder_list if b.id >= 0 and b.next_number > 0]
+    if count <= 0 or not blist:
+        return []
+    taken: dict[int, int] = {}
+    out = []
+    for r in _candidate_builds(conn, blist, count, None, None, 0, None):
+        n = taken.get(r.builderid, 0)
+        if n < count:
+            taken[r.builderid] = n + 1
+            out.append(r)
+    return out
+
+
 def _candidate_builds(conn: Connection, blist: list[BuilderInfo], count: int,
                       branches: set[str | None] | None, properties: dict[str, str] | None,
                       search: int, running: dict[int, int] | None) -> list[Any]:
@@ -208,7 +229,7 @@ def _candidate_builds(conn: Connection, blist: list[BuilderInfo], count: int,
     # Only the (builderid, number) ranges go to SQL: with ``finished_at`` in the WHERE
     # clause too, planners may prefer another index and read far more rows.
     query = (sa.select(builds.c.id, builds.c.builderid, builds.c.number,
-                       builds.c.finished_at)
+                       builds.c.started_at, builds.c.finished_at, builds.c.results)
              .order_by(builds.c.builderid, builds.c.number.desc()))
     match = [on_branches(branches)] if branches else []
     return [r for r in batching.rows_matching_any(
@@ -235,8 +256,12 @@ def _newest_kept(candidates: list[Any], keep: set[int], count: int) -> dict[int,
     return chosen
 
 
-def merge_by_finish(per_builder: Iterable[list[BuildInfo]], count: int) -> list[BuildInfo]:
-    """Builds of several builders, newest finish first, at most ``count``."""
+_Build = TypeVar("_Build", bound=Any)  # BuildInfo or a row of the builds table
+
+
+def merge_by_finish(per_builder: Iterable[list[_Build]], count: int) -> list[_Build]:
+    """Builds of several builders (:class:`BuildInfo` or rows of the builds table), newest
+    finish first, at most ``count``."""
     merged = [b for lst in per_builder for b in lst]
     merged.sort(key=lambda b: (b.finished_at or 0.0, b.started_at, b.id), reverse=True)
     return merged[:max(count, 0)]

@@ -89,18 +89,19 @@ def select_builds() -> list[FeedEntry]:
     projects = set(_multi("project"))
     with s.db.read() as conn:
         rows = queries.builder_rows(conn, names)
-        per_builder = overview.finished_builds(conn, rows.values(), FEED_SIZE)
-        candidates = [b for lst in per_builder.values() for b in lst]
+        # chosen from light rows; only the builds shown are read whole
+        candidates = overview.finished_build_rows(conn, rows.values(), FEED_SIZE)
         if failures_only:
-            candidates = [b for b in candidates if b.results == FAILURE]
+            candidates = [r for r in candidates if r.results == FAILURE]
         if projects:
-            props = overview.build_property_values(conn, [b.id for b in candidates],
+            props = overview.build_property_values(conn, [r.id for r in candidates],
                                                    ["project"])
-            candidates = [b for b in candidates
+            candidates = [r for r in candidates
                           if any(overview.property_text(v) in projects
-                                 for _n, v, _s in props.get(b.id, []))]
-        found = overview.merge_by_finish([candidates], FEED_SIZE)
-        queries.load_build_details(conn, found)
+                                 for _n, v, _s in props.get(r.id, []))]
+        chosen = [r.id for r in overview.merge_by_finish([candidates], FEED_SIZE)]
+        by_id = queries.builds_by_id(conn, chosen)
+        found = [by_id[i] for i in chosen if i in by_id]
         return [FeedEntry(b, _log_tails(conn, b)) for b in found]
 
 

@@ -141,6 +141,20 @@ def test_feed_lists_finished_builds_newest_first(feed_client, kind, version, cty
 
 
 @pytest.mark.parametrize("kind", ["rss", "atom"])
+def test_feed_keeps_the_newest_finished_builds_of_all_builders(feed_client, kind,
+                                                               monkeypatch):
+    """The feed's length cuts the merged list, newest finish first, and also bounds what
+    each builder offers: a builder's older builds never push out another's newer ones."""
+    monkeypatch.setattr(feeds, "FEED_SIZE", 3)
+    assert titles(fetch(feed_client, "/" + kind)[1]) == [
+        'Builder "docs": failure', 'Builder "runtests": exception', 'Builder "docs": success']
+    monkeypatch.setattr(feeds, "FEED_SIZE", 1)
+    assert titles(fetch(feed_client, "/" + kind)[1]) == ['Builder "docs": failure']
+    assert titles(fetch(feed_client, f"/{kind}?builder=runtests")[1]) == [
+        'Builder "runtests": exception']
+
+
+@pytest.mark.parametrize("kind", ["rss", "atom"])
 def test_ids_unique_and_stable(feed_client, kind):
     first = [e.id for e in fetch(feed_client, "/" + kind)[1].entries]
     again = [e.id for e in fetch(feed_client, "/" + kind)[1].entries]
