@@ -12,7 +12,9 @@ a ``trivial`` builder (one ``true`` step) added to the history's master.cfg, the
   machine does not count in a process's own CPU time);
 * force -> finish of one trivial build on the idle master (``POST /builders/trivial/force``
   as the web form sends it, to the build's ``finished_at``; both on this host's clock),
-  median, min and max of ``--builds``.
+  median, 90th percentile, min and max of ``--builds``, and the CPU time the master
+  processes and the local worker used per build (the force request and the build, and the
+  second of rest before the next force).
 
 The last line is ``RESULT {json}``: figure name -> value, for ``bench/perf.py``.
 
@@ -268,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("no force form on /builders/trivial")
         latencies = []
         peak_rss = peak_pss = 0.0
+        roles = {p: role(p, proc.pid) for p in tree(proc.pid)}
+        cpu_before = {p: _common.cpu_seconds(p) for p in roles}
         for _ in range(args.builds):
             time.sleep(1.0)  # an idle master: whatever polls has gone back to waiting
             with db.read() as conn:
@@ -297,10 +301,26 @@ def main(argv: list[str] | None = None) -> int:
             r = sum(v[1] for v in snap.values() if v[0] != "local worker")
             p = sum(v[2] for v in snap.values() if v[0] != "local worker")
             peak_rss, peak_pss = max(peak_rss, r), max(peak_pss, p)
+        cpu_used = {"master": 0.0, "local worker": 0.0}
+        for pid, name in roles.items():
+            try:
+                used = _common.cpu_seconds(pid) - cpu_before[pid]
+            except OSError:
+                continue
+            cpu_used["local worker" if name == "local worker" else "master"] += used
+        per_build = {k: v / len(latencies) * 1000 for k, v in cpu_used.items()}
+        print(f"-- CPU per forced build (the force request, the build, 1 s idle after it; "
+              f"clock ticks): master {per_build['master']:.1f} ms, local worker "
+              f"{per_build['local worker']:.1f} ms")
+        results.update(force_cpu_ms_per_build=round(per_build["master"], 1),
+                       force_worker_cpu_ms_per_build=round(per_build["local worker"], 1))
+        p90 = statistics.quantiles(latencies, n=10)[-1] if len(latencies) > 1 \
+            else latencies[0]
         print(f"-- force -> finish of a trivial build, {len(latencies)} builds: median "
-              f"{statistics.median(latencies):.1f} ms, min {min(latencies):.1f}, "
-              f"max {max(latencies):.1f}")
-        results.update(force_finish_ms=round(statistics.median(latencies), 1))
+              f"{statistics.median(latencies):.1f} ms, p90 {p90:.1f}, min "
+              f"{min(latencies):.1f}, max {max(latencies):.1f}")
+        results.update(force_finish_ms=round(statistics.median(latencies), 1),
+                       force_finish_p90_ms=round(p90, 1))
         print(f"-- memory at the end of each build, highest: master RSS {peak_rss:.1f}, "
               f"PSS {peak_pss:.1f} MiB")
         results.update(build_peak_rss_mib=round(peak_rss, 1),

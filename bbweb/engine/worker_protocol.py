@@ -64,6 +64,11 @@ LEASE_VAR = "BBWEB_CLAIM_LEASE"
 POLL_AFTER_HEADER = "X-Poll-After"  # on a 204: seconds before the worker claims again
 REPLAY_KEEP = 900.0  # seconds an answer is kept for repeats (workers retry for 120)
 MAX_KEY_LENGTH = 64
+# What this master takes beyond the calls every version has, announced in the hello answer
+# so that a worker uses it only with a master that does (an older master would ignore an
+# unknown field, and output carried in it would be lost): "finish-log", a step's last
+# output carried by its ``finish`` call.
+FEATURES = ("finish-log",)
 # Long-polls that may wait at once in one serving process when its thread count is not
 # known; when it is, at most half of the threads but one (pages keep the rest).
 DEFAULT_MAX_LONG_POLLS = 4
@@ -216,7 +221,8 @@ def hello(db: Database, cfg: MasterConfig, name: str, key: str | None, info: dic
         return Answer.json({"builders": cfg.builders_for_slave(name),
                             "heartbeat_interval": eslaves.heartbeat_interval(cfg, name),
                             "heartbeat_timeout": eslaves.heartbeat_timeout(cfg, name),
-                            "lease": lease_seconds(), "ended": ended})
+                            "lease": lease_seconds(), "ended": ended,
+                            "features": list(FEATURES)})
 
     return _acted(db, name, key, "/hello", act, touch=False)
 
@@ -397,9 +403,11 @@ def claim(db: Database, cfg: MasterConfig, name: str, key: str | None, *, wait: 
 
 
 def confirm(db: Database, cfg: MasterConfig, name: str, key: str | None, brid: int,
-            session: str | None, seq: int | None) -> Answer:
+            session: str | None, seq: int | None, first_step: bool = False) -> Answer:
     """The worker received its lease on request ``brid``: start the build and hand it
-    over. 409 when the lease is no longer the worker's."""
+    over. 409 when the lease is no longer the worker's. With ``first_step``, the build's
+    first step is started in the same transaction and answered too (``"step"``: what
+    ``next_step`` would answer), which saves the worker a round trip before it can start."""
 
     def act(conn: Connection, sid: int) -> Answer:
         claimed = ebuilds.start_leased_build(conn, cfg, brid, name, sid, session, seq)
@@ -408,7 +416,10 @@ def confirm(db: Database, cfg: MasterConfig, name: str, key: str | None, brid: i
                                 "(the lease ran out and the request was claimed again, "
                                 "or it was finished)")
         log.info("worker %s confirmed %s #%d", name, claimed.builder, claimed.number)
-        return Answer.json({"build": claimed.as_json()})
+        if not first_step:
+            return Answer.json({"build": claimed.as_json()})
+        return Answer.json({"build": claimed.as_json(),
+                            "step": ebuilds.next_step(conn, cfg, claimed.buildid)})
 
     return _acted(db, name, key, f"/leases/{brid}/confirm", act)
 
@@ -468,8 +479,15 @@ def append_log(db: Database, cfg: MasterConfig, name: str, key: str | None, step
 
 def finish_step(db: Database, cfg: MasterConfig, name: str, key: str | None, stepid: int,
                 rc: int | None, interrupted: str | None, properties: dict[str, Any],
-                error: str | None) -> Answer:
-    """Record how the step's command ended; answers whether a stop was requested."""
+                error: str | None, *, frames: list[Frame] | None = None,
+                logname: str = "stdio", then_next: bool = False) -> Answer:
+    """Record how the step's command ended; answers whether a stop was requested.
+
+    The worker may save two round trips per step: ``frames`` is its last output for the
+    log ``logname``, appended first exactly as ``append_log`` would (a step already
+    finished refuses it with 409 likewise); with ``then_next``, the step that runs next
+    is started as :func:`next_step` would start it (or the build finishes) and answered
+    as ``"step"``. All of it is one transaction, kept for repeats as one answer."""
     for prop, value in properties.items():
         if depth(value, MAX_CARRIED_DEPTH) > MAX_CARRIED_DEPTH:
             return Answer.error(ProtocolError(
@@ -479,7 +497,17 @@ def finish_step(db: Database, cfg: MasterConfig, name: str, key: str | None, ste
         row = _own_step(conn, name, stepid)
         if row is None:
             raise ProtocolError(404, f"step {stepid} is not running on worker {name}")
+        if frames:
+            if row.finished_at is not None:
+                raise ProtocolError(409, f"step {stepid} has already finished")
+            try:
+                ebuilds.append_step_frames(conn, cfg, stepid, logname, frames)
+            except ValueError as exc:
+                raise ProtocolError(400, str(exc)) from None
         ebuilds.finish_step(conn, cfg, stepid, rc, interrupted, properties, error)
-        return Answer.json({"stop": row.stop_requested is not None})
+        if not then_next:
+            return Answer.json({"stop": row.stop_requested is not None})
+        return Answer.json({"stop": row.stop_requested is not None,
+                            "step": ebuilds.next_step(conn, cfg, row.buildid)})
 
     return _acted(db, name, key, f"/steps/{stepid}/finish", act)

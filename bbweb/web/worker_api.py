@@ -9,6 +9,8 @@ can serve any worker.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import concurrent.futures.thread
 import io
 import logging
@@ -229,7 +231,8 @@ def confirm(brid: int) -> Answer:
     body = _body()
     s = site()
     return protocol.confirm(s.db, s.config, g.worker_name, g.request_key, brid,
-                            _session(body), _int_or_none(body.get("seq"), "seq"))
+                            _session(body), _int_or_none(body.get("seq"), "seq"),
+                            first_step=body.get("step") is True)
 
 
 @bp.post("/builds/<int:buildid>/next_step")
@@ -311,6 +314,34 @@ def step_finish(stepid: int) -> Answer:
         raise ProtocolError(400, "interrupted must be null, timeout, stopped or error")
     if not isinstance(props, dict):
         raise ProtocolError(400, "properties must be an object")
+    logname, frames = _finish_log(body.get("log"))
     s = site()
     return protocol.finish_step(s.db, s.config, g.worker_name, g.request_key, stepid, rc,
-                                interrupted, props, error if isinstance(error, str) else None)
+                                interrupted, props, error if isinstance(error, str) else None,
+                                frames=frames, logname=logname,
+                                then_next=body.get("next") is True)
+
+
+def _finish_log(value: Any) -> tuple[str, list[logframes.Frame] | None]:
+    """The step's last output a ``finish`` call may carry: ``{"name": LOG, "frames":
+    BASE64}``, the frames in the form a log call's body has (:mod:`bbweb.worker.logframes`),
+    checked frame by frame before the write transaction starts."""
+    if value is None:
+        return "stdio", None
+    if not isinstance(value, dict):
+        raise ProtocolError(400, "log must be an object with name and frames")
+    logname = value.get("name", "stdio")
+    encoded = value.get("frames")
+    if not isinstance(logname, str) or not logname or len(logname) > 255:
+        raise ProtocolError(400, "log name must be a log name")
+    if not isinstance(encoded, str) or len(encoded) > MAX_LOG_BODY * 4 // 3 + 4:
+        raise ProtocolError(400, "log frames must be base64 text of at most "
+                            f"{MAX_LOG_BODY} bytes")
+    try:
+        body = base64.b64decode(encoded, validate=True)
+        frames = list(logframes.decode(io.BytesIO(body).read, MAX_LOG_BODY))
+    except binascii.Error:
+        raise ProtocolError(400, "log frames must be base64 text") from None
+    except logframes.FrameError as exc:
+        raise ProtocolError(400, str(exc)) from None
+    return logname, frames

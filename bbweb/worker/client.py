@@ -13,6 +13,7 @@ again (no log chunk stored twice, no step started twice).
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import uuid
@@ -67,13 +68,16 @@ class MasterClient:
         self.session.auth = (name, password)
         self.session.headers["User-Agent"] = "bbweb-worker"
         self.log_frames = True  # until the master refuses them (an older master)
+        self.features: frozenset[str] = frozenset()  # what the master's hello announced
 
     def copy(self, retry_for: float | None = None) -> MasterClient:
         """A new client (its own connection) for the same master and identity."""
         auth = self.session.auth
         assert isinstance(auth, tuple)
-        return MasterClient(self.base[: -len("/api/worker")], auth[0], auth[1],
-                            self.retry_for if retry_for is None else retry_for)
+        other = MasterClient(self.base[: -len("/api/worker")], auth[0], auth[1],
+                             self.retry_for if retry_for is None else retry_for)
+        other.features = self.features
+        return other
 
     def close(self) -> None:
         self.session.close()
@@ -130,7 +134,11 @@ class MasterClient:
         body: dict[str, Any] = {"info": info}
         if session is not None:
             body.update(session=session, running=running or [])
-        return self.call("/hello", body) or {}
+        answer = self.call("/hello", body) or {}
+        features = answer.get("features")
+        self.features = frozenset(f for f in features if isinstance(f, str)) \
+            if isinstance(features, list) else frozenset()
+        return answer
 
     def heartbeat(self, running: list[int], session: str | None = None,
                   settled: int | None = None) -> list[dict[str, Any]]:
@@ -159,13 +167,15 @@ class MasterClient:
             return None
 
     def confirm(self, request_id: int, session: str, seq: int) -> dict[str, Any]:
-        """Confirm the lease a claim answered: the master starts the build and returns
-        it. :class:`NotOurs` when the lease ran out and the request went to another."""
-        answer = self.call(f"/leases/{request_id}/confirm", {"session": session, "seq": seq})
-        build = (answer or {}).get("build")
-        if not isinstance(build, dict):
+        """Confirm the lease a claim answered: the master starts the build and answers
+        it (``"build"``) with its first step (``"step"``, null when there is none to run;
+        an older master leaves it out: ask :meth:`next_step`). :class:`NotOurs` when the
+        lease ran out and the request went to another."""
+        answer = self.call(f"/leases/{request_id}/confirm",
+                           {"session": session, "seq": seq, "step": True}) or {}
+        if not isinstance(answer.get("build"), dict):
             raise NotOurs(f"the master gave no build for request {request_id}")
-        return build
+        return answer
 
     def pong(self, token: float) -> bool:
         """Answer a ping command (``token`` is what the command carried)."""
@@ -200,12 +210,24 @@ class MasterClient:
         return stop
 
     def finish_step(self, stepid: int, rc: int | None, interrupted: str | None = None,
-                    properties: dict[str, Any] | None = None, error: str | None = None
-                    ) -> bool:
-        answer = self.call(f"/steps/{stepid}/finish", {
-            "rc": rc, "interrupted": interrupted, "properties": properties or {},
-            "error": error})
-        return bool((answer or {}).get("stop"))
+                    properties: dict[str, Any] | None = None, error: str | None = None,
+                    *, frames: list[logframes.Frame] | None = None, logname: str = "stdio",
+                    then_next: bool = False) -> dict[str, Any]:
+        """Report how the step's command ended. ``frames``: its last output, carried by
+        this call (only to a master whose hello announced "finish-log"). ``then_next``:
+        the master starts the next step at once and answers it as ``"step"`` (null when
+        the build is over; an older master leaves it out: ask :meth:`next_step`). The
+        answer's ``"stop"`` says whether a stop was requested."""
+        body: dict[str, Any] = {"rc": rc, "interrupted": interrupted,
+                                "properties": properties or {}, "error": error}
+        if frames:
+            if "finish-log" not in self.features:
+                raise ValueError("this master does not take output with a step's finish")
+            body["log"] = {"name": logname, "frames": base64.b64encode(
+                logframes.body(frames)).decode("ascii")}
+        if then_next:
+            body["next"] = True
+        return self.call(f"/steps/{stepid}/finish", body) or {}
 
     def goodbye(self) -> None:
         """Tell the master we are leaving, so our unfinished builds are retried now

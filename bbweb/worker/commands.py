@@ -39,6 +39,8 @@ BATCH_BYTES = 1024 * 1024  # bytes of text in full chunks that are sent at once 
 # waits for more, up to FLUSH_INTERVAL: each request costs the master a transaction)
 POST_BYTES = 512 * 1024  # compressed bytes per request at most (a fast command's
 # backlog goes in several requests, so neither side holds a whole log in one body)
+FINISH_LOG_BYTES = 64 * 1024  # compressed bytes of a step's last output that its finish
+# call may carry (to a master that takes it), instead of a log request of their own
 MAX_HELD = 8 * 1024 * 1024  # bytes held (compressed chunks not yet stored, and the
 # chunk being filled) before the command's pipes wait for the master
 READ_BYTES = 1024 * 1024  # one read from a pipe at most
@@ -57,10 +59,13 @@ class StepOutput:
     and learns from each answer whether a stop was asked for."""
 
     def __init__(self, send: Callable[[list[Frame]], bool], stop: threading.Event,
-                 max_held: int = MAX_HELD) -> None:
+                 max_held: int = MAX_HELD, keep: int = 0) -> None:
         self._send = send
         self._stop = stop
         self._max_held = max_held
+        # bytes of compressed output that flush() leaves for rest(), for the step's finish
+        # call to carry: the last output costs no request of its own
+        self._keep = keep
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()  # compressed, waiting to be sent
         self._ready = 0  # bytes of text in them
@@ -147,6 +152,9 @@ class StepOutput:
                 return []
             if self._filling_bytes and (everything or not self._frames):
                 self._seal()
+            if everything and self._keep and \
+                    sum(len(f.compressed) for f in self._frames) <= self._keep:
+                return []  # left for rest()
             frames: list[Frame] = []
             size = 0
             while self._frames and (not frames or size + len(self._frames[0].compressed)
@@ -175,9 +183,23 @@ class StepOutput:
             self._post(frames)
 
     def flush(self) -> None:
-        """Send everything held."""
+        """Send everything held (but what is left for :meth:`rest`, when ``keep`` is set)."""
         while frames := self._take(everything=True):
             self._post(frames)
+
+    def rest(self) -> list[Frame]:
+        """The output not sent yet, for the step's finish call to carry (at most ``keep``
+        compressed bytes: more is sent first); none when ``keep`` is 0 (all is sent)."""
+        self.flush()
+        with self._cond:
+            if self._filling_bytes:
+                self._seal()
+            frames = list(self._frames)
+            self._frames.clear()
+            self._ready = 0
+            self._held -= sum(len(f.compressed) for f in frames)
+            self._cond.notify_all()
+            return frames
 
 
 class Utf8Pipe:

@@ -32,7 +32,13 @@ from typing import Any
 
 from bbweb import __version__
 from bbweb.worker.client import AuthenticationError, MasterClient, MasterGone, NotOurs
-from bbweb.worker.commands import CommandResult, StepOutput, build_env, run_command
+from bbweb.worker.commands import (
+    FINISH_LOG_BYTES,
+    CommandResult,
+    StepOutput,
+    build_env,
+    run_command,
+)
 from bbweb.worker.git import run_git_checkout
 
 log = logging.getLogger("bbweb.worker")
@@ -46,6 +52,7 @@ CLAIM_WAIT = 20.0  # seconds one long-poll for work may last
 IDLE_CLAIM_MARGIN = 10.0
 IDLE_CLAIM_BEATS = 2
 GOODBYE_RETRY = 5.0  # a master that is itself shutting down is not waited for
+ASK = object()  # no step was handed over with the last answer: ask the master for it
 
 
 class ShutdownRequested(Exception):
@@ -149,11 +156,14 @@ class Worker:
                     log.info("the master asked this worker to shut down gracefully")
                     break
                 build = answer.get("build")
+                first: Any = ASK
                 lease = answer.get("lease")
                 if isinstance(lease, dict) and isinstance(lease.get("request"), int):
-                    build = self._confirm(lease["request"], seq)
+                    confirmed = self._confirm(lease["request"], seq) or {}
+                    build = confirmed.get("build")
+                    first = confirmed.get("step", ASK)
                 if isinstance(build, dict):
-                    self._run_build(build, seq)
+                    self._run_build(build, seq, first)
                 else:  # a lease it could not confirm may have started a build: report it
                     self._settle(seq, quiet=not isinstance(lease, dict))
                 poll_after = answer.get("poll_after")
@@ -194,7 +204,8 @@ class Worker:
                 self._news = seq
 
     def _confirm(self, request_id: int, seq: int) -> dict[str, Any] | None:
-        """Confirm a lease: the build to run, or None when the lease was lost."""
+        """Confirm a lease: the master's answer (the build to run, and its first step from
+        a master that hands it over at once), or None when the lease was lost."""
         try:
             return self.client.confirm(request_id, self.session, seq)
         except NotOurs as exc:
@@ -243,19 +254,25 @@ class Worker:
                 log.warning("could not answer a ping: %s", exc)
 
     # -- builds ------------------------------------------------------------------------------
-    def _run_build(self, build: dict[str, Any], seq: int) -> None:
+    def _run_build(self, build: dict[str, Any], seq: int, first: Any = ASK) -> None:
+        """Run the build's steps. Each step comes with the answer to the call before it
+        (the confirmation, the previous step's finish), from a master that hands it over
+        so; else (``ASK``) it is asked for."""
         self._in_build = True
         self.stop_build.clear()
         self.current_build = build["id"]
         self._settle(seq, build["id"])
         builddir = self.opts.basedir / build["builddir"]
         log.info("building %s #%d", build["builder"], build["number"])
+        step = first
         try:
             while not self.shutdown.is_set():
-                step = self.client.next_step(build["id"])
-                if step is None:
+                if step is ASK:
+                    step = self.client.next_step(build["id"])
+                if not isinstance(step, dict):
                     break
-                self._run_step(step, builddir)
+                answer = self._run_step(step, builddir)
+                step = answer.get("step", ASK)
         except NotOurs as exc:
             log.warning("build %s #%d was taken away by the master: %s", build["builder"],
                         build["number"], exc)
@@ -269,10 +286,14 @@ class Worker:
             self._in_build = False
         log.info("done with %s #%d", build["builder"], build["number"])
 
-    def _run_step(self, step: dict[str, Any], builddir: Path) -> None:
+    def _run_step(self, step: dict[str, Any], builddir: Path) -> dict[str, Any]:
+        """Run one step; the master's answer to its finish (with the next step, from a
+        master that hands it over so)."""
         stepid = step["id"]
+        # a master that takes a step's last output with its finish saves a request per step
+        carry = "finish-log" in self.client.features and self.client.log_frames
         output = StepOutput(lambda frames: self.client.send_log(stepid, frames),
-                            self.stop_build)
+                            self.stop_build, keep=FINISH_LOG_BYTES if carry else 0)
         workdir = os.path.normpath(os.path.join(builddir, step.get("workdir") or "build"))
         env = build_env(step.get("env") or {})
         properties: dict[str, Any] = {}
@@ -300,7 +321,10 @@ class Worker:
         interrupted = result.interrupted
         if self.shutdown.is_set() and interrupted == "stopped":
             interrupted, error = "error", "the worker was shut down during this step"
-        self.client.finish_step(stepid, result.rc, interrupted, properties, error)
+        frames = output.rest()  # what was written after the last send, if anything
+        # a worker shutting down starts no next step: the master would mark it lost
+        return self.client.finish_step(stepid, result.rc, interrupted, properties, error,
+                                       frames=frames, then_next=not self.shutdown.is_set())
 
 
 def run_worker(master_url: str, name: str, password: str, basedir: str) -> int:

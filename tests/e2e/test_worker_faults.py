@@ -51,14 +51,15 @@ c['status'] = [WebStatus(http_port=PORT)]
 PRINTED = "line 1\nline 2\nline 3\nline 4\nto stderr\n"
 
 # (what is lost, request line, answer that must match, matching requests let through first)
+# The confirmation answers the build's first step, and each step's finish carries the
+# step's last output and answers the next step (null after the last one).
 FAULTS = [
     ("claim", r"POST /api/worker/claim ", rb'"lease"', 0),
-    ("confirm", r"POST /api/worker/leases/\d+/confirm ", None, 0),
-    ("next_step", r"POST /api/worker/builds/\d+/next_step ", rb'"step":\{', 0),
-    ("next_step after a step", r"POST /api/worker/builds/\d+/next_step ", rb'"after"', 0),
-    ("last next_step", r"POST /api/worker/builds/\d+/next_step ", rb'"step":null', 0),
+    ("confirm with the first step", r"POST /api/worker/leases/\d+/confirm ",
+     rb'"step":\{', 0),
     ("log", r"POST /api/worker/steps/\d+/log[ ?]", None, 1),
-    ("finish", r"POST /api/worker/steps/\d+/finish ", None, 0),
+    ("finish with the next step", r"POST /api/worker/steps/\d+/finish ", rb'"after"', 0),
+    ("last finish", r"POST /api/worker/steps/\d+/finish ", rb'"step":null', 0),
     ("heartbeat", r"POST /api/worker/heartbeat ", None, 0),
 ]
 
@@ -141,6 +142,34 @@ def test_answer_lost(faulty, what, request_line, answer, skip):
     assert len(rule.dropped) == 1, f"no {what} answer was lost: {proxy.requests[-20:]}"
     assert_built_once_cleanly(live, brid)
     proxy.clear()
+
+
+def test_a_build_asks_for_no_step_and_sends_its_last_output_with_the_finish(faulty):
+    """Against this master the worker never asks for a step: the confirmation hands over
+    the first, each finish the next, and the output a step prints last (its stderr line
+    and the exit status) comes with the step's finish, not in a log request of its own."""
+    live, proxy = faulty
+    if "worker-fw" not in live.procs:
+        start_worker(live, proxy)
+    wait_for(lambda: connected(live), 60, what="the worker to connect")
+    seen = len(proxy.requests)
+    brid = run_forced_build(live)
+    assert_built_once_cleanly(live, brid)
+    calls = [line.split()[1] for line in proxy.requests[seen:] if "/heartbeat " not in line]
+    assert not any("/next_step" in c for c in calls), calls
+    assert sum(1 for c in calls if c.endswith("/confirm")) == 1
+    assert sum(1 for c in calls if c.endswith("/finish")) == 2
+    # the second step (echo after) prints nothing that is not in its finish
+    with live.db.read() as conn:
+        build = conn.execute(sa.select(builds).where(builds.c.buildrequestid == brid)).one()
+        after = conn.execute(sa.select(steps.c.id).where(steps.c.buildid == build.id,
+                                                         steps.c.number == 1)).scalar()
+        after_log = conn.execute(sa.select(logs.c.id).where(
+            logs.c.stepid == after, logs.c.name == "stdio")).scalar()
+        text = read_text(conn, after_log, streams="oh")
+    assert not any(c == f"/api/worker/steps/{after}/log?log=stdio" for c in calls), calls
+    assert text.startswith("echo after\n") and "after\n" in text.splitlines(True)
+    assert "program finished with exit code 0\n" in text
 
 
 def test_pong_answer_lost(faulty):

@@ -244,3 +244,28 @@ def test_git_bad_repository_fails_the_step(tmp_path):
     res, got, _wd = checkout(tmp_path, repourl=str(tmp_path / "missing"), branch=None)
     assert res.result.rc != 0 and res.got_revision is None
     assert "does not exist" in got.text("e") or "not appear to be a git" in got.text("e")
+
+
+def test_output_left_for_the_finish_is_the_last_and_nothing_is_lost(tmp_path):
+    """With ``keep``, the end of the output is not sent by a log request but left for the
+    step's finish to carry; what is above ``keep`` is sent first, in order."""
+    got = Collected()
+    stop = threading.Event()
+    out = StepOutput(got.send, stop, keep=64 * 1024)
+    result = run_command(["sh", "-c", "echo small"], str(tmp_path / "wd"), build_env({}),
+                         out, stop)
+    assert result.rc == 0 and got.chunks == []
+    rest = out.rest()
+    text = "".join(logframes.text(f) for f in rest)
+    assert "small\n" in text and text.endswith("elapsedTime=" + text.rsplit("=", 1)[1])
+    assert out.rest() == []
+
+    got = Collected()
+    out = StepOutput(got.send, stop, keep=1024)
+    noisy = "import random; print(random.randbytes(300000).hex())"
+    run_command([sys.executable, "-c", noisy], str(tmp_path / "wd"), build_env({}), out,
+                stop)
+    rest = out.rest()
+    assert got.chunks and sum(len(f.compressed) for f in rest) <= 1024
+    whole = got.text() + "".join(logframes.text(f) for f in rest if f.stream in "oeh")
+    assert whole.count("\n") > 3 and "program finished with exit code 0" in whole
